@@ -1,0 +1,28 @@
+# dnsguard: the two entry points of the README, plus the checks CI runs.
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup test check demo stack-up stack-down
+
+setup:
+	./deploy/local/setup.sh
+
+# Everything CI runs: static checks, then unit, integration and e2e tests
+# against real Kafka, Redis and Envoy started by the test fixtures.
+test: setup check
+	$(BIN)/pytest
+
+check:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy detectors
+	$(BIN)/lint-imports
+
+demo: setup
+	$(BIN)/dnsguard demo
+
+stack-up: setup
+	$(BIN)/dnsguard stack up
+
+stack-down:
+	$(BIN)/dnsguard stack down

@@ -1,0 +1,110 @@
+"""The ``dnsguard`` command. Each subcommand is a thin shell over a module."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
+
+from streams.errors import DnsguardError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _version(_: argparse.Namespace) -> int:
+    try:
+        print(f"dnsguard {version('dnsguard')}")
+    except PackageNotFoundError:
+        print("dnsguard (not installed as a distribution)")
+    return 0
+
+
+def _stack(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from streams.settings import load_stack_settings
+    from streams.stack import Stack
+    from streams.topics import default_topics, ensure_topics
+
+    settings = load_stack_settings()
+    stack = Stack(settings)
+    console = Console()
+    if args.action == "install":
+        from streams.stack import envoy_binary, install_kafka
+
+        console.print(f"kafka jars: {install_kafka(settings)}")
+        console.print(f"envoy: {envoy_binary()}")
+        return 0
+    if args.action == "down":
+        stopped = stack.down()
+        console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+        return 0
+    if args.action == "up":
+        stack.up()
+        created = asyncio.run(ensure_topics(settings.kafka_bootstrap, default_topics()))
+        if created:
+            console.print(f"created topics: {', '.join(created)}")
+    statuses = stack.status()
+    table = Table(title=f"dnsguard local stack ({settings.state_dir})")
+    for col in ("service", "pid", "state", "detail"):
+        table.add_column(col)
+    addresses = {
+        "kafka": settings.kafka_bootstrap,
+        "redis": settings.redis_url,
+        "envoy": f"http://127.0.0.1:{settings.envoy_admin_port}/",
+    }
+    for st in statuses:
+        state = (
+            "[green]ready[/]"
+            if st.ready
+            else ("[yellow]starting[/]" if st.running else "[red]down[/]")
+        )
+        table.add_row(st.name, str(st.pid or "-"), state, f"{addresses[st.name]}  {st.detail}")
+    console.print(table)
+    return 0 if all(st.ready for st in statuses) else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dnsguard",
+        description="Inline DNS analytics and enforcement for Envoy service meshes.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("version", help="print the dnsguard version")
+    p.set_defaults(handler=_version)
+
+    p = sub.add_parser("stack", help="start, check or stop the local Kafka/Redis/Envoy stack")
+    p.add_argument("action", choices=["install", "up", "status", "down"])
+    p.set_defaults(handler=_stack)
+
+    for register in _plugins():
+        register(sub)
+    return parser
+
+
+def _plugins() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
+    """Subcommands that live beside the modules they drive."""
+    from streams import commands
+
+    return commands.REGISTRY
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except DnsguardError as exc:
+        print(f"dnsguard: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Typed settings for every dnsguard service, built once and passed explicitly.
+
+This is the only module that reads the process environment. Each section is a
+frozen dataclass; :func:`load_stack_settings` validates values and raises
+:class:`~streams.errors.ConfigError` naming the variable at fault.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from streams.errors import ConfigError
+
+ENV_PREFIX = "DNSGUARD_"
+
+
+def default_cache_dir(env: Mapping[str, str]) -> Path:
+    """Folder for downloaded, reusable artifacts (Kafka jars, filter toolchain)."""
+    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "dnsguard"
+
+
+def default_state_dir(env: Mapping[str, str]) -> Path:
+    """Folder for the local stack's data, logs, pid files and ports."""
+    base = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "dnsguard" / "stack"
+
+
+class _Env:
+    """Typed, validated reads of ``DNSGUARD_*`` variables."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self._env = env
+
+    def raw(self, name: str) -> str | None:
+        value = self._env.get(ENV_PREFIX + name)
+        return value if value not in (None, "") else None
+
+    def port(self, name: str, default: int) -> int:
+        value = self.integer(name, default)
+        if not 1 <= value <= 65535:
+            raise ConfigError(f"{ENV_PREFIX}{name}={value}: a port must be in 1..65535")
+        return value
+
+    def integer(self, name: str, default: int, minimum: int | None = None) -> int:
+        raw = self.raw(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{ENV_PREFIX}{name}={raw!r}: expected an integer") from exc
+        if minimum is not None and value < minimum:
+            raise ConfigError(f"{ENV_PREFIX}{name}={value}: must be >= {minimum}")
+        return value
+
+    def path(self, name: str, default: Path) -> Path:
+        raw = self.raw(name)
+        return Path(raw).expanduser() if raw is not None else default
+
+
+@dataclass(frozen=True, slots=True)
+class StackSettings:
+    """Where and how the local stack (Kafka, Redis, Envoy) runs."""
+
+    state_dir: Path
+    cache_dir: Path
+    kafka_port: int = 19092
+    kafka_controller_port: int = 19093
+    kafka_heap_mb: int = 768
+    redis_port: int = 16379
+    redis_maxmemory_mb: int = 256
+    envoy_admin_port: int = 19901
+    ready_timeout_s: float = 90.0
+    kafka_version: str = field(default="3.9.1")
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        return f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    def validate(self) -> StackSettings:
+        ports = {
+            "KAFKA_PORT": self.kafka_port,
+            "KAFKA_CONTROLLER_PORT": self.kafka_controller_port,
+            "REDIS_PORT": self.redis_port,
+            "ENVOY_ADMIN_PORT": self.envoy_admin_port,
+        }
+        if len(set(ports.values())) != len(ports):
+            raise ConfigError(f"local stack ports must be distinct, got {ports}")
+        if self.kafka_heap_mb < 256:
+            raise ConfigError(f"{ENV_PREFIX}KAFKA_HEAP_MB={self.kafka_heap_mb}: must be >= 256")
+        return self
+
+
+def load_stack_settings(env: Mapping[str, str] | None = None) -> StackSettings:
+    """Build :class:`StackSettings` from ``DNSGUARD_*`` environment variables."""
+    source = os.environ if env is None else env
+    e = _Env(source)
+    return StackSettings(
+        state_dir=e.path("STATE_DIR", default_state_dir(source)),
+        cache_dir=e.path("CACHE_DIR", default_cache_dir(source)),
+        kafka_port=e.port("KAFKA_PORT", 19092),
+        kafka_controller_port=e.port("KAFKA_CONTROLLER_PORT", 19093),
+        kafka_heap_mb=e.integer("KAFKA_HEAP_MB", 768),
+        redis_port=e.port("REDIS_PORT", 16379),
+        redis_maxmemory_mb=e.integer("REDIS_MAXMEMORY_MB", 256, minimum=16),
+        envoy_admin_port=e.port("ENVOY_ADMIN_PORT", 19901),
+        ready_timeout_s=float(e.integer("READY_TIMEOUT_S", 90, minimum=1)),
+    ).validate()

@@ -1,0 +1,85 @@
+"""Fixtures that start real services for the integration and e2e tests.
+
+Each session gets its own Kafka (KRaft) and Redis on free ports in a temporary
+folder, started by the same code as ``dnsguard stack`` and always stopped at
+the end, also when tests fail. Nothing here is skipped when a service is
+missing: the fixture fails with the service's log tail instead.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from streams.settings import load_stack_settings
+from streams.stack import Envoy, Kafka, Redis, Service, Stack
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def free_ports(n: int) -> list[int]:
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def _stack(tmp: Path, services: tuple[type[Service], ...]) -> Stack:
+    kafka, controller, redis_port, admin = free_ports(4)
+    settings = replace(
+        load_stack_settings({}),
+        state_dir=tmp,
+        kafka_port=kafka,
+        kafka_controller_port=controller,
+        redis_port=redis_port,
+        envoy_admin_port=admin,
+        kafka_heap_mb=512,
+    )
+    return Stack(settings, services)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "README.md").exists():
+        raise RuntimeError(f"shared data folder not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Real Redis and Kafka for the whole test session."""
+    stack = _stack(tmp_path_factory.mktemp("stack"), (Redis, Kafka))
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.down()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(services: Stack) -> str:
+    return services.settings.kafka_bootstrap
+
+
+@pytest.fixture(scope="session")
+def redis_url(services: Stack) -> str:
+    return services.settings.redis_url
+
+
+@pytest.fixture
+def unique_topic() -> str:
+    return f"test.{uuid.uuid4().hex[:12]}"
+
+
+__all__ = ["Envoy", "free_ports"]
