@@ -1,0 +1,108 @@
+"""The slice of a v1 DNS event that detectors read, decoded from a plain dict.
+
+Decoding is strict about what detectors rely on and lenient about the rest:
+``from_v1`` raises :class:`EventError` with the field at fault, so the stream
+engine can dead-letter the message with a reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from detectors.names import normalise
+
+
+class EventError(ValueError):
+    """A v1 event lacks a field detectors need, or has it in the wrong shape."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    rtype: str
+    ttl: int
+    data: str
+
+
+@dataclass(frozen=True, slots=True)
+class DnsEvent:
+    ts: float  # seconds since the epoch
+    client: str  # stable client identity: namespace/pod, else the client IP
+    namespace: str
+    qname: str  # normalised: lower-case, no trailing dot
+    qtype: str
+    rcode: str | None  # None when the query went unanswered
+    answers: tuple[Answer, ...] = ()
+    action: str = "allowed"
+
+
+def parse_ts(value: Any) -> float:
+    if isinstance(value, int | float):
+        return float(value)
+    if not isinstance(value, str):
+        raise EventError("ts: expected an RFC 3339 string")
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError as exc:
+        raise EventError(f"ts: not RFC 3339: {value!r}") from exc
+
+
+def _obj(event: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = event.get(key)
+    if not isinstance(value, Mapping):
+        raise EventError(f"{key}: expected an object")
+    return value
+
+
+def client_identity(node: Mapping[str, Any], client: Mapping[str, Any]) -> str:
+    ns = node.get("namespace") or ""
+    pod = node.get("pod") or node.get("workload") or ""
+    if pod:
+        return f"{ns}/{pod}" if ns else str(pod)
+    return str(client.get("ip") or "unknown")
+
+
+def from_v1(event: Mapping[str, Any]) -> DnsEvent:
+    """Decode the fields detectors use from a v1 event dict."""
+    if event.get("v") != 1:
+        raise EventError(f"v: expected 1, got {event.get('v')!r}")
+    node = _obj(event, "node")
+    client = _obj(event, "client")
+    query = _obj(event, "query")
+    name = query.get("name")
+    if not isinstance(name, str):
+        raise EventError("query.name: expected a string")
+    qtype = query.get("type")
+    if not isinstance(qtype, str):
+        raise EventError("query.type: expected a string")
+    response = event.get("response")
+    rcode: str | None = None
+    answers: tuple[Answer, ...] = ()
+    if response is not None:
+        if not isinstance(response, Mapping):
+            raise EventError("response: expected an object or null")
+        rc = response.get("rcode")
+        if not isinstance(rc, str):
+            raise EventError("response.rcode: expected a string")
+        rcode = rc
+        raw_answers = response.get("answers") or []
+        if not isinstance(raw_answers, list):
+            raise EventError("response.answers: expected a list")
+        try:
+            answers = tuple(
+                Answer(str(a["type"]), int(a["ttl"]), str(a["data"])) for a in raw_answers
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EventError(f"response.answers: malformed answer ({exc})") from exc
+    return DnsEvent(
+        ts=parse_ts(event.get("ts")),
+        client=client_identity(node, client),
+        namespace=str(node.get("namespace") or ""),
+        qname=normalise(name),
+        qtype=qtype.upper(),
+        rcode=rcode,
+        answers=answers,
+        action=str(event.get("action") or "allowed"),
+    )

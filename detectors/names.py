@@ -1,0 +1,127 @@
+"""Domain-name normalisation and Public Suffix List splitting.
+
+``split_name("a.b.example.co.uk")`` gives the registrable label
+(``example``), the public suffix (``co.uk``) and the labels left of the
+registrable domain (``a.b``). The PSL rules (ICANN and private sections, so
+dynamic-DNS parents such as ``ddns.net`` count as suffixes) come from the
+snapshot shipped inside the ``tldextract`` package; nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from importlib import resources
+
+
+@dataclass(frozen=True, slots=True)
+class SplitName:
+    name: str
+    subdomain: str
+    label: str
+    suffix: str
+
+    @property
+    def registrable(self) -> str:
+        return f"{self.label}.{self.suffix}" if self.label else self.suffix
+
+
+def normalise(name: str) -> str:
+    """Lower-case, strip surrounding whitespace and the trailing root dot."""
+    return name.strip().rstrip(".").lower()
+
+
+_RULE, _WILDCARD, _EXCEPTION, _NODE = 1, 2, 4, 8
+
+
+class PublicSuffixList:
+    """Longest-match PSL lookup with wildcard and exception rules.
+
+    Rules live in one dict from suffix to a bit set (rule, wildcard parent,
+    exception, or merely a tail of some longer rule). A lookup walks labels
+    from the right and stops as soon as no rule can extend the candidate, so
+    ``www.example.com`` costs two dict probes.
+    """
+
+    __slots__ = ("_table",)
+
+    def __init__(self, rules: set[str], wildcards: set[str], exceptions: set[str]) -> None:
+        table: dict[str, int] = {}
+        for flag, group in ((_RULE, rules), (_WILDCARD, wildcards), (_EXCEPTION, exceptions)):
+            for rule in group:
+                table[rule] = table.get(rule, 0) | flag | _NODE
+                labels = rule.split(".")
+                for i in range(1, len(labels)):
+                    tail = ".".join(labels[i:])
+                    table[tail] = table.get(tail, 0) | _NODE
+        self._table = table
+
+    @classmethod
+    def from_text(cls, text: str) -> PublicSuffixList:
+        rules: set[str] = set()
+        wildcards: set[str] = set()
+        exceptions: set[str] = set()
+        for raw in text.splitlines():
+            line = raw.strip()
+            if not line or line.startswith("//"):
+                continue
+            rule = line.split()[0].lower()
+            rule = rule.encode("idna").decode("ascii") if not rule.isascii() else rule
+            if rule.startswith("!"):
+                exceptions.add(rule[1:])
+            elif rule.startswith("*."):
+                wildcards.add(rule[2:])
+            else:
+                rules.add(rule)
+        return cls(rules, wildcards, exceptions)
+
+    def __len__(self) -> int:
+        return sum(1 for flags in self._table.values() if flags & (_RULE | _WILDCARD | _EXCEPTION))
+
+    def suffix_start(self, labels: list[str]) -> int:
+        """Index of the first label of the public suffix of ``labels``."""
+        table = self._table
+        n = len(labels)
+        start = n - 1  # the implicit "*" rule: an unknown TLD is a suffix
+        candidate = labels[-1]
+        i = n - 1
+        while True:
+            flags = table.get(candidate, 0)
+            if not flags:
+                return start
+            if flags & _EXCEPTION:
+                return i + 1
+            if flags & _RULE:
+                start = i
+            if flags & _WILDCARD and i >= 1:
+                # "*.candidate" matches one more label, unless an exception says no
+                if table.get(labels[i - 1] + "." + candidate, 0) & _EXCEPTION:
+                    return i
+                start = i - 1
+            if i == 0:
+                return start
+            i -= 1
+            candidate = labels[i] + "." + candidate
+
+    def split(self, name: str) -> SplitName:
+        norm = normalise(name)
+        labels = norm.split(".") if norm else [""]
+        start = self.suffix_start(labels)
+        if start <= 0:
+            return SplitName(norm, "", "", norm)
+        if start == 1:
+            return SplitName(norm, "", labels[0], norm[len(labels[0]) + 1 :])
+        sub = ".".join(labels[: start - 1])
+        label = labels[start - 1]
+        return SplitName(norm, sub, label, norm[len(sub) + len(label) + 2 :])
+
+
+@functools.cache
+def default_psl() -> PublicSuffixList:
+    """The PSL snapshot bundled with tldextract (read once, on first use)."""
+    text = resources.files("tldextract").joinpath(".tld_set_snapshot").read_text("utf-8")
+    return PublicSuffixList.from_text(text)
+
+
+def split_name(name: str) -> SplitName:
+    return default_psl().split(name)

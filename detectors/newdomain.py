@@ -1,0 +1,88 @@
+"""Newly observed domains per scope (namespace), with time-rotated bloom filters.
+
+Each scope keeps two pybloom-live filters, *current* and *previous*; a name is
+"seen" if either holds it. Every ``rotate_s`` the previous filter is dropped
+and the current one becomes previous, so a name not queried for two periods
+is forgotten. ``error_rate`` is the false-positive rate of one filter at
+``capacity`` names (a false positive hides a new domain; it never invents
+one). During the first period of a scope everything is new, so no findings
+are emitted until it has been observed for ``warmup_s``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pybloom_live import BloomFilter
+
+from detectors.events import DnsEvent
+from detectors.findings import Finding
+from detectors.names import split_name
+from detectors.window import BoundedStates
+
+
+@dataclass(frozen=True, slots=True)
+class NewDomainSettings:
+    capacity: int = 200_000
+    error_rate: float = 0.001
+    rotate_s: float = 86_400.0
+    warmup_s: float = 3_600.0
+    max_scopes: int = 64
+
+
+class _ScopeFilters:
+    __slots__ = ("current", "epoch", "first_seen", "previous")
+
+    def __init__(self, capacity: int, error_rate: float) -> None:
+        self.current = BloomFilter(capacity=capacity, error_rate=error_rate)
+        self.previous: BloomFilter | None = None
+        self.epoch = -1
+        self.first_seen = -1.0
+
+
+class NewlyObservedDomain:
+    name = "new_domain"
+
+    def __init__(self, settings: NewDomainSettings | None = None) -> None:
+        self.settings = s = settings or NewDomainSettings()
+        self.scopes: BoundedStates[str, _ScopeFilters] = BoundedStates(
+            s.max_scopes, lambda: _ScopeFilters(s.capacity, s.error_rate)
+        )
+
+    def _rotate(self, st: _ScopeFilters, ts: float) -> None:
+        s = self.settings
+        epoch = int(ts // s.rotate_s)
+        if st.epoch < 0:
+            st.epoch, st.first_seen = epoch, ts
+        elif epoch > st.epoch:
+            st.previous = st.current if epoch == st.epoch + 1 else None
+            st.current = BloomFilter(capacity=s.capacity, error_rate=s.error_rate)
+            st.epoch = epoch
+
+    def update(self, ev: DnsEvent) -> list[Finding]:
+        if ev.rcode is None or ev.rcode == "NXDOMAIN":
+            return []  # only names that exist are "observed"
+        domain = split_name(ev.qname).registrable
+        if not domain:
+            return []
+        st = self.scopes.get(ev.namespace)
+        self._rotate(st, ev.ts)
+        seen = domain in st.current or (st.previous is not None and domain in st.previous)
+        if seen:
+            return []
+        if len(st.current) < st.current.capacity:
+            st.current.add(domain)
+        if ev.ts - st.first_seen < self.settings.warmup_s:
+            return []
+        return [
+            Finding(
+                detector=self.name,
+                ts=ev.ts,
+                client=ev.client,
+                namespace=ev.namespace,
+                name=domain,
+                score=0.3,
+                summary=f"{domain}: first query in namespace {ev.namespace or '-'} (by {ev.client})",
+                evidence={"domain": domain, "scope": ev.namespace, "qname": ev.qname},
+            )
+        ]

@@ -1,0 +1,113 @@
+"""Query-rate anomaly per client against its own EWMA baseline.
+
+Queries are counted in fixed intervals; when an interval closes, its count is
+compared with the client's exponentially weighted mean and variance, then
+folded into them. A client is judged only after ``warmup_intervals`` closed
+intervals (cold start), and a spike must also clear an absolute floor so that
+quiet clients going from 1 to 5 queries do not alert.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from detectors.events import DnsEvent
+from detectors.findings import Finding
+from detectors.window import BoundedStates
+
+
+@dataclass(frozen=True, slots=True)
+class RateSettings:
+    interval_s: float = 10.0
+    alpha: float = 0.1  # EWMA weight of the newest interval
+    warmup_intervals: int = 12
+    z_threshold: float = 6.0
+    min_count: int = 200
+    max_clients: int = 100_000
+    max_gap_intervals: int = 360  # idle longer than this: the baseline restarts
+
+
+class _ClientRate:
+    __slots__ = ("count", "interval", "mean", "seen", "var")
+
+    def __init__(self) -> None:
+        self.interval = -1
+        self.count = 0
+        self.mean = 0.0
+        self.var = 0.0
+        self.seen = 0
+
+
+class RateAnomaly:
+    name = "rate"
+
+    def __init__(self, settings: RateSettings | None = None) -> None:
+        self.settings = s = settings or RateSettings()
+        self.clients: BoundedStates[str, _ClientRate] = BoundedStates(s.max_clients, _ClientRate)
+
+    def _fold(self, st: _ClientRate, count: int) -> None:
+        a = self.settings.alpha
+        if st.seen == 0:
+            st.mean, st.var = float(count), 0.0
+        else:
+            diff = count - st.mean
+            incr = a * diff
+            st.mean += incr
+            st.var = (1 - a) * (st.var + diff * incr)
+        st.seen += 1
+
+    def update(self, ev: DnsEvent) -> list[Finding]:
+        s = self.settings
+        st = self.clients.get(ev.client)
+        idx = int(ev.ts // s.interval_s)
+        findings: list[Finding] = []
+        if st.interval < 0:
+            st.interval = idx
+        elif idx > st.interval:
+            gap = idx - st.interval
+            if gap > s.max_gap_intervals:
+                st.__init__()  # type: ignore[misc]
+                st.interval = idx
+            else:
+                findings = self._close(ev, st)
+                for _ in range(gap - 1):  # empty intervals in between count as zero
+                    self._fold(st, 0)
+                st.interval = idx
+                st.count = 0
+        elif idx < st.interval:
+            return []  # late event for a closed interval
+        st.count += 1
+        return findings
+
+    def _close(self, ev: DnsEvent, st: _ClientRate) -> list[Finding]:
+        s = self.settings
+        count = st.count
+        out: list[Finding] = []
+        if st.seen >= s.warmup_intervals and count >= s.min_count:
+            std = math.sqrt(max(st.var, 1.0))
+            z = (count - st.mean) / std
+            if z >= s.z_threshold:
+                out.append(
+                    Finding(
+                        detector=self.name,
+                        ts=(st.interval + 1) * s.interval_s,
+                        client=ev.client,
+                        namespace=ev.namespace,
+                        name=None,
+                        score=round(min(1.0, z / (3 * s.z_threshold)), 4),
+                        summary=(
+                            f"{ev.client}: {count} queries in {s.interval_s:.0f}s, baseline "
+                            f"{st.mean:.1f} ± {std:.1f} (z={z:.1f})"
+                        ),
+                        evidence={
+                            "count": count,
+                            "baseline_mean": round(st.mean, 2),
+                            "baseline_std": round(std, 2),
+                            "z": round(z, 2),
+                            "interval_s": s.interval_s,
+                        },
+                    )
+                )
+        self._fold(st, count)
+        return out

@@ -1,0 +1,137 @@
+"""DNS tunnelling / exfiltration per (client, parent domain).
+
+Tunnels carry data in the labels left of a parent domain they control, so one
+client sends many long, high-entropy, never-repeating subdomains of one
+parent within a minute, often asking TXT, NULL or CNAME records. The detector
+keeps, per (client, registrable parent): subdomain bytes, queries, the
+entropy and length of subdomains, distinct subdomains and the share of
+TXT/NULL/CNAME queries, over a sliding window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+from detectors.events import DnsEvent
+from detectors.findings import Finding
+from detectors.names import split_name
+from detectors.window import BoundedStates, DistinctEstimator, SlidingCounts, stable_hash
+
+_QUERIES, _BYTES, _ENTROPY_MILLI, _LONG, _DATA_TYPES = range(5)
+_METRICS = 5
+DATA_QTYPES = frozenset({"TXT", "NULL", "CNAME", "MX", "SRV", "ANY"})
+
+
+def label_entropy(text: str) -> float:
+    """Shannon entropy in bits per character of ``text`` (dots ignored)."""
+    chars = text.replace(".", "")
+    if not chars:
+        return 0.0
+    n = len(chars)
+    return -sum(c / n * math.log2(c / n) for c in Counter(chars).values())
+
+
+@dataclass(frozen=True, slots=True)
+class TunnelSettings:
+    window_s: float = 60.0
+    buckets: int = 6
+    min_queries: int = 30
+    min_bytes_per_window: int = 1200  # subdomain bytes per window
+    min_distinct: int = 25
+    min_mean_entropy: float = 3.0
+    long_label: int = 24
+    # Subdomains shorter than this carry too little to tunnel (www, api, img...);
+    # they are not tracked at all, which keeps per-client state small.
+    min_subdomain_len: int = 12
+    distinct_bits: int = 512
+    max_keys: int = 200_000
+    cooldown_s: float = 300.0
+
+
+class _PairState:
+    __slots__ = ("counts", "distinct", "last_alert")
+
+    def __init__(self, buckets: int) -> None:
+        self.counts = SlidingCounts(_METRICS, buckets)
+        self.distinct = DistinctEstimator()
+        self.last_alert = -1e18
+
+
+class Tunneling:
+    name = "tunnel"
+
+    def __init__(self, settings: TunnelSettings | None = None) -> None:
+        self.settings = s = settings or TunnelSettings()
+        self.pairs: BoundedStates[tuple[str, str], _PairState] = BoundedStates(
+            s.max_keys, lambda: _PairState(s.buckets)
+        )
+
+    def update(self, ev: DnsEvent) -> list[Finding]:
+        split = split_name(ev.qname)
+        sub = split.subdomain
+        s = self.settings
+        if len(sub) < s.min_subdomain_len or not split.label:
+            return []
+        parent = split.registrable
+        st = self.pairs.get((ev.client, parent))
+        b = s.buckets
+        slot = st.counts.advance(ev.ts, s.window_s / b, b)
+        c = st.counts
+        c.add(_QUERIES, slot, b)
+        c.add(_BYTES, slot, b, len(sub))
+        c.add(_ENTROPY_MILLI, slot, b, int(label_entropy(sub) * 1000))
+        longest = max(len(label) for label in sub.split("."))
+        if longest >= s.long_label:
+            c.add(_LONG, slot, b)
+        if ev.qtype in DATA_QTYPES:
+            c.add(_DATA_TYPES, slot, b)
+        st.distinct.add(stable_hash(sub), ev.ts, s.window_s, s.distinct_bits)
+
+        queries = c.total(_QUERIES, b)
+        if queries < s.min_queries or ev.ts - st.last_alert < s.cooldown_s:
+            return []
+        volume = c.total(_BYTES, b)
+        distinct = st.distinct.estimate(s.distinct_bits)
+        mean_entropy = c.total(_ENTROPY_MILLI, b) / 1000 / queries
+        if volume < s.min_bytes_per_window or distinct < s.min_distinct:
+            return []
+        if mean_entropy < s.min_mean_entropy:
+            return []
+        st.last_alert = ev.ts
+        long_share = c.total(_LONG, b) / queries
+        data_share = c.total(_DATA_TYPES, b) / queries
+        score = min(
+            1.0,
+            0.4 * min(1.0, volume / (4 * s.min_bytes_per_window))
+            + 0.3 * min(1.0, (mean_entropy - 2.5) / 2.0)
+            + 0.15 * long_share
+            + 0.15 * data_share,
+        )
+        return [
+            Finding(
+                detector=self.name,
+                ts=ev.ts,
+                client=ev.client,
+                namespace=ev.namespace,
+                name=parent,
+                score=round(score, 4),
+                summary=(
+                    f"{ev.client} -> *.{parent}: {queries} queries, {volume} subdomain bytes, "
+                    f"~{distinct:.0f} distinct subdomains in {s.window_s:.0f}s, "
+                    f"entropy {mean_entropy:.2f} bits/char"
+                ),
+                evidence={
+                    "parent": parent,
+                    "queries": queries,
+                    "subdomain_bytes": volume,
+                    "distinct_subdomains": round(distinct),
+                    "mean_entropy": round(mean_entropy, 3),
+                    "long_label_share": round(long_share, 3),
+                    "data_qtype_share": round(data_share, 3),
+                    "window_s": s.window_s,
+                    "example": ev.qname[:255],
+                },
+            )
+        ]

@@ -1,0 +1,1 @@
+"""Training code for dnsguard's models and the versioned artifacts it produces."""

@@ -1,0 +1,154 @@
+"""Each detector on synthetic traffic: the attack is found, benign traffic is not."""
+
+from __future__ import annotations
+
+import pytest
+
+from detectors.events import Answer
+from detectors.fastflux import FastFlux
+from detectors.newdomain import NewDomainSettings, NewlyObservedDomain
+from detectors.nxdomain import NxdomainStorm
+from detectors.rate import RateAnomaly, RateSettings
+from detectors.tunnel import Tunneling
+from tests.unit import traffic
+
+pytestmark = pytest.mark.unit
+
+
+def run(detector, events):  # type: ignore[no-untyped-def]
+    out = []
+    for ev in events:
+        out.extend(detector.update(ev))
+    return out
+
+
+# -- NXDOMAIN storm ---------------------------------------------------------------
+def test_nxdomain_storm_from_dga_bot() -> None:
+    det = NxdomainStorm()
+    names = traffic.dga("ramnit")
+    events = [traffic.event(1000 + i * 0.5, n, rcode="NXDOMAIN") for i, n in enumerate(names[:100])]
+    findings = run(det, events)
+    assert len(findings) == 1  # one alert, then the cooldown holds
+    f = findings[0]
+    assert f.detector == "nxdomain_storm"
+    assert f.evidence["nxdomain"] >= 20
+    assert f.evidence["distinct_names"] >= 15
+    assert f.evidence["top_parents"]
+
+
+def test_nxdomain_storm_quiet_on_benign_browsing() -> None:
+    assert run(NxdomainStorm(), traffic.browsing(0, 600, 5)) == []
+
+
+def test_nxdomain_storm_needs_distinct_names() -> None:
+    # the same broken name retried is a misconfiguration, not a DGA storm
+    events = [traffic.event(i * 0.5, "printer.corp.invalid", rcode="NXDOMAIN") for i in range(100)]
+    assert run(NxdomainStorm(), events) == []
+
+
+def test_nxdomain_state_is_bounded() -> None:
+    det = NxdomainStorm()
+    det.clients.max_keys = 50
+    for i in range(500):
+        det.update(traffic.event(i, f"x{i}.com", client=f"c{i}", rcode="NXDOMAIN"))
+    assert len(det.clients) == 50
+
+
+# -- tunnelling -------------------------------------------------------------------
+@pytest.mark.parametrize("tool", ["dns2tcp", "iodine", "dnscat2"])
+def test_tunnel_found_for_each_tool(tool: str) -> None:
+    names = traffic.tunnel(tool, 300)
+    events = [traffic.event(i * 0.2, n, qtype="TXT") for i, n in enumerate(names)]
+    findings = run(Tunneling(), events)
+    assert findings, tool
+    assert findings[0].detector == "tunnel"
+    assert findings[0].name is not None
+    assert findings[0].name in names[0]
+
+
+def test_tunnel_quiet_on_benign_browsing() -> None:
+    assert run(Tunneling(), traffic.browsing(0, 600, 10)) == []
+
+
+def test_tunnel_quiet_on_cdn_style_hash_subdomains_at_low_volume() -> None:
+    events = [traffic.event(i * 5.0, f"r{i % 7}---sn-4g5e6nze.googlevideo.com") for i in range(100)]
+    assert run(Tunneling(), events) == []
+
+
+# -- rate anomaly -----------------------------------------------------------------
+def test_rate_spike_after_baseline() -> None:
+    det = RateAnomaly(RateSettings(interval_s=10, warmup_intervals=12, min_count=200))
+    steady = traffic.browsing(0, 300, 3)  # 30 per interval
+    spike = traffic.browsing(300, 10, 100, seed=2)  # 1000 in one interval
+    after = traffic.browsing(310, 20, 3, seed=3)
+    findings = run(det, steady + spike + after)
+    assert len(findings) == 1
+    assert findings[0].evidence["count"] >= 900
+    assert findings[0].evidence["z"] >= 6
+
+
+def test_rate_quiet_when_steady_and_during_cold_start() -> None:
+    det = RateAnomaly()
+    assert run(det, traffic.browsing(0, 900, 3)) == []
+    cold = RateAnomaly()
+    burst = traffic.browsing(0, 10, 100) + traffic.browsing(10, 20, 3, seed=4)
+    assert run(cold, burst) == []  # no baseline yet: no verdict on a new client
+
+
+# -- newly observed domains --------------------------------------------------------
+def test_new_domain_after_warmup_only_once() -> None:
+    det = NewlyObservedDomain(NewDomainSettings(warmup_s=60, rotate_s=3600, capacity=10_000))
+    warm = traffic.browsing(0, 120, 5)
+    assert run(det, warm[:300]) == []  # warm-up: everything is new, nothing reported
+    later = [
+        traffic.event(200, "brand-new-example.com"),
+        traffic.event(201, "www.brand-new-example.com"),
+    ]
+    findings = run(det, later)
+    assert [f.name for f in findings] == ["brand-new-example.com"]
+
+
+def test_new_domain_forgets_after_two_rotations() -> None:
+    s = NewDomainSettings(warmup_s=0, rotate_s=100, capacity=1000)
+    det = NewlyObservedDomain(s)
+    assert run(det, [traffic.event(10, "a-site.com")])  # first ever: new
+    assert run(det, [traffic.event(150, "a-site.com")]) == []  # in the previous filter
+    assert run(det, [traffic.event(350, "a-site.com")])  # two periods unseen: new again
+
+
+def test_new_domain_ignores_nxdomain() -> None:
+    det = NewlyObservedDomain(NewDomainSettings(warmup_s=0))
+    assert run(det, [traffic.event(10, "nope.com", rcode="NXDOMAIN")]) == []
+
+
+# -- fast flux --------------------------------------------------------------------
+def test_fast_flux_many_networks_low_ttl() -> None:
+    events = [
+        traffic.event(
+            i * 10.0,
+            "flux.example.net",
+            answers=(Answer("A", 60, f"{20 + i * 7 % 200}.{i * 13 % 250}.1.{i}"),),
+        )
+        for i in range(30)
+    ]
+    findings = run(FastFlux(), events)
+    assert len(findings) == 1
+    assert findings[0].evidence["distinct_networks"] >= 6
+
+
+def test_fast_flux_quiet_for_cdn_rotation_in_one_network() -> None:
+    events = [
+        traffic.event(
+            i * 10.0, "cdn.example.com", answers=(Answer("A", 20, f"151.101.{i % 250}.{i}"),)
+        )
+        for i in range(50)
+    ]
+    assert run(FastFlux(), events) == []
+
+
+def test_fast_flux_ignores_long_ttls() -> None:
+    events = [
+        traffic.event(i * 10.0, "stable.example.com", answers=(Answer("A", 3600, f"{i}.{i}.1.1"),))
+        for i in range(50)
+    ]
+    assert run(FastFlux(), events) == []

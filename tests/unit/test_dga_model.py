@@ -1,0 +1,90 @@
+"""The shipped DGA artifact loads, scores sensibly, and refuses mismatches."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detectors.dga import CachedScorer
+from models import artifact
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def model():  # type: ignore[no-untyped-def]
+    m, meta = artifact.load()
+    return m, meta
+
+
+def test_artifact_records_provenance(model) -> None:  # type: ignore[no-untyped-def]
+    _, meta = model
+    assert meta["feature_version"] == "dga-features/1"
+    assert set(meta["data_sha256"]) == {"benign_top.csv", "dga_train.csv"}
+    assert {"numpy", "scikit-learn", "python"} <= set(meta["library_versions"])
+    assert isinstance(meta["seed"], int)
+    assert 0 < meta["thresholds"]["fpr_1e-3"] < 1
+
+
+def test_scores_are_probabilities_and_rank_dga_above_benign(model) -> None:  # type: ignore[no-untyped-def]
+    m, _ = model
+    benign = ["google.com", "wikipedia.org", "www.bbc.co.uk", "github.com", "stackoverflow.com"]
+    dga = [
+        "xjwqkzpvhrtq.com",
+        "qzkfhwpxl.biz",
+        "a8f3e9d0c1b2a4f5e6d7c8b9a0f1e2d3.tk",
+        "kqjxwzvbnm.net",
+    ]
+    s = m.score_batch(benign + dga)
+    assert ((s >= 0) & (s <= 1)).all()
+    assert s[: len(benign)].max() < 0.05
+    assert s[len(benign) :].min() > 0.5
+
+
+def test_empty_batch_and_bare_suffix(model) -> None:  # type: ignore[no-untyped-def]
+    m, _ = model
+    assert m.score_batch([]).shape == (0,)
+    assert m.score_batch(["com"])[0] < 1e-6
+
+
+def test_cached_scorer_matches_model_and_bounds_memory(model) -> None:  # type: ignore[no-untyped-def]
+    m, _ = model
+    scorer = CachedScorer(m, max_entries=3)
+    names = ["a.com", "B.com.", "c.com", "d.com", "a.com"]
+    got = scorer.score_batch(names)
+    np.testing.assert_allclose(got, m.score_batch(names))
+    assert len(scorer) == 3
+    scorer.score_batch(["d.com", "c.com"])
+    assert scorer.hits >= 2
+
+
+def test_load_refuses_other_feature_version(tmp_path: Path) -> None:
+    stem = tmp_path / "m"
+    for suffix in (".npz", ".json"):
+        shutil.copy(artifact.DEFAULT_STEM.with_suffix(suffix), stem.with_suffix(suffix))
+    meta = json.loads(stem.with_suffix(".json").read_text())
+    meta["feature_version"] = "dga-features/0"
+    stem.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(artifact.ArtifactError, match="retrain"):
+        artifact.load(stem)
+
+
+def test_load_refuses_tampered_arrays(tmp_path: Path) -> None:
+    stem = tmp_path / "m"
+    shutil.copy(artifact.DEFAULT_STEM.with_suffix(".json"), stem.with_suffix(".json"))
+    with np.load(artifact.DEFAULT_STEM.with_suffix(".npz"), allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    arrays["ngram_weights"][0] += 1.0
+    np.savez(stem.with_suffix(".npz"), **arrays)
+    with pytest.raises(artifact.ArtifactError, match="sha256"):
+        artifact.load(stem)
+
+
+def test_artifact_contains_no_pickled_objects() -> None:
+    with np.load(artifact.DEFAULT_STEM.with_suffix(".npz"), allow_pickle=False) as npz:
+        for key in npz.files:
+            assert npz[key].dtype != object, key

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import pytest
+
+from detectors.names import PublicSuffixList, default_psl, split_name
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("name", "sub", "label", "suffix"),
+    [
+        ("www.google.com", "www", "google", "com"),
+        ("a.b.example.co.uk", "a.b", "example", "co.uk"),
+        ("WWW.Example.COM.", "www", "example", "com"),
+        ("xyz.ddns.net", "", "xyz", "ddns.net"),  # private-section suffix
+        ("com", "", "", "com"),
+        ("a.b.c.unknowntld", "a.b", "c", "unknowntld"),
+        ("", "", "", ""),
+    ],
+)
+def test_split_name(name: str, sub: str, label: str, suffix: str) -> None:
+    s = split_name(name)
+    assert (s.subdomain, s.label, s.suffix) == (sub, label, suffix)
+
+
+def test_wildcard_and_exception_rules() -> None:
+    psl = PublicSuffixList.from_text(
+        "// test\nck\n*.ck\n!www.ck\njp\nkawasaki.jp\n*.kawasaki.jp\n!city.kawasaki.jp\n"
+    )
+    assert psl.split("foo.bar.ck").suffix == "bar.ck"
+    assert psl.split("www.ck").suffix == "ck"
+    assert psl.split("www.ck").label == "www"
+    assert psl.split("x.y.kawasaki.jp").suffix == "y.kawasaki.jp"
+    assert psl.split("city.kawasaki.jp").registrable == "city.kawasaki.jp"
+
+
+def test_bundled_list_is_loaded() -> None:
+    assert len(default_psl()) > 5000
