@@ -67,6 +67,13 @@ def _stack(args: argparse.Namespace) -> int:
     return 0 if all(st.ready for st in statuses) else 1
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from streams.demo import run_demo
+    from streams.settings import load_stack_settings
+
+    return run_demo(load_stack_settings(), args.duration, args.keep)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dnsguard",
@@ -80,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stack", help="start, check or stop the local Kafka/Redis/Envoy stack")
     p.add_argument("action", choices=["install", "up", "status", "down"])
     p.set_defaults(handler=_stack)
+
+    p = sub.add_parser("demo", help="run simulated workloads through the real stack and detectors")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds of simulated traffic")
+    p.add_argument("--keep", action="store_true", help="leave the stack running afterwards")
+    p.set_defaults(handler=_demo)
 
     for register in _plugins():
         register(sub)

@@ -1,0 +1,135 @@
+"""Simulated workloads as v1 DNS events: benign browsing and three kinds of trouble.
+
+Used by ``dnsguard demo``, the integration tests and the benchmarks. Names come
+from the shared data files: popular domains for browsing, a DGA family's names
+for the infected pod, tunnelling query names for the exfiltrating pod.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _column(
+    path: Path, col: str, where: tuple[str, str] | None = None, limit: int = 5000
+) -> list[str]:
+    out: list[str] = []
+    with path.open(newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            if where is None or row[where[0]] == where[1]:
+                out.append(row[col])
+                if len(out) >= limit:
+                    break
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Workload:
+    namespace: str
+    pod: str
+    ip: str
+    kind: str  # "browsing", "dga", "tunnel", "nxstorm"
+    qps: float
+
+
+DEFAULT_WORKLOADS = (
+    Workload("shop", "web-7d9f", "10.1.0.11", "browsing", 20),
+    Workload("shop", "cart-55c2", "10.1.0.12", "browsing", 10),
+    Workload("payments", "api-6b4d", "10.2.0.21", "browsing", 10),
+    Workload("payments", "batch-1f0a", "10.2.0.22", "dga", 4),
+    Workload("analytics", "etl-9c3e", "10.3.0.31", "tunnel", 4),
+    Workload("legacy", "cron-2a7b", "10.4.0.41", "nxstorm", 5),
+)
+
+
+class Simulator:
+    def __init__(
+        self, data_dir: Path = DEFAULT_DATA, seed: int = 7, dga_family: str = "cryptolocker"
+    ):
+        self.rng = random.Random(seed)
+        self.benign = _column(data_dir / "benign_top.csv", "domain", limit=5000)
+        self.dga = _column(data_dir / "dga_train.csv", "domain", ("family", dga_family), 2000)
+        self.tunnel = _column(data_dir / "tunnel_train.csv", "qname", ("tool", "dnscat2"), 2000)
+        self._counters: dict[str, int] = {}
+
+    def _next(self, key: str, items: list[str]) -> str:
+        i = self._counters.get(key, 0)
+        self._counters[key] = i + 1
+        return items[i % len(items)]
+
+    def _query(self, w: Workload) -> tuple[str, str, str, list[dict[str, Any]]]:
+        rng = self.rng
+        if w.kind == "dga":
+            return self._next("dga", self.dga), "A", "NXDOMAIN", []
+        if w.kind == "tunnel":
+            return self._next("tunnel", self.tunnel), "TXT", "NOERROR", []
+        if w.kind == "nxstorm":
+            base = self.benign[rng.randrange(200)]
+            name = f"svc-{rng.randrange(10**6):06d}.{base}"
+            return name, "A", "NXDOMAIN", []
+        base = self.benign[min(int(rng.paretovariate(1.2)) - 1, len(self.benign) - 1)]
+        name = rng.choice(["", "www.", "api.", "cdn.", "static."]) + base
+        if rng.random() < 0.02:
+            return name, "A", "NXDOMAIN", []
+        ip = f"93.184.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+        return name, "A", "NOERROR", [{"name": name, "type": "A", "ttl": 300, "data": ip}]
+
+    def events(
+        self, start: float, duration_s: float, workloads: tuple[Workload, ...] = DEFAULT_WORKLOADS
+    ) -> Iterator[dict[str, Any]]:
+        """v1 events in time order over ``duration_s`` seconds from ``start``."""
+        schedule: list[tuple[float, int]] = []
+        for i, w in enumerate(workloads):
+            n = int(duration_s * w.qps)
+            schedule.extend((start + k / w.qps + i * 1e-4, i) for k in range(n))
+        schedule.sort()
+        for qid, (ts, i) in enumerate(schedule):
+            w = workloads[i]
+            name, qtype, rcode, answers = self._query(w)
+            yield {
+                "v": 1,
+                "ts": rfc3339(ts),
+                "node": {
+                    "id": f"sidecar~{w.ip}~{w.pod}.{w.namespace}",
+                    "cluster": w.pod.rsplit("-", 1)[0],
+                    "namespace": w.namespace,
+                    "workload": w.pod.rsplit("-", 1)[0],
+                    "pod": w.pod,
+                    "service_account": "default",
+                },
+                "client": {"ip": w.ip, "port": 40000 + qid % 20000},
+                "transport": "tcp",
+                "query": {
+                    "id": qid % 65536,
+                    "name": name,
+                    "type": qtype,
+                    "class": "IN",
+                    "rd": True,
+                    "cd": False,
+                    "do": False,
+                },
+                "response": {
+                    "rcode": rcode,
+                    "aa": False,
+                    "tc": False,
+                    "ra": True,
+                    "ad": False,
+                    "answers": answers,
+                    "min_ttl": min((a["ttl"] for a in answers), default=None),
+                },
+                "latency_us": 800 + self.rng.randrange(4000),
+                "action": "allowed",
+                "policy_version": 0,
+            }
