@@ -25,14 +25,18 @@ def test_verdict_store_is_versioned_idempotent_and_logged(redis_url: str) -> Non
         client = Redis.from_url(redis_url)
         try:
             await client.delete(VERSION, CHANGES, "dnsguard:verdicts", "dnsguard:verdicts:expiry")
-            changed, v1 = await write_verdicts(client, [_verdict("a.biz", 100), _verdict("b.biz", 100)])
+            changed, v1 = await write_verdicts(
+                client, [_verdict("a.biz", 100), _verdict("b.biz", 100)]
+            )
             assert (changed, v1) == (2, 1)
             # the same verdicts again: nothing changes, the version stays
             assert await write_verdicts(client, [_verdict("a.biz", 100)]) == (0, 1)
             # an older copy never overwrites a newer one
             assert await write_verdicts(client, [_verdict("a.biz", 50)]) == (0, 1)
             # a later expiry is a change: one new version for the whole batch
-            assert await write_verdicts(client, [_verdict("a.biz", 200), _verdict("c.biz", 10)]) == (2, 2)
+            assert await write_verdicts(
+                client, [_verdict("a.biz", 200), _verdict("c.biz", 10)]
+            ) == (2, 2)
             stored = await read_verdicts(client)
             assert set(stored) == {"global|a.biz", "global|b.biz", "global|c.biz"}
             assert stored["global|a.biz"]["expires"] == 200
@@ -54,7 +58,9 @@ def test_simulated_traffic_through_kafka_yields_verdicts_in_redis(
 ) -> None:
     asyncio.run(ensure_topics(kafka_bootstrap, [TopicSpec(unique_topic, 3)]))
     result = asyncio.run(
-        run_pipeline(kafka_bootstrap, redis_url, duration_s=30, out_dir=tmp_path, topic=unique_topic)
+        run_pipeline(
+            kafka_bootstrap, redis_url, duration_s=30, out_dir=tmp_path, topic=unique_topic
+        )
     )
     assert result.events > 1000
     assert result.undecodable == 0
