@@ -74,6 +74,24 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(load_stack_settings(), args.duration, args.keep)
 
 
+def _collector(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from streams.collector import serve
+    from streams.settings import load_collector_settings
+
+    settings = load_collector_settings()
+    if args.port is not None:
+        settings = replace(settings, port=args.port)
+    if args.sink is not None:
+        settings = replace(settings, sink=args.sink).validate()
+    print(
+        f"dnsguard collector on http://{settings.host}:{settings.port}{settings.path} -> {settings.sink}"
+    )
+    asyncio.run(serve(settings))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dnsguard",
@@ -92,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=60.0, help="seconds of simulated traffic")
     p.add_argument("--keep", action="store_true", help="leave the stack running afterwards")
     p.set_defaults(handler=_demo)
+
+    p = sub.add_parser("collector", help="HTTP ingest of filter event batches into Kafka")
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--sink", default=None, help="kafka (default) or jsonl:PATH")
+    p.set_defaults(handler=_collector)
 
     for register in _plugins():
         register(sub)

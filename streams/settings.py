@@ -99,6 +99,73 @@ class StackSettings:
         return self
 
 
+class Secret:
+    """A secret value: never shown by ``repr`` or ``str``; read it with ``reveal()``."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('********')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True, slots=True)
+class CollectorSettings:
+    """The HTTP collector: where it listens, what it accepts, where events go."""
+
+    host: str = "127.0.0.1"
+    port: int = 18080
+    path: str = "/v1/events"
+    token: Secret = field(default_factory=lambda: Secret(""))
+    max_body_bytes: int = 4 * 1024 * 1024
+    max_events: int = 10_000
+    sink: str = "kafka"  # "kafka" or "jsonl:PATH"
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    events_topic: str = "dnsguard.events"
+    dlq_topic: str = "dnsguard.events.dlq"
+    linger_ms: int = 5
+    produce_timeout_s: float = 10.0
+
+    def validate(self) -> CollectorSettings:
+        if not self.path.startswith("/"):
+            raise ConfigError(f"{ENV_PREFIX}COLLECTOR_PATH={self.path!r}: must start with '/'")
+        if not (self.sink == "kafka" or self.sink.startswith("jsonl:")):
+            raise ConfigError(
+                f"{ENV_PREFIX}COLLECTOR_SINK={self.sink!r}: expected 'kafka' or 'jsonl:PATH'"
+            )
+        if self.max_events < 1 or self.max_body_bytes < 1024:
+            raise ConfigError("collector limits must be positive (max body >= 1 KiB)")
+        return self
+
+
+def load_collector_settings(env: Mapping[str, str] | None = None) -> CollectorSettings:
+    source = os.environ if env is None else env
+    e = _Env(source)
+    stack = load_stack_settings(source)
+    return CollectorSettings(
+        host=e.raw("COLLECTOR_HOST") or "127.0.0.1",
+        port=e.port("COLLECTOR_PORT", 18080),
+        path=e.raw("COLLECTOR_PATH") or "/v1/events",
+        token=Secret(e.raw("COLLECTOR_TOKEN") or ""),
+        max_body_bytes=e.integer("COLLECTOR_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1024),
+        max_events=e.integer("COLLECTOR_MAX_EVENTS", 10_000, minimum=1),
+        sink=e.raw("COLLECTOR_SINK") or "kafka",
+        kafka_bootstrap=e.raw("KAFKA_BOOTSTRAP") or stack.kafka_bootstrap,
+        events_topic=e.raw("EVENTS_TOPIC") or "dnsguard.events",
+        dlq_topic=e.raw("DLQ_TOPIC") or "dnsguard.events.dlq",
+    ).validate()
+
+
 def load_stack_settings(env: Mapping[str, str] | None = None) -> StackSettings:
     """Build :class:`StackSettings` from ``DNSGUARD_*`` environment variables."""
     source = os.environ if env is None else env

@@ -1,0 +1,184 @@
+//! dnsguard's Envoy filter: a thin proxy-wasm adapter over `dnswire`.
+//!
+//! The root context owns the configuration, the flush timer and the shipping
+//! of event batches to the collector; stream contexts (TCP/DoT network filter,
+//! or DoH HTTP filter) only parse and pair messages and queue events. The DNS
+//! path never waits for the analytics path: every callback returns Continue
+//! (DoH pauses only to see a whole body) and shipping happens on the timer.
+
+#![forbid(unsafe_code)]
+
+mod attribution;
+mod config;
+mod dns;
+mod doh;
+mod event;
+mod state;
+mod tcp;
+
+use std::time::Duration;
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
+use proxy_wasm::types::{ContextType, LogLevel};
+
+pub use config::{Config, Mode};
+use state::{now_micros, Stat};
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+}}
+
+struct InFlight {
+    events: Vec<String>,
+    attempts: u32,
+    token: Option<u32>,
+}
+
+#[derive(Default)]
+struct Root {
+    config: Option<Config>,
+    inflight: Option<InFlight>,
+}
+
+impl Root {
+    fn flush(&mut self) {
+        let Some(cfg) = &self.config else { return };
+        if self.inflight.as_ref().is_some_and(|b| b.token.is_some()) {
+            return; // one batch in flight per VM
+        }
+        let mut batch = match self.inflight.take() {
+            Some(b) => b,
+            None => {
+                let events: Vec<String> = state::with(|vm| {
+                    let n = vm.queue.len().min(cfg.batch_size);
+                    vm.queue.drain(..n).collect()
+                });
+                if events.is_empty() {
+                    return;
+                }
+                InFlight { events, attempts: 0, token: None }
+            }
+        };
+        let mut body = String::with_capacity(batch.events.iter().map(|e| e.len() + 1).sum::<usize>() + 2);
+        body.push('[');
+        for (i, e) in batch.events.iter().enumerate() {
+            if i > 0 {
+                body.push(',');
+            }
+            body.push_str(e);
+        }
+        body.push(']');
+        let auth = format!("Bearer {}", cfg.token);
+        let mut headers = vec![
+            (":method", "POST"),
+            (":path", cfg.collector_path.as_str()),
+            (":authority", cfg.collector_authority.as_str()),
+            ("content-type", "application/json"),
+        ];
+        if !cfg.token.is_empty() {
+            headers.push(("authorization", auth.as_str()));
+        }
+        batch.attempts += 1;
+        match self.dispatch_http_call(
+            &cfg.collector_cluster,
+            headers,
+            Some(body.as_bytes()),
+            vec![],
+            Duration::from_millis(cfg.collector_timeout_ms),
+        ) {
+            Ok(token) => {
+                batch.token = Some(token);
+                self.inflight = Some(batch);
+            }
+            Err(_) => self.failed(batch),
+        }
+    }
+
+    /// A batch failed: keep it for the next tick, or drop it after the last attempt.
+    fn failed(&mut self, mut batch: InFlight) {
+        let max = self.config.as_ref().map_or(1, |c| c.max_attempts);
+        state::with(|vm| vm.count(Stat::BatchesFailed, 1));
+        if batch.attempts >= max {
+            let n = batch.events.len() as u64;
+            state::with(|vm| vm.count(Stat::EventsDropped, n));
+            self.inflight = None;
+        } else {
+            batch.token = None;
+            self.inflight = Some(batch);
+        }
+    }
+}
+
+impl Context for Root {
+    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, _body_size: usize, _num_trailers: usize) {
+        let Some(batch) = self.inflight.take() else { return };
+        if batch.token != Some(token_id) {
+            self.inflight = Some(batch);
+            return;
+        }
+        let status = self.get_http_call_response_header(":status").and_then(|s| s.parse::<u16>().ok()).unwrap_or(0);
+        if (200..300).contains(&status) {
+            let n = batch.events.len() as u64;
+            state::with(|vm| vm.count(Stat::EventsSent, n));
+        } else if (400..500).contains(&status) && status != 429 {
+            // the collector refused the batch itself: retrying cannot help
+            let n = batch.events.len() as u64;
+            state::with(|vm| {
+                vm.count(Stat::BatchesFailed, 1);
+                vm.count(Stat::EventsDropped, n);
+            });
+            log::warn!("dnsguard: collector refused a batch of {n} events with status {status}");
+        } else {
+            self.failed(batch);
+        }
+    }
+}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let bytes = self.get_plugin_configuration().unwrap_or_default();
+        let cfg = match Config::parse(&bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("dnsguard: {e}");
+                return false;
+            }
+        };
+        let node = attribution::node(self, &cfg.metadata_keys);
+        state::with(|vm| {
+            vm.define_metrics();
+            vm.node = node;
+            vm.queue_max = cfg.queue_max;
+            vm.max_pending = cfg.max_pending;
+            vm.max_answers = cfg.max_answers;
+        });
+        self.set_tick_period(Duration::from_millis(cfg.flush_interval_ms));
+        self.config = Some(cfg);
+        true
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(cfg) = &self.config {
+            let timeout_us = cfg.query_timeout_ms * 1000;
+            let now = now_micros();
+            state::with(|vm| vm.sweep(now, timeout_us));
+        }
+        self.flush();
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        match self.config.as_ref().map(|c| c.mode) {
+            Some(Mode::Doh) => Some(ContextType::HttpContext),
+            _ => Some(ContextType::StreamContext),
+        }
+    }
+
+    fn create_stream_context(&self, context_id: u32) -> Option<Box<dyn StreamContext>> {
+        Some(Box::new(tcp::DnsTcp::new(context_id)))
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(doh::DnsDoh::new(context_id)))
+    }
+}

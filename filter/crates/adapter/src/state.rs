@@ -1,0 +1,166 @@
+//! Per-VM state shared by the root context and the stream contexts of one
+//! Envoy worker: the bounded event queue, queries awaiting answers, metrics.
+//! A Wasm VM is single-threaded, so a thread-local `RefCell` is the whole story.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::rc::Rc;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MetricType;
+
+use crate::event::{rfc3339_micros, Client, Event, Node, QueryInfo, ResponseInfo};
+
+#[derive(Clone, Copy)]
+pub enum Stat {
+    Queries,
+    Responses,
+    ParseErrors,
+    EventsSent,
+    EventsDropped,
+    BatchesFailed,
+    Unanswered,
+}
+
+const STAT_NAMES: [(Stat, &str); 7] = [
+    (Stat::Queries, "dnsguard.queries"),
+    (Stat::Responses, "dnsguard.responses"),
+    (Stat::ParseErrors, "dnsguard.parse_errors"),
+    (Stat::EventsSent, "dnsguard.events_sent"),
+    (Stat::EventsDropped, "dnsguard.events_dropped"),
+    (Stat::BatchesFailed, "dnsguard.batches_failed"),
+    (Stat::Unanswered, "dnsguard.unanswered"),
+];
+
+pub struct Pending {
+    pub query: QueryInfo,
+    pub client: Rc<Client>,
+    pub transport: &'static str,
+    pub start_micros: u64,
+}
+
+#[derive(Default)]
+pub struct VmState {
+    pub node: Node,
+    pub queue: VecDeque<String>,
+    pub queue_max: usize,
+    pub max_pending: usize,
+    pub max_answers: usize,
+    metric_ids: [Option<u32>; 7],
+    // queries awaiting an answer: (context, transaction id) -> sequence -> entry
+    pending_keys: HashMap<(u32, u16), u64>,
+    pending: BTreeMap<u64, ((u32, u16), Pending)>,
+    seq: u64,
+}
+
+thread_local! {
+    static VM: RefCell<VmState> = RefCell::new(VmState::default());
+}
+
+pub fn with<R>(f: impl FnOnce(&mut VmState) -> R) -> R {
+    VM.with(|vm| f(&mut vm.borrow_mut()))
+}
+
+pub fn now_micros() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+impl VmState {
+    pub fn define_metrics(&mut self) {
+        for (i, (_, name)) in STAT_NAMES.iter().enumerate() {
+            if let Some(slot) = self.metric_ids.get_mut(i) {
+                *slot = hostcalls::define_metric(MetricType::Counter, name).ok();
+            }
+        }
+    }
+
+    pub fn count(&self, stat: Stat, n: u64) {
+        if let Some(Some(id)) = self.metric_ids.get(stat as usize) {
+            let _ = hostcalls::increment_metric(*id, n as i64);
+        }
+    }
+
+    /// Queue a serialized event; when full, the oldest is dropped and counted.
+    pub fn enqueue(&mut self, event: String) {
+        while self.queue.len() >= self.queue_max.max(1) {
+            self.queue.pop_front();
+            self.count(Stat::EventsDropped, 1);
+        }
+        self.queue.push_back(event);
+    }
+
+    pub fn emit(&mut self, p: &Pending, response: Option<&ResponseInfo>, now: u64) {
+        let event = Event {
+            v: 1,
+            ts: rfc3339_micros(p.start_micros),
+            node: &self.node,
+            client: &p.client,
+            transport: p.transport,
+            query: &p.query,
+            response,
+            latency_us: response.map(|_| now.saturating_sub(p.start_micros)),
+            action: "allowed",
+            policy_version: 0,
+        };
+        match serde_json::to_string(&event) {
+            Ok(s) => self.enqueue(s),
+            Err(_) => self.count(Stat::EventsDropped, 1),
+        }
+        if response.is_none() {
+            self.count(Stat::Unanswered, 1);
+        }
+    }
+
+    pub fn add_pending(&mut self, ctx: u32, p: Pending, now: u64) {
+        let key = (ctx, p.query.id);
+        if let Some(old_seq) = self.pending_keys.remove(&key) {
+            // same id reused on the connection before an answer: the old one is unanswered
+            if let Some((_, old)) = self.pending.remove(&old_seq) {
+                self.emit(&old, None, now);
+            }
+        }
+        while self.pending.len() >= self.max_pending.max(1) {
+            let Some((_, (k, old))) = self.pending.pop_first() else { break };
+            self.pending_keys.remove(&k);
+            self.emit(&old, None, now);
+        }
+        self.seq += 1;
+        self.pending_keys.insert(key, self.seq);
+        self.pending.insert(self.seq, (key, p));
+    }
+
+    pub fn take_pending(&mut self, ctx: u32, id: u16) -> Option<Pending> {
+        let seq = self.pending_keys.remove(&(ctx, id))?;
+        self.pending.remove(&seq).map(|(_, p)| p)
+    }
+
+    /// Emit every query of `ctx` still waiting (the connection closed).
+    pub fn close_context(&mut self, ctx: u32, now: u64) {
+        let keys: Vec<(u32, u16)> = self.pending_keys.keys().filter(|k| k.0 == ctx).copied().collect();
+        for k in keys {
+            if let Some(p) = self.take_pending(k.0, k.1) {
+                self.emit(&p, None, now);
+            }
+        }
+    }
+
+    /// Emit queries unanswered for longer than `timeout_us`.
+    pub fn sweep(&mut self, now: u64, timeout_us: u64) {
+        loop {
+            let expired = match self.pending.first_key_value() {
+                Some((_, (_, p))) => now.saturating_sub(p.start_micros) >= timeout_us,
+                None => false,
+            };
+            if !expired {
+                break;
+            }
+            if let Some((_, (k, p))) = self.pending.pop_first() {
+                self.pending_keys.remove(&k);
+                self.emit(&p, None, now);
+            }
+        }
+    }
+}

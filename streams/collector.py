@@ -1,0 +1,243 @@
+"""The collector: HTTP ingest of event batches from the Envoy filters into Kafka.
+
+``POST /v1/events`` takes a JSON array of v1 events. The request is checked
+(bearer token, body size, events per batch), each event is decoded with a
+typed msgspec decoder, valid events go to ``dnsguard.events`` keyed by client
+identity (idempotent producer, acks=all), invalid ones to the dead-letter
+topic with the reason. The reply is 202 only after Kafka acknowledged every
+record; 503 with Retry-After when Kafka is unavailable; 4xx with a reason for
+bad requests. Nothing in a request can crash the service.
+
+``sink = "jsonl:PATH"`` writes the same records to a file instead of Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import msgspec
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+from streams.event_schema import event_decoder, raw_list_decoder
+from streams.settings import CollectorSettings
+
+Record = tuple[bytes, bytes]  # (key, value)
+
+
+class SinkUnavailable(Exception):
+    """The sink could not take the records now; the client should retry."""
+
+
+class Sink(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def send(self, events: Sequence[Record], dead: Sequence[Record]) -> None: ...
+
+
+class KafkaSink:
+    def __init__(self, settings: CollectorSettings) -> None:
+        self.settings = settings
+        self._producer = None
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=self.settings.linger_ms,
+            max_batch_size=512 * 1024,
+            request_timeout_ms=int(self.settings.produce_timeout_s * 1000),
+        )
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+
+    async def send(self, events: Sequence[Record], dead: Sequence[Record]) -> None:
+        from aiokafka.errors import KafkaError
+
+        assert self._producer is not None, "KafkaSink.start() was not awaited"
+        s = self.settings
+        try:
+            futures = [await self._producer.send(s.events_topic, v, key=k) for k, v in events]
+            futures += [await self._producer.send(s.dlq_topic, v, key=k) for k, v in dead]
+            async with asyncio.timeout(s.produce_timeout_s):
+                await asyncio.gather(*futures)
+        except (KafkaError, TimeoutError) as exc:
+            raise SinkUnavailable(
+                f"Kafka did not acknowledge: {type(exc).__name__}: {exc}"
+            ) from exc
+
+
+class JsonlSink:
+    """Events to ``PATH``, dead letters to ``PATH.dlq`` (for the embedded mode and debugging)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    async def stop(self) -> None:
+        return None
+
+    async def send(self, events: Sequence[Record], dead: Sequence[Record]) -> None:
+        async with self._lock:
+            try:
+                with self.path.open("ab") as fh:
+                    fh.writelines(v + b"\n" for _, v in events)
+                if dead:
+                    with self.path.with_name(self.path.name + ".dlq").open("ab") as fh:
+                        fh.writelines(v + b"\n" for _, v in dead)
+            except OSError as exc:
+                raise SinkUnavailable(f"cannot write {self.path}: {exc}") from exc
+
+
+def make_sink(settings: CollectorSettings) -> Sink:
+    if settings.sink.startswith("jsonl:"):
+        return JsonlSink(Path(settings.sink.removeprefix("jsonl:")))
+    return KafkaSink(settings)
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry
+    batches: Counter
+    events: Counter
+    produce_seconds: Histogram
+
+    @classmethod
+    def create(cls) -> Metrics:
+        r = CollectorRegistry()
+        return cls(
+            registry=r,
+            batches=Counter(
+                "dnsguard_collector_batches",
+                "Batches received, by outcome",
+                ["outcome"],
+                registry=r,
+            ),
+            events=Counter(
+                "dnsguard_collector_events", "Events received, by outcome", ["outcome"], registry=r
+            ),
+            produce_seconds=Histogram(
+                "dnsguard_collector_produce_seconds",
+                "Time until the sink acknowledged a batch",
+                buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+                registry=r,
+            ),
+        )
+
+
+def _dead_letter(raw: bytes, reason: str) -> Record:
+    body = {
+        "reason": reason,
+        "received": time.time(),
+        "event": raw[:8192].decode("utf-8", "replace"),
+        "truncated": len(raw) > 8192,
+    }
+    return b"", json.dumps(body).encode()
+
+
+class Collector:
+    def __init__(self, settings: CollectorSettings, sink: Sink | None = None) -> None:
+        self.settings = settings
+        self.sink = sink or make_sink(settings)
+        self.metrics = Metrics.create()
+        self._expected_auth = (
+            f"Bearer {settings.token.reveal()}".encode() if settings.token else None
+        )
+
+    def _reject(self, status: int, reason: str, **headers: str) -> web.Response:
+        self.metrics.batches.labels(outcome=f"rejected_{status}").inc()
+        return web.json_response({"error": reason}, status=status, headers=headers)
+
+    async def ingest(self, request: web.Request) -> web.Response:
+        s = self.settings
+        if self._expected_auth is not None:
+            got = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(got, self._expected_auth):
+                return self._reject(
+                    401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"}
+                )
+        if request.content_length is not None and request.content_length > s.max_body_bytes:
+            return self._reject(413, f"body over {s.max_body_bytes} bytes")
+        try:
+            body = await request.content.read(s.max_body_bytes + 1)
+        except (ConnectionError, asyncio.IncompleteReadError) as exc:
+            return self._reject(400, f"could not read the body: {exc}")
+        if len(body) > s.max_body_bytes:
+            return self._reject(413, f"body over {s.max_body_bytes} bytes")
+        try:
+            items = raw_list_decoder.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            return self._reject(400, f"body must be a JSON array of events: {exc}")
+        if len(items) > s.max_events:
+            return self._reject(413, f"more than {s.max_events} events in one batch")
+        events: list[Record] = []
+        dead: list[Record] = []
+        for raw in items:
+            data = bytes(raw)
+            try:
+                ev = event_decoder.decode(data)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                dead.append(_dead_letter(data, str(exc)))
+                continue
+            events.append((ev.client_key().encode(), data))
+        t0 = time.perf_counter()
+        try:
+            await self.sink.send(events, dead)
+        except SinkUnavailable as exc:
+            self.metrics.batches.labels(outcome="unavailable").inc()
+            return web.json_response({"error": str(exc)}, status=503, headers={"Retry-After": "1"})
+        self.metrics.produce_seconds.observe(time.perf_counter() - t0)
+        self.metrics.batches.labels(outcome="accepted").inc()
+        self.metrics.events.labels(outcome="accepted").inc(len(events))
+        self.metrics.events.labels(outcome="rejected").inc(len(dead))
+        return web.json_response({"accepted": len(events), "rejected": len(dead)}, status=202)
+
+    async def metrics_view(self, _: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.metrics.registry), content_type="text/plain")
+
+    async def health(self, _: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.settings.max_body_bytes + 1)
+        app.router.add_post(self.settings.path, self.ingest)
+        app.router.add_get("/metrics", self.metrics_view)
+        app.router.add_get("/healthz", self.health)
+
+        async def lifecycle(_: web.Application):  # type: ignore[no-untyped-def]
+            await self.sink.start()
+            yield
+            await self.sink.stop()
+
+        app.cleanup_ctx.append(lifecycle)
+        return app
+
+
+async def serve(settings: CollectorSettings, ready: asyncio.Event | None = None) -> None:
+    """Run the collector until cancelled."""
+    runner = web.AppRunner(Collector(settings).app(), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    if ready is not None:
+        ready.set()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,203 @@
+"""Envoy bootstrap configs carrying the dnsguard filter (rendered, not templated by hand).
+
+``filter_bootstrap`` builds a bootstrap with a DNS-over-TCP listener (Wasm
+network filter, then tcp_proxy to the resolver), optionally a DoH listener
+(Wasm HTTP filter, buffer filter, router), and the collector cluster the
+filter ships events to. Used by the e2e tests, the benchmarks and the demo;
+``deploy/envoy/`` holds the same shape for sidecars and egress gateways.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+WASM_PATH = (
+    REPO / "filter" / "target" / "wasm32-unknown-unknown" / "release" / "dnsguard_filter.wasm"
+)
+
+
+def _cluster(name: str, port: int, http2: bool = False, host: str = "127.0.0.1") -> dict[str, Any]:
+    c: dict[str, Any] = {
+        "name": name,
+        "type": "STATIC",
+        "connect_timeout": "1s",
+        "load_assignment": {
+            "cluster_name": name,
+            "endpoints": [
+                {
+                    "lb_endpoints": [
+                        {
+                            "endpoint": {
+                                "address": {"socket_address": {"address": host, "port_value": port}}
+                            }
+                        }
+                    ]
+                }
+            ],
+        },
+    }
+    if http2:
+        c["typed_extension_protocol_options"] = {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        }
+    return c
+
+
+def _wasm(kind: str, config: dict[str, Any], wasm: Path, vm_id: str) -> dict[str, Any]:
+    type_url = {
+        "network": "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm",
+        "http": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+    }[kind]
+    return {
+        "name": f"envoy.filters.{kind}.wasm",
+        "typed_config": {
+            "@type": type_url,
+            "config": {
+                "name": "dnsguard",
+                "root_id": f"dnsguard_{config['mode']}",
+                "configuration": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": json.dumps(config),
+                },
+                "fail_open": False,
+                "vm_config": {
+                    "vm_id": vm_id,
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": str(wasm)}},
+                },
+            },
+        },
+    }
+
+
+@dataclass
+class FilterPorts:
+    admin: int
+    dns_tcp: int
+    upstream_dns: int
+    collector: int
+    doh: int | None = None
+    upstream_doh: int | None = None
+    plain_tcp: int | None = None  # a second DNS listener with tcp_proxy only (benchmark baseline)
+
+
+@dataclass
+class FilterOptions:
+    token: str = ""
+    flush_interval_ms: int = 100
+    batch_size: int = 200
+    queue_max: int = 10_000
+    query_timeout_ms: int = 2_000
+    max_attempts: int = 3
+    collector_timeout_ms: int = 1_000
+    metadata: dict[str, str] = field(
+        default_factory=lambda: {
+            "NAMESPACE": "shop",
+            "WORKLOAD_NAME": "web",
+            "NAME": "web-7d9f",
+            "SERVICE_ACCOUNT": "web-sa",
+        }
+    )
+    node_id: str = "sidecar~10.1.0.11~web-7d9f.shop~shop.svc.cluster.local"
+    concurrency: int = 2
+
+
+def filter_bootstrap(
+    ports: FilterPorts, opts: FilterOptions, wasm: Path = WASM_PATH
+) -> dict[str, Any]:
+    def cfg(mode: str) -> dict[str, Any]:
+        return {
+            "mode": mode,
+            "collector_cluster": "dnsguard_collector",
+            "collector_authority": "dnsguard-collector",
+            "token": opts.token,
+            "batch_size": opts.batch_size,
+            "flush_interval_ms": opts.flush_interval_ms,
+            "queue_max": opts.queue_max,
+            "query_timeout_ms": opts.query_timeout_ms,
+            "max_attempts": opts.max_attempts,
+            "collector_timeout_ms": opts.collector_timeout_ms,
+        }
+
+    def listener(name: str, port: int, filters: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "name": name,
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+            "filter_chains": [{"filters": filters}],
+        }
+
+    tcp_proxy = {
+        "name": "envoy.filters.network.tcp_proxy",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+            "stat_prefix": "dns_tcp",
+            "cluster": "upstream_dns",
+        },
+    }
+    listeners = [
+        listener(
+            "dns_tcp",
+            ports.dns_tcp,
+            [_wasm("network", cfg("tcp"), wasm, "dnsguard_tcp"), tcp_proxy],
+        )
+    ]
+    if ports.plain_tcp is not None:
+        listeners.append(listener("dns_plain", ports.plain_tcp, [tcp_proxy]))
+    clusters = [
+        _cluster("upstream_dns", ports.upstream_dns),
+        _cluster("dnsguard_collector", ports.collector),
+    ]
+    if ports.doh is not None and ports.upstream_doh is not None:
+        hcm = {
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": "doh",
+                "route_config": {
+                    "virtual_hosts": [
+                        {
+                            "name": "doh",
+                            "domains": ["*"],
+                            "routes": [
+                                {
+                                    "match": {"prefix": "/dns-query"},
+                                    "route": {"cluster": "upstream_doh"},
+                                }
+                            ],
+                        }
+                    ]
+                },
+                "http_filters": [
+                    _wasm("http", cfg("doh"), wasm, "dnsguard_doh"),
+                    {
+                        "name": "envoy.filters.http.buffer",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+                            "max_request_bytes": 65535,
+                        },
+                    },
+                    {
+                        "name": "envoy.filters.http.router",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                        },
+                    },
+                ],
+            },
+        }
+        listeners.append(listener("doh", ports.doh, [hcm]))
+        clusters.append(_cluster("upstream_doh", ports.upstream_doh))
+    return {
+        "node": {"id": opts.node_id, "cluster": "web.shop", "metadata": opts.metadata},
+        "admin": {
+            "address": {"socket_address": {"address": "127.0.0.1", "port_value": ports.admin}}
+        },
+        "static_resources": {"listeners": listeners, "clusters": clusters},
+    }

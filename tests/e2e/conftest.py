@@ -1,0 +1,193 @@
+"""Real Envoy with the built dnsguard filter, a DNS upstream, the collector and Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from streams.envoy_config import WASM_PATH, FilterOptions, FilterPorts, filter_bootstrap
+from streams.stack import envoy_binary
+from streams.topics import TopicSpec, ensure_topics
+from streams.upstream import Upstream, UpstreamServer
+from tests.conftest import free_ports
+
+TOKEN = "e2e-token"
+
+
+@pytest.fixture(scope="session")
+def wasm_module() -> Path:
+    if not WASM_PATH.exists():
+        raise RuntimeError(f"{WASM_PATH} is missing: run filter/build.sh (make setup does)")
+    return WASM_PATH
+
+
+def wait_http(url: str, expect: bytes | None = None, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                body = r.read().strip()
+                if expect is None or body == expect:
+                    return
+        except Exception as exc:
+            last = exc
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} not ready: {last}")
+
+
+class EnvoyProcess:
+    def __init__(self, config: dict, workdir: Path, name: str = "envoy") -> None:
+        self.config_path = workdir / f"{name}.yaml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.log_path = workdir / f"{name}.log"
+        self.admin = config["admin"]["address"]["socket_address"]["port_value"]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> EnvoyProcess:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    str(envoy_binary()),
+                    "-c",
+                    str(self.config_path),
+                    "--use-dynamic-base-id",
+                    "--concurrency",
+                    "2",
+                    "-l",
+                    "warn",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_http(f"http://127.0.0.1:{self.admin}/ready", b"LIVE")
+        except RuntimeError as exc:
+            self.stop()
+            raise RuntimeError(f"{exc}\n{self.log_path.read_text()[-3000:]}") from exc
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            self.proc = None
+
+    def stats(self) -> dict[str, int]:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{self.admin}/stats?filter=dnsguard&format=json", timeout=2
+        ) as r:
+            data = json.load(r)
+        return {
+            s["name"].removeprefix("wasmcustom.dnsguard."): s["value"]
+            for s in data["stats"]
+            if "value" in s
+        }
+
+
+class CollectorProcess:
+    def __init__(self, port: int, bootstrap: str, topic: str, dlq: str, log: Path) -> None:
+        env = dict(
+            os.environ,
+            DNSGUARD_COLLECTOR_PORT=str(port),
+            DNSGUARD_COLLECTOR_TOKEN=TOKEN,
+            DNSGUARD_KAFKA_BOOTSTRAP=bootstrap,
+            DNSGUARD_EVENTS_TOPIC=topic,
+            DNSGUARD_DLQ_TOPIC=dlq,
+        )
+        self.port = port
+        self.log = log
+        with log.open("ab") as fh:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "collector"],
+                env=env,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_http(f"http://127.0.0.1:{port}/healthz")
+        except RuntimeError as exc:
+            self.stop()
+            raise RuntimeError(f"{exc}\n{log.read_text()[-3000:]}") from exc
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+@dataclass
+class FilterRig:
+    ports: FilterPorts
+    upstream: Upstream
+    envoy: EnvoyProcess
+    topic: str
+    dlq: str
+    bootstrap: str
+
+
+@pytest.fixture(scope="module")
+def rig(
+    kafka_bootstrap: str, wasm_module: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FilterRig]:
+    work = tmp_path_factory.mktemp("rig")
+    admin, dns_tcp, up, up_doh, col, doh = free_ports(6)
+    topic = f"e2e.events.{uuid.uuid4().hex[:8]}"
+    dlq = topic + ".dlq"
+    asyncio.run(ensure_topics(kafka_bootstrap, [TopicSpec(topic, 3), TopicSpec(dlq, 1)]))
+    ports = FilterPorts(
+        admin=admin, dns_tcp=dns_tcp, upstream_dns=up, collector=col, doh=doh, upstream_doh=up_doh
+    )
+    upstream = Upstream()
+    with UpstreamServer(upstream, up, up_doh):
+        collector = CollectorProcess(col, kafka_bootstrap, topic, dlq, work / "collector.log")
+        envoy = EnvoyProcess(filter_bootstrap(ports, FilterOptions(token=TOKEN)), work).start()
+        try:
+            yield FilterRig(ports, upstream, envoy, topic, dlq, kafka_bootstrap)
+        finally:
+            envoy.stop()
+            collector.stop()
+
+
+def events_for(
+    bootstrap: str, topic: str, names: set[str], timeout: float = 20.0
+) -> dict[str, list[dict]]:
+    """Every event on ``topic`` whose query name is in ``names``, once all have arrived."""
+
+    async def run() -> dict[str, list[dict]]:
+        from aiokafka import AIOKafkaConsumer
+
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+        )
+        await consumer.start()
+        found: dict[str, list[dict]] = {}
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and set(found) != names:
+                batch = await consumer.getmany(timeout_ms=300)
+                for records in batch.values():
+                    for r in records:
+                        ev = json.loads(r.value)
+                        if ev["query"]["name"] in names:
+                            found.setdefault(ev["query"]["name"], []).append(ev)
+            return found
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())
