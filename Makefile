@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test check demo stack-up stack-down
+.PHONY: setup test check demo stack-up stack-down filter
 
 setup:
 	./deploy/local/setup.sh
@@ -17,6 +17,7 @@ check:
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy detectors
 	$(BIN)/lint-imports
+	./filter/check.sh
 
 demo: setup
 	$(BIN)/dnsguard demo
@@ -26,3 +27,6 @@ stack-up: setup
 
 stack-down:
 	$(BIN)/dnsguard stack down
+
+filter:
+	./filter/build.sh

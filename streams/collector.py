@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 from aiohttp import web
@@ -43,35 +43,58 @@ class Sink(Protocol):
 
 
 class KafkaSink:
+    """Idempotent producer, acks=all. Connects lazily and reconnects on demand,
+    so the collector starts (and answers 503) while Kafka is down."""
+
     def __init__(self, settings: CollectorSettings) -> None:
         self.settings = settings
-        self._producer = None
+        self._producer: Any = None
+        self._connect = asyncio.Lock()
 
     async def start(self) -> None:
-        from aiokafka import AIOKafkaProducer
+        try:
+            await self._ensure()
+        except SinkUnavailable:
+            pass  # the first request retries; until then the collector answers 503
 
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=self.settings.linger_ms,
-            max_batch_size=512 * 1024,
-            request_timeout_ms=int(self.settings.produce_timeout_s * 1000),
-        )
-        await self._producer.start()
+    async def _ensure(self) -> Any:
+        from aiokafka import AIOKafkaProducer
+        from aiokafka.errors import KafkaError
+
+        async with self._connect:
+            if self._producer is not None:
+                return self._producer
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.settings.kafka_bootstrap,
+                acks="all",
+                enable_idempotence=True,
+                linger_ms=self.settings.linger_ms,
+                max_batch_size=512 * 1024,
+                request_timeout_ms=int(self.settings.produce_timeout_s * 1000),
+            )
+            try:
+                await producer.start()
+            except (KafkaError, OSError) as exc:
+                await producer.stop()
+                raise SinkUnavailable(
+                    f"Kafka at {self.settings.kafka_bootstrap} unreachable: {exc}"
+                ) from exc
+            self._producer = producer
+            return producer
 
     async def stop(self) -> None:
         if self._producer is not None:
             await self._producer.stop()
+            self._producer = None
 
     async def send(self, events: Sequence[Record], dead: Sequence[Record]) -> None:
         from aiokafka.errors import KafkaError
 
-        assert self._producer is not None, "KafkaSink.start() was not awaited"
+        producer = await self._ensure()
         s = self.settings
         try:
-            futures = [await self._producer.send(s.events_topic, v, key=k) for k, v in events]
-            futures += [await self._producer.send(s.dlq_topic, v, key=k) for k, v in dead]
+            futures = [await producer.send(s.events_topic, v, key=k) for k, v in events]
+            futures += [await producer.send(s.dlq_topic, v, key=k) for k, v in dead]
             async with asyncio.timeout(s.produce_timeout_s):
                 await asyncio.gather(*futures)
         except (KafkaError, TimeoutError) as exc:

@@ -54,11 +54,12 @@ def test_tcp_queries_become_events_with_answers_and_attribution(rig: FilterRig) 
     a, aaaa, nx = uniq("a-"), uniq("v6-"), "nx-" + uniq()
     port = rig.ports.dns_tcp
     r1 = dns.query.tcp(dns.message.make_query(a, "A"), "127.0.0.1", port=port, timeout=5)
-    r2 = dns.query.tcp(
+    dns.query.tcp(
         dns.message.make_query(aaaa, "AAAA", want_dnssec=True), "127.0.0.1", port=port, timeout=5
     )
     r3 = dns.query.tcp(dns.message.make_query(nx, "A"), "127.0.0.1", port=port, timeout=5)
-    assert r1.answer and r3.rcode() == dns.rcode.NXDOMAIN  # the DNS path works through the filter
+    assert r1.answer
+    assert r3.rcode() == dns.rcode.NXDOMAIN
     got = events_for(rig.bootstrap, rig.topic, {a, aaaa, nx})
     assert set(got) == {a, aaaa, nx}
     ev_a, ev_v6, ev_nx = got[a][0], got[aaaa][0], got[nx][0]
@@ -75,7 +76,8 @@ def test_tcp_queries_become_events_with_answers_and_attribution(rig: FilterRig) 
         }
         assert ev["client"]["ip"] == "127.0.0.1"
         assert ev["client"]["port"] > 0
-        assert ev["latency_us"] is not None and ev["latency_us"] >= 0
+        assert ev["latency_us"] is not None
+        assert ev["latency_us"] >= 0
     assert ev_a["query"] == {
         "id": r1.id,
         "name": a,

@@ -102,7 +102,7 @@ fn mutate(rng: &mut Rng, seeds: &[Vec<u8>]) -> Vec<u8> {
             6 if len >= 12 => {
                 // header counts: 0, 1, huge
                 let field = 4 + 2 * rng.below(4);
-                let v: u16 = [0u16, 1, 2, 0x7FFF, 0xFFFF][rng.below(5)];
+                let v: u16 = [0u16, 1, 2, 0x7FFF, 0xFFFF].get(rng.below(5)).copied().unwrap_or(0);
                 if let Some(s) = data.get_mut(field..field + 2) {
                     s.copy_from_slice(&v.to_be_bytes());
                 }

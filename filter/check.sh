@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Host checks of the filter: clippy (no unwrap/expect/panic/indexing), unit
+# tests of the parser, config and event code, and a 1M-input fuzz smoke run
+# seeded with the shared malformed-message corpus. The 10M-input run quoted in
+# filter/README.md is the same binary with a larger count.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cd "$HERE"
+export PATH="/usr/bin:$PATH"
+CLIPPY_CARGO="$(ls "$HOME"/.cargo/bin/cargo 2>/dev/null || command -v cargo)"
+"$CLIPPY_CARGO" clippy --workspace --lib --bins -q -- -D warnings
+out="$(/usr/bin/cargo test --workspace -q 2>&1)" || { echo "$out"; exit 1; }
+echo "$out" | grep -E "^test result: ok. [1-9]"
+/usr/bin/cargo build --profile fuzz -p dnswire --bin fuzz-dnswire -q
+SEEDS="$HERE/../../shared/data/captures/wire"
+./target/fuzz/fuzz-dnswire "${FUZZ_ITERATIONS:-1000000}" "$SEEDS"

@@ -1,0 +1,81 @@
+"""The collector against real Kafka: acknowledged writes, DLQ, and 503 when Kafka is away."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import replace
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from aiokafka import AIOKafkaConsumer
+
+from streams.collector import Collector
+from streams.settings import CollectorSettings, Secret
+from streams.topics import TopicSpec, ensure_topics
+from tests.conftest import free_ports
+from tests.unit.test_collector import event
+
+pytestmark = pytest.mark.integration
+
+
+async def _drain(bootstrap: str, topic: str, n: int) -> list[tuple[bytes | None, bytes]]:
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    out: list[tuple[bytes | None, bytes]] = []
+    try:
+        async with asyncio.timeout(20):
+            while len(out) < n:
+                for records in (await consumer.getmany(timeout_ms=300)).values():
+                    out.extend((r.key, r.value) for r in records)
+    finally:
+        await consumer.stop()
+    return out
+
+
+def test_events_and_dead_letters_land_in_kafka(kafka_bootstrap: str, unique_topic: str) -> None:
+    settings = CollectorSettings(
+        token=Secret("t"),
+        kafka_bootstrap=kafka_bootstrap,
+        events_topic=unique_topic,
+        dlq_topic=unique_topic + ".dlq",
+    )
+
+    async def run() -> None:
+        await ensure_topics(
+            kafka_bootstrap, [TopicSpec(unique_topic, 3), TopicSpec(unique_topic + ".dlq", 1)]
+        )
+        body = json.dumps(
+            [event("a.com", "p1"), event("b.com", "p2"), {"v": 1, "ts": "bad"}]
+        ).encode()
+        async with TestClient(TestServer(Collector(settings).app())) as client:
+            resp = await client.post("/v1/events", data=body, headers={"Authorization": "Bearer t"})
+            assert resp.status == 202
+            metrics = await (await client.get("/metrics")).text()
+        # 202 means acknowledged: both are already readable
+        events = await _drain(kafka_bootstrap, unique_topic, 2)
+        assert sorted(k for k, _ in events) == [b"shop/p1", b"shop/p2"]
+        dead = await _drain(kafka_bootstrap, unique_topic + ".dlq", 1)
+        assert "ts" in json.loads(dead[0][1])["reason"]
+        assert 'dnsguard_collector_events_total{outcome="accepted"} 2.0' in metrics
+
+    asyncio.run(run())
+
+
+def test_kafka_unreachable_is_503_and_recovers_nothing_lost(kafka_bootstrap: str) -> None:
+    (dead_port,) = free_ports(1)
+    settings = replace(
+        CollectorSettings(token=Secret("")),
+        kafka_bootstrap=f"127.0.0.1:{dead_port}",
+        produce_timeout_s=2.0,
+    )
+
+    async def run() -> int:
+        async with TestClient(TestServer(Collector(settings).app())) as client:
+            resp = await client.post("/v1/events", data=json.dumps([event()]).encode())
+            assert resp.headers.get("Retry-After") == "1"
+            return resp.status
+
+    assert asyncio.run(run()) == 503

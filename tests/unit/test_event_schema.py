@@ -1,0 +1,56 @@
+"""The published JSON Schema and the collector's typed decoder agree."""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import jsonschema
+import msgspec
+import pytest
+
+from streams.event_schema import SCHEMA_PATH, event_decoder
+from tests.unit.test_collector import event
+
+pytestmark = pytest.mark.unit
+SCHEMA = json.loads(SCHEMA_PATH.read_text())
+
+
+def mutate(path: list[str | int], value: Any) -> dict[str, Any]:
+    ev = copy.deepcopy(event())
+    target: Any = ev
+    for key in path[:-1]:
+        target = target[key]
+    if value is KeyError:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return ev
+
+
+CASES = [
+    (event(), True),
+    (mutate(["response"], None), True),
+    (mutate(["client", "peer"], "spiffe://cluster.local/ns/shop/sa/web"), True),
+    (mutate(["transport"], "udp"), False),
+    (mutate(["v"], 2), False),
+    (mutate(["ts"], "2026-11-25 12:00:00"), False),
+    (mutate(["query", "id"], 70000), False),
+    (mutate(["query", "name"], KeyError), False),
+    (mutate(["node", "extra"], "x"), False),
+    (mutate(["response", "answers"], [{"name": "a", "type": "A", "ttl": -1, "data": "x"}]), False),
+    (mutate(["action"], "dropped"), False),
+    (mutate(["latency_us"], -5), False),
+]
+
+
+@pytest.mark.parametrize(("ev", "valid"), CASES)
+def test_schema_and_decoder_agree(ev: dict[str, Any], valid: bool) -> None:
+    schema_ok = jsonschema.Draft202012Validator(SCHEMA).is_valid(ev)
+    try:
+        event_decoder.decode(json.dumps(ev))
+        decoder_ok = True
+    except msgspec.ValidationError:
+        decoder_ok = False
+    assert (schema_ok, decoder_ok) == (valid, valid)
