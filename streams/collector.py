@@ -14,6 +14,7 @@ bad requests. Nothing in a request can crash the service.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import json
 import time
@@ -52,10 +53,9 @@ class KafkaSink:
         self._connect = asyncio.Lock()
 
     async def start(self) -> None:
-        try:
+        # If Kafka is away the first request retries; until then the collector answers 503.
+        with contextlib.suppress(SinkUnavailable):
             await self._ensure()
-        except SinkUnavailable:
-            pass  # the first request retries; until then the collector answers 503
 
     async def _ensure(self) -> Any:
         from aiokafka import AIOKafkaProducer
