@@ -92,7 +92,8 @@ class FilterPorts:
 class FilterOptions:
     token: str = ""
     flush_interval_ms: int = 100
-    batch_size: int = 200
+    batch_size: int = 500
+    max_inflight: int = 4
     queue_max: int = 10_000
     query_timeout_ms: int = 2_000
     max_attempts: int = 3
@@ -119,6 +120,7 @@ def filter_bootstrap(
             "collector_authority": "dnsguard-collector",
             "token": opts.token,
             "batch_size": opts.batch_size,
+            "max_inflight": opts.max_inflight,
             "flush_interval_ms": opts.flush_interval_ms,
             "queue_max": opts.queue_max,
             "query_timeout_ms": opts.query_timeout_ms,

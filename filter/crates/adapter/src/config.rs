@@ -18,10 +18,13 @@ fn default_authority() -> String {
     "dnsguard-collector".to_string()
 }
 fn d_batch() -> usize {
-    200
+    500
 }
 fn d_flush() -> u64 {
-    250
+    100
+}
+fn d_inflight() -> usize {
+    4
 }
 fn d_queue() -> usize {
     10_000
@@ -94,6 +97,9 @@ pub struct Config {
     pub batch_size: usize,
     #[serde(default = "d_flush")]
     pub flush_interval_ms: u64,
+    /// Batches awaiting the collector's answer per VM at most.
+    #[serde(default = "d_inflight")]
+    pub max_inflight: usize,
     /// Events held per VM at most; beyond it the oldest are dropped and counted.
     #[serde(default = "d_queue")]
     pub queue_max: usize,
@@ -137,6 +143,9 @@ impl Config {
         if self.flush_interval_ms < 10 || self.flush_interval_ms > 60_000 {
             return Err("flush_interval_ms must be in 10..=60000".into());
         }
+        if self.max_inflight == 0 || self.max_inflight > 64 {
+            return Err("max_inflight must be in 1..=64".into());
+        }
         if self.max_attempts == 0 || self.max_attempts > 10 {
             return Err("max_attempts must be in 1..=10".into());
         }
@@ -156,7 +165,7 @@ mod tests {
     fn minimal_config_gets_defaults() {
         let c = Config::parse(br#"{"mode":"tcp","collector_cluster":"collector"}"#).unwrap();
         assert_eq!(c.mode, Mode::Tcp);
-        assert_eq!(c.batch_size, 200);
+        assert_eq!(c.batch_size, 500);
         assert_eq!(c.metadata_keys.namespace, "NAMESPACE");
     }
 

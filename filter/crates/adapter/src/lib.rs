@@ -16,6 +16,7 @@ mod event;
 mod state;
 mod tcp;
 
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
@@ -29,37 +30,45 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
 }}
 
-struct InFlight {
+struct Batch {
     events: Vec<String>,
     attempts: u32,
-    token: Option<u32>,
 }
 
 #[derive(Default)]
 struct Root {
     config: Option<Config>,
-    inflight: Option<InFlight>,
+    /// Batches sent and awaiting an answer, by call token.
+    inflight: HashMap<u32, Batch>,
+    /// Batches that failed and wait for their next attempt (at most `max_inflight`).
+    retry: VecDeque<Batch>,
 }
 
 impl Root {
+    /// Send batches until `max_inflight` are out or nothing is left to send.
     fn flush(&mut self) {
-        let Some(cfg) = &self.config else { return };
-        if self.inflight.as_ref().is_some_and(|b| b.token.is_some()) {
-            return; // one batch in flight per VM
-        }
-        let mut batch = match self.inflight.take() {
-            Some(b) => b,
-            None => {
-                let events: Vec<String> = state::with(|vm| {
-                    let n = vm.queue.len().min(cfg.batch_size);
-                    vm.queue.drain(..n).collect()
-                });
-                if events.is_empty() {
-                    return;
+        let Some(cfg) = self.config.clone() else { return };
+        while self.inflight.len() < cfg.max_inflight {
+            let batch = match self.retry.pop_front() {
+                Some(b) => b,
+                None => {
+                    let events: Vec<String> = state::with(|vm| {
+                        let n = vm.queue.len().min(cfg.batch_size);
+                        vm.queue.drain(..n).collect()
+                    });
+                    if events.is_empty() {
+                        return;
+                    }
+                    Batch { events, attempts: 0 }
                 }
-                InFlight { events, attempts: 0, token: None }
+            };
+            if !self.send(&cfg, batch) {
+                return; // the host refused the call: try again next tick
             }
-        };
+        }
+    }
+
+    fn send(&mut self, cfg: &Config, mut batch: Batch) -> bool {
         let mut body = String::with_capacity(batch.events.iter().map(|e| e.len() + 1).sum::<usize>() + 2);
         body.push('[');
         for (i, e) in batch.events.iter().enumerate() {
@@ -88,42 +97,39 @@ impl Root {
             Duration::from_millis(cfg.collector_timeout_ms),
         ) {
             Ok(token) => {
-                batch.token = Some(token);
-                self.inflight = Some(batch);
+                self.inflight.insert(token, batch);
+                true
             }
-            Err(_) => self.failed(batch),
+            Err(_) => {
+                self.failed(batch);
+                false
+            }
         }
     }
 
-    /// A batch failed: keep it for the next tick, or drop it after the last attempt.
-    fn failed(&mut self, mut batch: InFlight) {
-        let max = self.config.as_ref().map_or(1, |c| c.max_attempts);
+    /// A batch failed: keep it for another attempt, or drop it after the last one.
+    fn failed(&mut self, batch: Batch) {
+        let (max_attempts, max_retry) = self.config.as_ref().map_or((1, 1), |c| (c.max_attempts, c.max_inflight));
         state::with(|vm| vm.count(Stat::BatchesFailed, 1));
-        if batch.attempts >= max {
+        if batch.attempts >= max_attempts || self.retry.len() >= max_retry {
             let n = batch.events.len() as u64;
             state::with(|vm| vm.count(Stat::EventsDropped, n));
-            self.inflight = None;
         } else {
-            batch.token = None;
-            self.inflight = Some(batch);
+            self.retry.push_back(batch);
         }
     }
 }
 
 impl Context for Root {
     fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, _body_size: usize, _num_trailers: usize) {
-        let Some(batch) = self.inflight.take() else { return };
-        if batch.token != Some(token_id) {
-            self.inflight = Some(batch);
-            return;
-        }
+        let Some(batch) = self.inflight.remove(&token_id) else { return };
         let status = self.get_http_call_response_header(":status").and_then(|s| s.parse::<u16>().ok()).unwrap_or(0);
+        let n = batch.events.len() as u64;
         if (200..300).contains(&status) {
-            let n = batch.events.len() as u64;
             state::with(|vm| vm.count(Stat::EventsSent, n));
+            self.flush(); // the collector keeps up: send the next batch now
         } else if (400..500).contains(&status) && status != 429 {
             // the collector refused the batch itself: retrying cannot help
-            let n = batch.events.len() as u64;
             state::with(|vm| {
                 vm.count(Stat::BatchesFailed, 1);
                 vm.count(Stat::EventsDropped, n);

@@ -1,0 +1,186 @@
+"""DNS over TCP through Envoy: with the dnsguard filter, with tcp_proxy only, and direct.
+
+All three paths run in the same Envoy process (one worker thread), against the
+same canned responder (``dnsbench serve``), driven by the same load generator
+(``dnsbench load``: CONNS connections x PIPELINE queries in flight), in
+interleaved rounds. Envoy CPU per query comes from /proc/<pid>/stat
+(utime+stime) over each round. The filter ships every event to a real
+collector (JSONL sink), so shipping is included in its cost.
+
+Run: ``.venv/bin/python bench/bench_filter.py`` (after ``make setup``);
+prints a table and writes bench/results/filter.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from streams.envoy_config import FilterOptions, FilterPorts, filter_bootstrap  # noqa: E402
+from streams.stack import envoy_binary  # noqa: E402
+from tests.conftest import free_ports  # noqa: E402
+
+DNSBENCH = ROOT / "filter" / "target" / "release" / "dnsbench"
+OUT = ROOT / "bench" / "results" / "filter.json"
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
+SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))
+CONNS, PIPELINE = 4, 8
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def wait_ready(url: str, expect: bytes | None = None) -> None:
+    for _ in range(200):
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if expect is None or r.read().strip() == expect:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} not ready")
+
+
+def load(port: int) -> dict[str, float]:
+    out = subprocess.run(
+        [str(DNSBENCH), "load", str(port), str(CONNS), str(PIPELINE), str(SECONDS)],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return json.loads(out.stdout)
+
+
+def main() -> None:
+    if not DNSBENCH.exists():
+        subprocess.run(
+            ["/usr/bin/cargo", "build", "--release", "-q", "-p", "dnsbench"],
+            cwd=ROOT / "filter",
+            check=True,
+        )
+    admin, filt, plain, upstream, collector = free_ports(5)
+    work = Path(tempfile.mkdtemp(prefix="dnsguard-bench-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        procs.append(subprocess.Popen([str(DNSBENCH), "serve", str(upstream)]))
+        env = dict(
+            os.environ, DNSGUARD_COLLECTOR_PORT=str(collector), DNSGUARD_COLLECTOR_TOKEN="bench"
+        )
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "streams.cli",
+                    "collector",
+                    "--sink",
+                    f"jsonl:{work / 'events.jsonl'}",
+                ],
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+            )  # fmt: skip
+        )
+        wait_ready(f"http://127.0.0.1:{collector}/healthz")
+        ports = FilterPorts(
+            admin=admin, dns_tcp=filt, upstream_dns=upstream, collector=collector, plain_tcp=plain
+        )
+        cfg = filter_bootstrap(ports, FilterOptions(token="bench", queue_max=100_000))
+        (work / "envoy.yaml").write_text(yaml.safe_dump(cfg))
+        envoy = subprocess.Popen(
+            [
+                str(envoy_binary()),
+                "-c",
+                str(work / "envoy.yaml"),
+                "--use-dynamic-base-id",
+                "--concurrency",
+                "1",
+                "-l",
+                "error",
+            ]
+        )
+        procs.append(envoy)
+        wait_ready(f"http://127.0.0.1:{admin}/ready", b"LIVE")
+        load(filt)  # warm up
+        paths = {"direct": upstream, "envoy tcp_proxy": plain, "envoy + dnsguard filter": filt}
+        rounds: dict[str, list[dict[str, float]]] = {k: [] for k in paths}
+        for r in range(ROUNDS):
+            order = list(paths.items())
+            order = order[r % 3 :] + order[: r % 3]
+            for name, port in order:
+                c0 = cpu_seconds(envoy.pid)
+                res = load(port)
+                c1 = cpu_seconds(envoy.pid)
+                res["envoy_cpu_us_per_query"] = (c1 - c0) * 1e6 / max(res["answered"], 1)
+                rounds[name].append(res)
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{admin}/stats?filter=dnsguard&format=json"
+        ) as resp:
+            stats = {s["name"]: s.get("value") for s in json.load(resp)["stats"] if "value" in s}
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            p.wait(10)
+
+    med = {
+        k: {
+            m: statistics.median(x[m] for x in v)
+            for m in ("qps", "p50_us", "p99_us", "envoy_cpu_us_per_query")
+        }
+        for k, v in rounds.items()
+    }
+    base, filt_m = med["envoy tcp_proxy"], med["envoy + dnsguard filter"]
+    summary = {
+        "qps_ratio_filter_vs_tcp_proxy": filt_m["qps"] / base["qps"],
+        "added_envoy_cpu_us_per_query": filt_m["envoy_cpu_us_per_query"]
+        - base["envoy_cpu_us_per_query"],
+    }
+    print(
+        f"DNS over TCP, {CONNS} connections x {PIPELINE} in flight, {ROUNDS} interleaved rounds of {SECONDS:.0f}s, medians"
+    )
+    print(
+        f"{'path':26s} {'queries/s':>11s} {'p50 us':>8s} {'p99 us':>8s} {'Envoy CPU us/query':>19s}"
+    )
+    for k, m in med.items():
+        cpu = "-" if k == "direct" else f"{m['envoy_cpu_us_per_query']:.2f}"
+        print(f"{k:26s} {m['qps']:11,.0f} {m['p50_us']:8.0f} {m['p99_us']:8.0f} {cpu:>19s}")
+    print(
+        f"filter vs tcp_proxy: {summary['qps_ratio_filter_vs_tcp_proxy']:.3f}x queries/s (target >= 0.88), "
+        f"+{summary['added_envoy_cpu_us_per_query']:.2f} us Envoy CPU per query (target <= 8)"
+    )
+    print(
+        "filter stats:",
+        {k.removeprefix("wasmcustom.dnsguard."): v for k, v in stats.items() if "wasmcustom" in k},
+    )
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(
+        json.dumps(
+            {
+                "bench": "filter",
+                "medians": med,
+                "summary": summary,
+                "rounds": rounds,
+                "stats": stats,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+//! DNS-over-TCP load generator and canned responder (host tool for bench/).
+//!
+//! `dnsbench serve PORT` answers every length-prefixed query on its own
+//! connection thread with the query echoed as a response plus one A record.
+//! `dnsbench load PORT CONNS PIPELINE SECONDS` keeps PIPELINE queries in
+//! flight on each of CONNS connections for SECONDS and prints one JSON line:
+//! queries answered, seconds, queries per second and the p50/p99 latency.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+fn read_msg(s: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    let mut head = [0u8; 2];
+    s.read_exact(&mut head)?;
+    let n = u16::from_be_bytes(head) as usize;
+    buf.resize(n, 0);
+    s.read_exact(buf)
+}
+
+fn answer(q: &[u8]) -> Vec<u8> {
+    let mut r = q.to_vec();
+    if r.len() < 12 {
+        return r;
+    }
+    r[2] |= 0x80; // QR
+    r[3] = 0x80; // RA, NOERROR
+    r[7] = 1; // ANCOUNT
+    r.extend_from_slice(&[0xC0, 12, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 0, 0, 1]);
+    r
+}
+
+fn serve(port: u16) {
+    let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind");
+    for conn in listener.incoming().flatten() {
+        thread::spawn(move || {
+            let mut conn = conn;
+            conn.set_nodelay(true).ok();
+            let mut buf = Vec::new();
+            let mut out = Vec::new();
+            while read_msg(&mut conn, &mut buf).is_ok() {
+                let r = answer(&buf);
+                out.clear();
+                out.extend_from_slice(&(r.len() as u16).to_be_bytes());
+                out.extend_from_slice(&r);
+                if conn.write_all(&out).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+fn query(id: u16, n: u64) -> Vec<u8> {
+    let name = format!("q{n}.bench{}.example.com", n % 97);
+    let mut m = vec![(id >> 8) as u8, id as u8, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in name.split('.') {
+        m.push(label.len() as u8);
+        m.extend_from_slice(label.as_bytes());
+    }
+    m.extend_from_slice(&[0, 0, 1, 0, 1]);
+    let mut framed = (m.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&m);
+    framed
+}
+
+fn load(port: u16, conns: usize, pipeline: usize, seconds: f64) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let start = Instant::now();
+    let handles: Vec<_> = (0..conns)
+        .map(|c| {
+            let stop = Arc::clone(&stop);
+            thread::spawn(move || {
+                let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+                s.set_nodelay(true).ok();
+                s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+                let mut lat = Vec::with_capacity(1 << 16);
+                let mut sent_at = vec![Instant::now(); 65536];
+                let mut n: u64 = (c as u64) << 40;
+                let mut id: u16 = 0;
+                let mut buf = Vec::new();
+                for _ in 0..pipeline {
+                    id = id.wrapping_add(1);
+                    n += 1;
+                    sent_at[id as usize] = Instant::now();
+                    s.write_all(&query(id, n)).unwrap();
+                }
+                let mut answered = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    if read_msg(&mut s, &mut buf).is_err() {
+                        break;
+                    }
+                    let rid = u16::from_be_bytes([buf[0], buf[1]]);
+                    lat.push(sent_at[rid as usize].elapsed().as_micros() as u64);
+                    answered += 1;
+                    id = id.wrapping_add(1);
+                    n += 1;
+                    sent_at[id as usize] = Instant::now();
+                    if s.write_all(&query(id, n)).is_err() {
+                        break;
+                    }
+                }
+                (answered, lat)
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_secs_f64(seconds));
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut total = 0u64;
+    let mut lat = Vec::new();
+    for h in handles {
+        let (a, l) = h.join().unwrap();
+        total += a;
+        lat.extend(l);
+    }
+    lat.sort_unstable();
+    let pct = |p: f64| lat.get(((lat.len() as f64) * p) as usize).copied().unwrap_or(0);
+    println!(
+        "{{\"answered\": {total}, \"seconds\": {elapsed:.3}, \"qps\": {:.1}, \"p50_us\": {}, \"p99_us\": {}}}",
+        total as f64 / elapsed,
+        pct(0.5),
+        pct(0.99)
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("serve") => serve(args[2].parse().expect("port")),
+        Some("load") => load(
+            args[2].parse().expect("port"),
+            args[3].parse().expect("conns"),
+            args[4].parse().expect("pipeline"),
+            args[5].parse().expect("seconds"),
+        ),
+        _ => {
+            eprintln!("usage: dnsbench serve PORT | dnsbench load PORT CONNS PIPELINE SECONDS");
+            std::process::exit(2);
+        }
+    }
+}
