@@ -93,7 +93,7 @@ def main() -> None:
                 env=env,
                 cwd=ROOT,
                 stdout=subprocess.DEVNULL,
-            )  # fmt: skip
+            )
         )
         wait_ready(f"http://127.0.0.1:{collector}/healthz")
         ports = FilterPorts(
