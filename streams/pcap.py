@@ -82,10 +82,13 @@ def read_dns(path: Path) -> Iterator[DnsPacket]:
                         (_addr(ip, False), l4.dport),
                         payload,
                     )
-            elif isinstance(l4, dpkt.tcp.TCP) and (l4.sport in DNS_PORTS or l4.dport in DNS_PORTS):
-                if l4.data:
-                    key = ((_addr(ip, True), l4.sport), (_addr(ip, False), l4.dport))
-                    streams.setdefault(key, []).append((l4.seq, ts, bytes(l4.data)))
+            elif (
+                isinstance(l4, dpkt.tcp.TCP)
+                and (l4.sport in DNS_PORTS or l4.dport in DNS_PORTS)
+                and l4.data
+            ):
+                key = ((_addr(ip, True), l4.sport), (_addr(ip, False), l4.dport))
+                streams.setdefault(key, []).append((l4.seq, ts, bytes(l4.data)))
     for (src, dst), segments in streams.items():
         segments.sort(key=lambda s: s[0])
         data = b""
