@@ -36,7 +36,8 @@ DNSBENCH = ROOT / "filter" / "target" / "release" / "dnsbench"
 OUT = ROOT / "bench" / "results" / "filter.json"
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))
-CONNS, PIPELINE = 4, 8
+# (name, connections, queries in flight per connection; 0 = a new connection per query)
+WORKLOADS = (("pipelined", 4, 8), ("query-per-connection", 4, 0))
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -57,9 +58,9 @@ def wait_ready(url: str, expect: bytes | None = None) -> None:
     raise RuntimeError(f"{url} not ready")
 
 
-def load(port: int) -> dict[str, float]:
+def load(port: int, conns: int, pipeline: int) -> dict[str, float]:
     out = subprocess.run(
-        [str(DNSBENCH), "load", str(port), str(CONNS), str(PIPELINE), str(SECONDS)],
+        [str(DNSBENCH), "load", str(port), str(conns), str(pipeline), str(SECONDS)],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     return json.loads(out.stdout)
@@ -115,71 +116,51 @@ def main() -> None:
         )
         procs.append(envoy)
         wait_ready(f"http://127.0.0.1:{admin}/ready", b"LIVE")
-        load(filt)  # warm up
+        load(filt, 4, 8)  # warm up
         paths = {"direct": upstream, "envoy tcp_proxy": plain, "envoy + dnsguard filter": filt}
-        rounds: dict[str, list[dict[str, float]]] = {k: [] for k in paths}
+        rounds: dict[str, dict[str, list[dict[str, float]]]] = {w[0]: {k: [] for k in paths} for w in WORKLOADS}
         for r in range(ROUNDS):
-            order = list(paths.items())
-            order = order[r % 3 :] + order[: r % 3]
-            for name, port in order:
-                c0 = cpu_seconds(envoy.pid)
-                res = load(port)
-                c1 = cpu_seconds(envoy.pid)
-                res["envoy_cpu_us_per_query"] = (c1 - c0) * 1e6 / max(res["answered"], 1)
-                rounds[name].append(res)
-        with urllib.request.urlopen(
-            f"http://127.0.0.1:{admin}/stats?filter=dnsguard&format=json"
-        ) as resp:
+            for workload, conns, pipeline in WORKLOADS:
+                order = list(paths.items())
+                order = order[r % 3 :] + order[: r % 3]
+                for name, port in order:
+                    c0 = cpu_seconds(envoy.pid)
+                    res = load(port, conns, pipeline)
+                    c1 = cpu_seconds(envoy.pid)
+                    res["envoy_cpu_us_per_query"] = (c1 - c0) * 1e6 / max(res["answered"], 1)
+                    rounds[workload][name].append(res)
+        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/stats?filter=dnsguard&format=json") as resp:
             stats = {s["name"]: s.get("value") for s in json.load(resp)["stats"] if "value" in s}
     finally:
         for p in reversed(procs):
             p.terminate()
             p.wait(10)
 
-    med = {
-        k: {
-            m: statistics.median(x[m] for x in v)
-            for m in ("qps", "p50_us", "p99_us", "envoy_cpu_us_per_query")
+    results = {}
+    for workload, conns, pipeline in WORKLOADS:
+        med = {
+            k: {m: statistics.median(x[m] for x in v) for m in ("qps", "p50_us", "p99_us", "envoy_cpu_us_per_query")}
+            for k, v in rounds[workload].items()
         }
-        for k, v in rounds.items()
-    }
-    base, filt_m = med["envoy tcp_proxy"], med["envoy + dnsguard filter"]
-    summary = {
-        "qps_ratio_filter_vs_tcp_proxy": filt_m["qps"] / base["qps"],
-        "added_envoy_cpu_us_per_query": filt_m["envoy_cpu_us_per_query"]
-        - base["envoy_cpu_us_per_query"],
-    }
-    print(
-        f"DNS over TCP, {CONNS} connections x {PIPELINE} in flight, {ROUNDS} interleaved rounds of {SECONDS:.0f}s, medians"
-    )
-    print(
-        f"{'path':26s} {'queries/s':>11s} {'p50 us':>8s} {'p99 us':>8s} {'Envoy CPU us/query':>19s}"
-    )
-    for k, m in med.items():
-        cpu = "-" if k == "direct" else f"{m['envoy_cpu_us_per_query']:.2f}"
-        print(f"{k:26s} {m['qps']:11,.0f} {m['p50_us']:8.0f} {m['p99_us']:8.0f} {cpu:>19s}")
-    print(
-        f"filter vs tcp_proxy: {summary['qps_ratio_filter_vs_tcp_proxy']:.3f}x queries/s (target >= 0.88), "
-        f"+{summary['added_envoy_cpu_us_per_query']:.2f} us Envoy CPU per query (target <= 8)"
-    )
-    print(
-        "filter stats:",
-        {k.removeprefix("wasmcustom.dnsguard."): v for k, v in stats.items() if "wasmcustom" in k},
-    )
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(
-        json.dumps(
-            {
-                "bench": "filter",
-                "medians": med,
-                "summary": summary,
-                "rounds": rounds,
-                "stats": stats,
-            },
-            indent=2,
+        base, filt_m = med["envoy tcp_proxy"], med["envoy + dnsguard filter"]
+        summary = {
+            "qps_ratio_filter_vs_tcp_proxy": filt_m["qps"] / base["qps"],
+            "added_envoy_cpu_us_per_query": filt_m["envoy_cpu_us_per_query"] - base["envoy_cpu_us_per_query"],
+        }
+        results[workload] = {"medians": med, "summary": summary, "rounds": rounds[workload]}
+        shape = f"{conns} connections x {pipeline} in flight" if pipeline else f"{conns} clients, a new connection per query"
+        print(f"\nDNS over TCP, {workload}: {shape}; {ROUNDS} interleaved rounds of {SECONDS:.0f}s, medians")
+        print(f"{'path':26s} {'queries/s':>11s} {'p50 us':>8s} {'p99 us':>8s} {'Envoy CPU us/query':>19s}")
+        for k, m in med.items():
+            cpu = "-" if k == "direct" else f"{m['envoy_cpu_us_per_query']:.2f}"
+            print(f"{k:26s} {m['qps']:11,.0f} {m['p50_us']:8.0f} {m['p99_us']:8.0f} {cpu:>19s}")
+        print(
+            f"filter vs tcp_proxy: {summary['qps_ratio_filter_vs_tcp_proxy']:.3f}x queries/s (target >= 0.88), "
+            f"+{summary['added_envoy_cpu_us_per_query']:.2f} us Envoy CPU per query (target <= 8)"
         )
-        + "\n"
-    )
+    print("\nfilter stats:", {k.removeprefix("wasmcustom.dnsguard."): v for k, v in stats.items() if "wasmcustom" in k})
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps({"bench": "filter", "workloads": results, "stats": stats}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -46,27 +46,22 @@ pub fn split_address(addr: &str) -> (String, u16) {
     }
 }
 
-pub fn client(ctx: &dyn Context) -> Client {
+/// The client of this connection, and whether the connection is TLS.
+/// Property reads cost host calls, so peer certificates are only asked for on TLS.
+pub fn client(ctx: &dyn Context) -> (Client, bool) {
     let (ip, port) = split_address(&string_property(ctx, vec!["source", "address"]));
-    let uri = string_property(ctx, vec!["connection", "uri_san_peer_certificate"]);
-    let subject = string_property(ctx, vec!["connection", "subject_peer_certificate"]);
-    let peer = if !uri.is_empty() {
-        Some(uri)
-    } else if !subject.is_empty() {
-        Some(subject)
+    let tls = !string_property(ctx, vec!["connection", "tls_version"]).is_empty();
+    let peer = if tls {
+        let uri = string_property(ctx, vec!["connection", "uri_san_peer_certificate"]);
+        if uri.is_empty() {
+            Some(string_property(ctx, vec!["connection", "subject_peer_certificate"])).filter(|s| !s.is_empty())
+        } else {
+            Some(uri)
+        }
     } else {
         None
     };
-    Client { ip, port, peer }
-}
-
-/// "dot" when the downstream connection is TLS (Envoy terminated it), else "tcp".
-pub fn stream_transport(ctx: &dyn Context) -> &'static str {
-    if string_property(ctx, vec!["connection", "tls_version"]).is_empty() {
-        "tcp"
-    } else {
-        "dot"
-    }
+    (Client { ip, port, peer }, tls)
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ impl DnsDoh {
     }
 
     fn query(&mut self, bytes: &[u8]) {
-        let client = Rc::new(attribution::client(self));
+        let client = Rc::new(attribution::client(self).0);
         dns::on_query(self.id, bytes, &client, "doh");
     }
 }

@@ -139,6 +139,9 @@ impl VmState {
 
     /// Emit every query of `ctx` still waiting (the connection closed).
     pub fn close_context(&mut self, ctx: u32, now: u64) {
+        if self.pending_keys.is_empty() {
+            return;
+        }
         let keys: Vec<(u32, u16)> = self.pending_keys.keys().filter(|k| k.0 == ctx).copied().collect();
         for k in keys {
             if let Some(p) = self.take_pending(k.0, k.1) {

@@ -33,8 +33,9 @@ impl DnsTcp {
         if let Some(c) = &self.client {
             return Rc::clone(c);
         }
-        let c = Rc::new(attribution::client(self));
-        self.transport = attribution::stream_transport(self);
+        let (client, tls) = attribution::client(self);
+        let c = Rc::new(client);
+        self.transport = if tls { "dot" } else { "tcp" };
         self.client = Some(Rc::clone(&c));
         c
     }

@@ -5,6 +5,8 @@
 //! `dnsbench load PORT CONNS PIPELINE SECONDS` keeps PIPELINE queries in
 //! flight on each of CONNS connections for SECONDS and prints one JSON line:
 //! queries answered, seconds, queries per second and the p50/p99 latency.
+//! PIPELINE 0 means one query per connection (connect, ask, read, close), the
+//! way stub resolvers and `dig +tcp` use DNS over TCP.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing, clippy::panic)]
 
@@ -69,6 +71,26 @@ fn query(id: u16, n: u64) -> Vec<u8> {
     framed
 }
 
+fn fresh_connections(port: u16, c: usize, stop: &AtomicBool) -> (u64, Vec<u64>) {
+    let mut lat = Vec::with_capacity(1 << 16);
+    let mut n: u64 = (c as u64) << 40;
+    let mut buf = Vec::new();
+    let mut answered = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        n += 1;
+        let t0 = Instant::now();
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { continue };
+        s.set_nodelay(true).ok();
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+        if s.write_all(&query(n as u16, n)).is_err() || read_msg(&mut s, &mut buf).is_err() {
+            continue;
+        }
+        lat.push(t0.elapsed().as_micros() as u64);
+        answered += 1;
+    }
+    (answered, lat)
+}
+
 fn load(port: u16, conns: usize, pipeline: usize, seconds: f64) {
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
@@ -76,6 +98,9 @@ fn load(port: u16, conns: usize, pipeline: usize, seconds: f64) {
         .map(|c| {
             let stop = Arc::clone(&stop);
             thread::spawn(move || {
+                if pipeline == 0 {
+                    return fresh_connections(port, c, &stop);
+                }
                 let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
                 s.set_nodelay(true).ok();
                 s.set_read_timeout(Some(Duration::from_secs(5))).ok();
