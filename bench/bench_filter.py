@@ -118,7 +118,9 @@ def main() -> None:
         wait_ready(f"http://127.0.0.1:{admin}/ready", b"LIVE")
         load(filt, 4, 8)  # warm up
         paths = {"direct": upstream, "envoy tcp_proxy": plain, "envoy + dnsguard filter": filt}
-        rounds: dict[str, dict[str, list[dict[str, float]]]] = {w[0]: {k: [] for k in paths} for w in WORKLOADS}
+        rounds: dict[str, dict[str, list[dict[str, float]]]] = {
+            w[0]: {k: [] for k in paths} for w in WORKLOADS
+        }
         for r in range(ROUNDS):
             for workload, conns, pipeline in WORKLOADS:
                 order = list(paths.items())
@@ -129,7 +131,9 @@ def main() -> None:
                     c1 = cpu_seconds(envoy.pid)
                     res["envoy_cpu_us_per_query"] = (c1 - c0) * 1e6 / max(res["answered"], 1)
                     rounds[workload][name].append(res)
-        with urllib.request.urlopen(f"http://127.0.0.1:{admin}/stats?filter=dnsguard&format=json") as resp:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{admin}/stats?filter=dnsguard&format=json"
+        ) as resp:
             stats = {s["name"]: s.get("value") for s in json.load(resp)["stats"] if "value" in s}
     finally:
         for p in reversed(procs):
@@ -139,18 +143,30 @@ def main() -> None:
     results = {}
     for workload, conns, pipeline in WORKLOADS:
         med = {
-            k: {m: statistics.median(x[m] for x in v) for m in ("qps", "p50_us", "p99_us", "envoy_cpu_us_per_query")}
+            k: {
+                m: statistics.median(x[m] for x in v)
+                for m in ("qps", "p50_us", "p99_us", "envoy_cpu_us_per_query")
+            }
             for k, v in rounds[workload].items()
         }
         base, filt_m = med["envoy tcp_proxy"], med["envoy + dnsguard filter"]
         summary = {
             "qps_ratio_filter_vs_tcp_proxy": filt_m["qps"] / base["qps"],
-            "added_envoy_cpu_us_per_query": filt_m["envoy_cpu_us_per_query"] - base["envoy_cpu_us_per_query"],
+            "added_envoy_cpu_us_per_query": filt_m["envoy_cpu_us_per_query"]
+            - base["envoy_cpu_us_per_query"],
         }
         results[workload] = {"medians": med, "summary": summary, "rounds": rounds[workload]}
-        shape = f"{conns} connections x {pipeline} in flight" if pipeline else f"{conns} clients, a new connection per query"
-        print(f"\nDNS over TCP, {workload}: {shape}; {ROUNDS} interleaved rounds of {SECONDS:.0f}s, medians")
-        print(f"{'path':26s} {'queries/s':>11s} {'p50 us':>8s} {'p99 us':>8s} {'Envoy CPU us/query':>19s}")
+        shape = (
+            f"{conns} connections x {pipeline} in flight"
+            if pipeline
+            else f"{conns} clients, a new connection per query"
+        )
+        print(
+            f"\nDNS over TCP, {workload}: {shape}; {ROUNDS} interleaved rounds of {SECONDS:.0f}s, medians"
+        )
+        print(
+            f"{'path':26s} {'queries/s':>11s} {'p50 us':>8s} {'p99 us':>8s} {'Envoy CPU us/query':>19s}"
+        )
         for k, m in med.items():
             cpu = "-" if k == "direct" else f"{m['envoy_cpu_us_per_query']:.2f}"
             print(f"{k:26s} {m['qps']:11,.0f} {m['p50_us']:8.0f} {m['p99_us']:8.0f} {cpu:>19s}")
@@ -158,9 +174,14 @@ def main() -> None:
             f"filter vs tcp_proxy: {summary['qps_ratio_filter_vs_tcp_proxy']:.3f}x queries/s (target >= 0.88), "
             f"+{summary['added_envoy_cpu_us_per_query']:.2f} us Envoy CPU per query (target <= 8)"
         )
-    print("\nfilter stats:", {k.removeprefix("wasmcustom.dnsguard."): v for k, v in stats.items() if "wasmcustom" in k})
+    print(
+        "\nfilter stats:",
+        {k.removeprefix("wasmcustom.dnsguard."): v for k, v in stats.items() if "wasmcustom" in k},
+    )
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({"bench": "filter", "workloads": results, "stats": stats}, indent=2) + "\n")
+    OUT.write_text(
+        json.dumps({"bench": "filter", "workloads": results, "stats": stats}, indent=2) + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -198,7 +198,9 @@ class Collector:
         if request.content_length is not None and request.content_length > s.max_body_bytes:
             return self._reject(413, f"body over {s.max_body_bytes} bytes")
         try:
-            body = await request.content.read(s.max_body_bytes + 1)
+            body = await request.read()  # bounded by client_max_size
+        except web.HTTPRequestEntityTooLarge:
+            return self._reject(413, f"body over {s.max_body_bytes} bytes")
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             return self._reject(400, f"could not read the body: {exc}")
         if len(body) > s.max_body_bytes:
@@ -238,7 +240,7 @@ class Collector:
         return web.json_response({"status": "ok"})
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=self.settings.max_body_bytes + 1)
+        app = web.Application(client_max_size=self.settings.max_body_bytes)
         app.router.add_post(self.settings.path, self.ingest)
         app.router.add_get("/metrics", self.metrics_view)
         app.router.add_get("/healthz", self.health)

@@ -77,10 +77,13 @@ AUTH = {"Authorization": "Bearer s3cret"}
 
 
 def call(
-    sink: MemorySink, body: bytes, headers: dict[str, str] | None = None
+    sink: MemorySink,
+    body: bytes,
+    headers: dict[str, str] | None = None,
+    settings: CollectorSettings = SETTINGS,
 ) -> tuple[int, dict[str, Any], dict[str, str]]:
     async def run() -> tuple[int, dict[str, Any], dict[str, str]]:
-        async with TestClient(TestServer(Collector(SETTINGS, sink).app())) as client:
+        async with TestClient(TestServer(Collector(settings, sink).app())) as client:
             resp = await client.post(
                 "/v1/events", data=body, headers=headers if headers is not None else AUTH
             )
@@ -114,6 +117,23 @@ def test_token_is_required(headers: dict[str, str], status: int) -> None:
     assert "token" in reply["error"]
     assert resp_headers.get("WWW-Authenticate") == "Bearer"
     assert sink.events == []
+
+
+def test_a_body_that_arrives_in_pieces_is_read_whole() -> None:
+    sink = MemorySink()
+    body = json.dumps([event(f"n{i}.example.com") for i in range(40)]).encode()
+
+    async def dribble():  # type: ignore[no-untyped-def]
+        for i in range(0, len(body), 1024):
+            yield body[i : i + 1024]
+            await asyncio.sleep(0.002)
+
+    async def run() -> tuple[int, dict[str, Any]]:
+        async with TestClient(TestServer(Collector(SETTINGS, sink).app())) as client:
+            resp = await client.post("/v1/events", data=dribble(), headers=AUTH)
+            return resp.status, await resp.json()
+
+    assert asyncio.run(run()) == (202, {"accepted": 40, "rejected": 0})
 
 
 def test_limits_and_shape() -> None:
