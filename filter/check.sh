@@ -6,11 +6,12 @@
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$HERE"
-export PATH="/usr/bin:$PATH"
-CLIPPY_CARGO="$(ls "$HOME"/.cargo/bin/cargo 2>/dev/null || command -v cargo)"
 # clippy comes with the machine's rustup toolchain, a different rustc than
-# Debian's 1.96 used for the build: it gets its own target folder.
-CARGO_TARGET_DIR="$HERE/target/clippy" "$CLIPPY_CARGO" clippy --workspace --lib --bins -q -- -D warnings
+# Debian's 1.96 used for the build: it runs with rustup's binaries first on
+# PATH and gets its own target folder.
+( export PATH="$HOME/.cargo/bin:$PATH"; unset RUSTC RUSTC_BOOTSTRAP
+  CARGO_TARGET_DIR="$HERE/target/clippy" cargo clippy --workspace --lib --bins -q -- -D warnings )
+export PATH="/usr/bin:$PATH"
 out="$(/usr/bin/cargo test --workspace -q 2>&1)" || { echo "$out"; exit 1; }
 echo "$out" | grep -E "^test result: ok. [1-9]"
 /usr/bin/cargo build --profile fuzz -p dnswire --bin fuzz-dnswire -q
