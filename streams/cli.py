@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
-from streams.errors import DnsguardError
+from streams.errors import ConfigError, DnsguardError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -92,6 +92,54 @@ def _collector(args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(_: argparse.Namespace) -> int:
+    from streams.settings import load_worker_settings
+    from streams.worker.agents import run_worker
+
+    run_worker(load_worker_settings())
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from detectors.pipeline import DetectorSettings, Pipeline
+    from models import artifact
+    from streams.replay import replay
+    from streams.worker.app import load_allowlist
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    model, _ = artifact.load()
+    allow = load_allowlist(Path(args.allowlist), args.allowlist_top_n) if args.allowlist else []
+    pipeline = Pipeline(model, DetectorSettings(), allow)
+    out = Path(args.out)
+    result = replay(pipeline, path, out)
+    console = Console()
+    table = Table(title=f"dnsguard replay of {path.name}")
+    for col in ("time", "detector", "client", "name", "score", "verdict", "why"):
+        table.add_column(col, overflow="fold")
+    import datetime as _dt
+
+    for d in result.decisions[: args.limit]:
+        f = d.finding
+        when = _dt.datetime.fromtimestamp(f.ts, _dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        verdict = f"{d.verdict.action} {d.verdict.scope}" if d.verdict else d.disposition
+        table.add_row(
+            when, f.detector, f.client, f.name or "-", f"{f.score:.3f}", verdict, f.summary
+        )
+    console.print(table)
+    console.print(
+        f"{result.events} events, {result.rejected} rejected, findings {dict(result.findings)}; "
+        f"alerts and verdicts in {out}/"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dnsguard",
@@ -115,6 +163,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None)
     p.add_argument("--sink", default=None, help="kafka (default) or jsonl:PATH")
     p.set_defaults(handler=_collector)
+
+    p = sub.add_parser(
+        "replay", help="run the detectors on a JSONL of v1 events or a pcap, no Kafka/Redis"
+    )
+    p.add_argument("file")
+    p.add_argument(
+        "--out",
+        default="dnsguard-replay",
+        help="folder for alerts.jsonl, verdicts.jsonl, rejected.jsonl",
+    )
+    p.add_argument(
+        "--allowlist", default=None, help="CSV with a domain column (e.g. a top-sites ranking)"
+    )
+    p.add_argument("--allowlist-top-n", type=int, default=10_000)
+    p.add_argument("--limit", type=int, default=50, help="rows shown in the table")
+    p.set_defaults(handler=_replay)
+
+    p = sub.add_parser("worker", help="Faust worker: events from Kafka to alerts and verdicts")
+    p.set_defaults(handler=_worker)
 
     for register in _plugins():
         register(sub)

@@ -166,6 +166,73 @@ def load_collector_settings(env: Mapping[str, str] | None = None) -> CollectorSe
     ).validate()
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """The Faust workers: Kafka, Redis, topics, batching and detector knobs."""
+
+    app_id: str = "dnsguard-worker"
+    kafka_bootstrap: str = "127.0.0.1:19092"
+    redis_url: str = "redis://127.0.0.1:16379/0"
+    events_topic: str = "dnsguard.events"
+    alerts_topic: str = "dnsguard.alerts"
+    verdicts_topic: str = "dnsguard.verdicts"
+    dlq_topic: str = "dnsguard.events.dlq"
+    batch_max: int = 1000
+    batch_within_s: float = 0.5
+    web_port: int = 16066  # Faust web server: /metrics (Prometheus)
+    data_dir: Path = Path("/tmp/dnsguard-worker")
+    dga_threshold: float = 0.999
+    allowlist_file: Path | None = None  # CSV with a domain column (top-N popular)
+    allowlist_top_n: int = 10_000
+    shadow: bool = False
+    redis_retries: int = 5
+    alert_dedup_ttl_s: int = 7 * 86_400
+
+    def validate(self) -> WorkerSettings:
+        if not 0 < self.dga_threshold < 1:
+            raise ConfigError(f"{ENV_PREFIX}DGA_THRESHOLD={self.dga_threshold}: must be in (0, 1)")
+        if self.batch_max < 1 or self.batch_within_s <= 0:
+            raise ConfigError("worker batch size and wait must be positive")
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(
+                f"{ENV_PREFIX}REDIS_URL={self.redis_url!r}: expected redis://, rediss:// or unix://"
+            )
+        return self
+
+
+def load_worker_settings(env: Mapping[str, str] | None = None) -> WorkerSettings:
+    source = os.environ if env is None else env
+    e = _Env(source)
+    stack = load_stack_settings(source)
+    threshold_raw = e.raw("DGA_THRESHOLD")
+    try:
+        threshold = float(threshold_raw) if threshold_raw is not None else 0.999
+    except ValueError as exc:
+        raise ConfigError(
+            f"{ENV_PREFIX}DGA_THRESHOLD={threshold_raw!r}: expected a number"
+        ) from exc
+    shadow_raw = (e.raw("SHADOW") or "false").lower()
+    if shadow_raw not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigError(f"{ENV_PREFIX}SHADOW={shadow_raw!r}: expected true or false")
+    allow = e.raw("ALLOWLIST_FILE")
+    return WorkerSettings(
+        app_id=e.raw("WORKER_APP_ID") or "dnsguard-worker",
+        kafka_bootstrap=e.raw("KAFKA_BOOTSTRAP") or stack.kafka_bootstrap,
+        redis_url=e.raw("REDIS_URL") or stack.redis_url,
+        events_topic=e.raw("EVENTS_TOPIC") or "dnsguard.events",
+        alerts_topic=e.raw("ALERTS_TOPIC") or "dnsguard.alerts",
+        verdicts_topic=e.raw("VERDICTS_TOPIC") or "dnsguard.verdicts",
+        dlq_topic=e.raw("DLQ_TOPIC") or "dnsguard.events.dlq",
+        batch_max=e.integer("WORKER_BATCH_MAX", 1000, minimum=1),
+        web_port=e.port("WORKER_WEB_PORT", 16066),
+        data_dir=e.path("WORKER_DATA_DIR", stack.state_dir / "worker"),
+        dga_threshold=threshold,
+        allowlist_file=Path(allow) if allow else None,
+        allowlist_top_n=e.integer("ALLOWLIST_TOP_N", 10_000, minimum=0),
+        shadow=shadow_raw in ("true", "1", "yes"),
+    ).validate()
+
+
 def load_stack_settings(env: Mapping[str, str] | None = None) -> StackSettings:
     """Build :class:`StackSettings` from ``DNSGUARD_*`` environment variables."""
     source = os.environ if env is None else env

@@ -1,0 +1,151 @@
+"""The worker's agents: decode, detect, publish. No detection logic here."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import operator
+import time
+from collections import deque
+from typing import Any
+
+import faust
+from prometheus_client import generate_latest
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from detectors.events import DnsEvent, EventError, from_v1
+from detectors.pipeline import Pipeline
+from detectors.verdicts import Verdict
+from streams.settings import WorkerSettings
+from streams.verdict_store import encode, write_verdicts
+from streams.worker.app import WorkerMetrics, build_pipeline, create_app, topic_config
+from streams.worker.outputs import alert_id, ocsf_alert
+
+log = logging.getLogger("dnsguard.worker")
+MAX_PENDING_VERDICTS = 100_000
+
+
+class Worker:
+    """Owns the Faust app, the detector pipeline, Redis, and the agent wiring."""
+
+    def __init__(self, settings: WorkerSettings, pipeline: Pipeline | None = None) -> None:
+        self.settings = settings
+        self.app = create_app(settings)
+        self.topics = topic_config(self.app, settings)
+        self.pipeline = pipeline or build_pipeline(settings)
+        self.metrics = WorkerMetrics.create()
+        # Per-client event counts per minute: changelog-backed, they move with partitions.
+        self.client_counts = self.app.Table(
+            "client-counts", default=int, partitions=None, key_type=str, value_type=int
+        ).tumbling(60.0, expires=3600.0)
+        self.redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        self.pending: deque[Verdict] = deque(maxlen=MAX_PENDING_VERDICTS)
+        self.app.agent(self.topics["events"], name="dnsguard-events")(self.process)
+        registry = self.metrics.registry
+
+        @self.app.page("/metrics")
+        async def metrics_page(view: Any, request: Any) -> Any:
+            return view.bytes(generate_latest(registry), content_type="text/plain")
+
+    # -- the agent ------------------------------------------------------------------
+    async def process(self, stream: faust.StreamT) -> None:
+        s = self.settings
+        async for batch in stream.take_events(s.batch_max, within=s.batch_within_s):
+            events: list[DnsEvent] = []
+            for event in batch:
+                try:
+                    ev = from_v1(json.loads(event.value))
+                except (EventError, ValueError, TypeError) as exc:
+                    await self.dead_letter(event, exc)
+                    continue
+                events.append(ev)
+                # take_events() does not set Faust's current event; table writes
+                # need it to pick the changelog partition of this event's key.
+                stream._set_current_event(event)
+                self.client_counts[ev.client].apply(operator.add, 1, event=event)
+            stream._set_current_event(None)
+            events.sort(key=lambda e: e.ts)
+            await self.publish(events)
+
+    async def dead_letter(self, event: faust.EventT, exc: Exception) -> None:
+        m = event.message
+        body = {
+            "topic": m.topic,
+            "partition": m.partition,
+            "offset": m.offset,
+            "error": f"{type(exc).__name__}: {exc}",
+            "value": (event.value or b"")[:8192].decode("utf-8", "replace")
+            if isinstance(event.value, bytes)
+            else str(event.value)[:8192],
+        }
+        await self.topics["dlq"].send(key=m.key, value=json.dumps(body).encode())
+        self.metrics.dlq.inc()
+
+    async def publish(self, events: list[DnsEvent]) -> None:
+        result = self.pipeline.process(events)
+        self.metrics.events.inc(len(events))
+        now = time.time()
+        for ev in events[-1:]:
+            self.metrics.latency.observe(max(0.0, now - ev.ts))
+        verdicts = []
+        for d in result.decisions:
+            self.metrics.findings.labels(detector=d.finding.detector).inc()
+            uid = alert_id(d)
+            if await self.first_time(uid):
+                await self.topics["alerts"].send(
+                    key=uid.encode(), value=json.dumps(ocsf_alert(d)).encode()
+                )
+            if d.verdict is not None:
+                verdicts.append(d.verdict)
+                self.metrics.verdicts.labels(action=d.verdict.action).inc()
+                await self.topics["verdicts"].send(
+                    key=d.verdict.key.encode(), value=encode(d.verdict).encode()
+                )
+        self.pending.extend(verdicts)
+        await self.flush_verdicts()
+
+    async def first_time(self, uid: str) -> bool:
+        """True unless this alert was already published (Redis SET NX on its id).
+
+        While Redis is unreachable alerts are published anyway: at least once.
+        """
+        try:
+            return bool(
+                await self.redis.set(
+                    f"dnsguard:alert:{uid}", b"1", nx=True, ex=self.settings.alert_dedup_ttl_s
+                )
+            )
+        except (RedisError, OSError):
+            return True
+
+    async def flush_verdicts(self) -> None:
+        """Write pending verdicts with bounded retries; keep them for the next batch if Redis is away."""
+        if not self.pending:
+            return
+        batch = list(self.pending)
+        delay = 0.05
+        for attempt in range(self.settings.redis_retries):
+            try:
+                await write_verdicts(self.redis, batch)
+            except (RedisError, OSError) as exc:
+                if attempt == self.settings.redis_retries - 1:
+                    log.warning("Redis unavailable, %d verdicts pending: %s", len(batch), exc)
+                    self.metrics.pending_verdicts.set(len(self.pending))
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+            else:
+                self.pending.clear()
+                self.metrics.pending_verdicts.set(0)
+                return
+
+
+def run_worker(settings: WorkerSettings) -> None:
+    worker = Worker(settings)
+    worker.app.main = None  # type: ignore[attr-defined]
+    worker.app.finalize()
+    from faust.worker import Worker as FaustWorker
+
+    FaustWorker(worker.app, loglevel="warning", quiet=True).execute_from_commandline()

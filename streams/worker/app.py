@@ -1,0 +1,119 @@
+"""Builds the Faust application and everything its agents need, from settings."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import faust
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from detectors.dga_detector import DgaSettings
+from detectors.pipeline import DetectorSettings, Pipeline
+from detectors.verdicts import PolicySettings
+from models import artifact
+from streams.settings import WorkerSettings
+
+
+@dataclass
+class WorkerMetrics:
+    registry: CollectorRegistry
+    events: Counter
+    findings: Counter
+    verdicts: Counter
+    dlq: Counter
+    latency: Histogram
+    lag: Gauge
+    pending_verdicts: Gauge
+
+    @classmethod
+    def create(cls) -> WorkerMetrics:
+        r = CollectorRegistry()
+        return cls(
+            registry=r,
+            events=Counter("dnsguard_worker_events", "Events processed", registry=r),
+            findings=Counter(
+                "dnsguard_worker_findings", "Findings by detector", ["detector"], registry=r
+            ),
+            verdicts=Counter(
+                "dnsguard_worker_verdicts", "Verdicts by action", ["action"], registry=r
+            ),
+            dlq=Counter("dnsguard_worker_dlq", "Events sent to the dead-letter topic", registry=r),
+            latency=Histogram(
+                "dnsguard_worker_event_to_verdict_seconds",
+                "From the event's timestamp to its batch being processed",
+                buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+                registry=r,
+            ),
+            lag=Gauge(
+                "dnsguard_worker_consumer_lag",
+                "Records behind the end of the events topic",
+                registry=r,
+            ),
+            pending_verdicts=Gauge(
+                "dnsguard_worker_pending_verdicts", "Verdicts waiting for Redis", registry=r
+            ),
+        )
+
+
+def load_allowlist(path: Path | None, top_n: int) -> list[str]:
+    """The first ``top_n`` domains of a CSV with a ``domain`` column (a popularity ranking)."""
+    if path is None or top_n == 0:
+        return []
+    out: list[str] = []
+    with path.open(newline="", encoding="utf-8") as fh:
+        for row in csv.DictReader(fh):
+            out.append(row["domain"])
+            if len(out) >= top_n:
+                break
+    return out
+
+
+def build_pipeline(settings: WorkerSettings) -> Pipeline:
+    model, _ = artifact.load()
+    detector_settings = DetectorSettings(
+        dga=replace(DgaSettings(), threshold=settings.dga_threshold),
+        policy=PolicySettings(shadow_global=settings.shadow),
+    )
+    return Pipeline(
+        model, detector_settings, load_allowlist(settings.allowlist_file, settings.allowlist_top_n)
+    )
+
+
+def create_app(settings: WorkerSettings) -> faust.App:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",  # tables are rebuilt from their changelog topics on start
+        datadir=str(settings.data_dir),
+        web_port=settings.web_port,
+        web_host="127.0.0.1",
+        web_bind="127.0.0.1",
+        topic_partitions=6,
+        topic_replication_factor=1,
+        producer_acks=-1,
+        processing_guarantee="at_least_once",
+        stream_buffer_maxsize=4 * settings.batch_max,
+        broker_max_poll_records=settings.batch_max,
+        table_cleanup_interval=30.0,
+    )
+
+
+def topic_config(app: faust.App, settings: WorkerSettings) -> dict[str, Any]:
+    return {
+        "events": app.topic(
+            settings.events_topic, key_type=bytes, value_type=bytes, value_serializer="raw"
+        ),
+        "alerts": app.topic(
+            settings.alerts_topic, key_type=bytes, value_type=bytes, value_serializer="raw"
+        ),
+        "verdicts": app.topic(
+            settings.verdicts_topic, key_type=bytes, value_type=bytes, value_serializer="raw"
+        ),
+        "dlq": app.topic(
+            settings.dlq_topic, key_type=bytes, value_type=bytes, value_serializer="raw"
+        ),
+    }
