@@ -65,7 +65,6 @@ class Worker:
                 # need it to pick the changelog partition of this event's key.
                 stream._set_current_event(event)
                 self.client_counts[ev.client].apply(operator.add, 1, event=event)
-            stream._set_current_event(None)
             events.sort(key=lambda e: e.ts)
             await self.publish(events)
 

@@ -1,0 +1,179 @@
+"""Worker reliability on real Kafka and Redis: kill -9 and restart; Redis away for a while."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from detectors.events import from_v1
+from detectors.pipeline import Pipeline
+from models import artifact
+from streams.settings import load_stack_settings
+from streams.simulate import Simulator
+from streams.stack import Redis as RedisService
+from streams.stack import Stack
+from streams.topics import TopicSpec, ensure_topics
+from streams.verdict_store import read_verdicts
+from tests.conftest import free_ports
+from tests.integration.test_worker import _produce, _read
+
+pytestmark = pytest.mark.integration
+
+
+class Rig:
+    def __init__(self, bootstrap: str, redis_url: str, tmp: Path, seconds: float = 60) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.bootstrap = bootstrap
+        self.redis_url = redis_url
+        self.tmp = tmp
+        self.topics = {n: f"r{tag}.{n}" for n in ("events", "alerts", "verdicts", "dlq")}
+        asyncio.run(
+            ensure_topics(
+                bootstrap,
+                [TopicSpec(self.topics["events"], 6), TopicSpec(self.topics["alerts"], 1),
+                 TopicSpec(self.topics["dlq"], 1), TopicSpec(self.topics["verdicts"], 1, {"cleanup.policy": "compact"})],
+            )
+        )  # fmt: skip
+        self.sim = Simulator()
+        self.events = list(self.sim.events(time.time() - seconds, seconds))
+        values = [
+            (f"{e['node']['namespace']}/{e['node']['pod']}".encode(), json.dumps(e).encode())
+            for e in self.events
+        ]
+        values.insert(7, (b"bad", b"{not json"))
+        self.values = values
+        self.env = dict(
+            os.environ,
+            DNSGUARD_KAFKA_BOOTSTRAP=bootstrap,
+            DNSGUARD_REDIS_URL=redis_url,
+            DNSGUARD_WORKER_APP_ID=f"r{tag}",
+            DNSGUARD_EVENTS_TOPIC=self.topics["events"],
+            DNSGUARD_ALERTS_TOPIC=self.topics["alerts"],
+            DNSGUARD_VERDICTS_TOPIC=self.topics["verdicts"],
+            DNSGUARD_DLQ_TOPIC=self.topics["dlq"],
+            DNSGUARD_WORKER_WEB_PORT=str(free_ports(1)[0]),
+            DNSGUARD_WORKER_DATA_DIR=str(tmp / "worker"),
+            DNSGUARD_WORKER_BATCH_MAX="200",
+        )
+        self.log = tmp / "worker.log"
+
+    def produce(self, values: list[tuple[bytes, bytes]]) -> None:
+        asyncio.run(_produce(self.bootstrap, self.topics["events"], values))
+
+    def start(self) -> subprocess.Popen[bytes]:
+        with self.log.open("ab") as fh:
+            return subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "worker"],
+                env=self.env,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+            )
+
+    def verdict_keys(self, detector: str = "dga") -> set[str]:
+        async def run() -> set[str]:
+            client = Redis.from_url(self.redis_url, socket_timeout=2)
+            try:
+                return {
+                    k for k, v in (await read_verdicts(client)).items() if v["detector"] == detector
+                }
+            except OSError:
+                return set()
+            finally:
+                await client.aclose()
+
+        return asyncio.run(run())
+
+    def expected_dga_keys(self) -> set[str]:
+        """What an uninterrupted, in-process run of the same events decides (DGA verdicts)."""
+        pipeline = Pipeline(artifact.load()[0])
+        events = sorted((from_v1(e) for e in self.events), key=lambda e: e.ts)
+        decisions = pipeline.process(events).decisions
+        return {
+            d.verdict.key
+            for d in decisions
+            if d.verdict is not None and d.finding.detector == "dga"
+        }
+
+    def wait_for(self, predicate, timeout: float = 90) -> None:  # type: ignore[no-untyped-def]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(1)
+        raise AssertionError(f"timed out; worker log:\n{self.log.read_text()[-3000:]}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def test_kill_9_mid_stream_then_restart_loses_nothing_and_duplicates_no_alert(
+    kafka_bootstrap: str, redis_url: str, tmp_path: Path
+) -> None:
+    rig = Rig(kafka_bootstrap, redis_url.rsplit("/", 1)[0] + "/4", tmp_path)
+    expected = rig.expected_dga_keys()
+    assert expected
+    half = len(rig.values) // 2
+    rig.produce(rig.values[:half])
+    proc = rig.start()
+    try:
+        rig.wait_for(lambda: len(rig.verdict_keys()) > 0)
+        proc.send_signal(signal.SIGKILL)  # no clean shutdown, no final commit
+        proc.wait()
+        rig.produce(rig.values[half:])
+        proc = rig.start()
+        rig.wait_for(lambda: expected <= rig.verdict_keys())
+        time.sleep(3)
+    finally:
+        stop(proc)
+    assert rig.verdict_keys() == expected
+    dead = [json.loads(v) for v in asyncio.run(_read(kafka_bootstrap, rig.topics["dlq"]))]
+    assert {(d["partition"], d["offset"]) for d in dead} and all(
+        d["topic"] == rig.topics["events"] for d in dead
+    )
+    alerts = [json.loads(v) for v in asyncio.run(_read(kafka_bootstrap, rig.topics["alerts"]))]
+    ids = [a["metadata"]["uid"] for a in alerts]
+    assert len(ids) == len(set(ids)), "a replayed batch published an alert twice"
+
+
+def test_redis_away_for_a_while_then_back_nothing_lost(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    (port,) = free_ports(1)
+    redis_stack = Stack(
+        replace(load_stack_settings({}), state_dir=tmp_path / "redis", redis_port=port),
+        (RedisService,),
+    )
+    redis_stack.up()
+    rig = Rig(kafka_bootstrap, f"redis://127.0.0.1:{port}/0", tmp_path)
+    expected = rig.expected_dga_keys()
+    proc = rig.start()
+    try:
+        time.sleep(8)  # the worker joins its group
+        redis_stack.down()
+        rig.produce(rig.values)  # events arrive while Redis is down
+        time.sleep(10)
+        assert proc.poll() is None, "the worker died while Redis was down"
+        redis_stack.up()
+        rig.wait_for(lambda: expected <= rig.verdict_keys(), timeout=60)
+    finally:
+        stop(proc)
+        redis_stack.down()
+    assert "Redis unavailable" in rig.log.read_text()
