@@ -28,11 +28,12 @@ class FastFluxSettings:
 
 
 class _NameState:
-    __slots__ = ("addresses", "last_alert", "min_ttl", "window")
+    __slots__ = ("addresses", "last_alert", "min_ttl", "networks", "window")
 
     def __init__(self) -> None:
         self.window = -1
         self.addresses: set[str] = set()
+        self.networks: set[str] = set()
         self.min_ttl = 1 << 31
         self.last_alert = -1e18
 
@@ -58,14 +59,15 @@ class FastFlux:
         st = self.names.get(ev.qname)
         window = int(ev.ts // s.window_s)
         if window != st.window:
-            st.window, st.addresses, st.min_ttl = window, set(), 1 << 31
+            st.window, st.addresses, st.networks, st.min_ttl = window, set(), set(), 1 << 31
         for a in low:
-            if len(st.addresses) < s.max_addresses_per_name:
+            if len(st.addresses) < s.max_addresses_per_name and a.data not in st.addresses:
                 st.addresses.add(a.data)
+                st.networks.add(network_of(a.data))
             st.min_ttl = min(st.min_ttl, a.ttl)
         if len(st.addresses) < s.min_addresses or ev.ts - st.last_alert < s.cooldown_s:
             return []
-        networks = {network_of(a) for a in st.addresses}
+        networks = st.networks
         if len(networks) < s.min_networks:
             return []
         st.last_alert = ev.ts

@@ -312,7 +312,8 @@ class Kafka(Service):
             data.mkdir(parents=True, exist_ok=True)
             fmt = subprocess.run(
                 [*self._java(), "kafka.tools.StorageTool", "format",
-                 "-t", _kafka_cluster_id(), "-c", str(self.config_path)],
+                 # "=" form: a generated id may begin with "-", which argparse would take for a flag
+                 f"--cluster-id={_kafka_cluster_id()}", "-c", str(self.config_path)],
                 capture_output=True, text=True, check=False, cwd=self.home,
             )  # fmt: skip
             if fmt.returncode != 0:

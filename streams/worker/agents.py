@@ -54,6 +54,7 @@ class Worker:
         s = self.settings
         async for batch in stream.take_events(s.batch_max, within=s.batch_within_s):
             events: list[DnsEvent] = []
+            per_client: dict[str, tuple[int, faust.EventT]] = {}
             for event in batch:
                 try:
                     ev = from_v1(json.loads(event.value))
@@ -61,10 +62,14 @@ class Worker:
                     await self.dead_letter(event, exc)
                     continue
                 events.append(ev)
-                # take_events() does not set Faust's current event; table writes
-                # need it to pick the changelog partition of this event's key.
+                n, _ = per_client.get(ev.client, (0, event))
+                per_client[ev.client] = (n + 1, event)
+            # One changelog write per client and batch, not per event. take_events()
+            # does not set Faust's current event; table writes need it to pick
+            # the changelog partition of the key.
+            for client, (n, event) in per_client.items():
                 stream._set_current_event(event)
-                self.client_counts[ev.client].apply(operator.add, 1, event=event)
+                self.client_counts[client].apply(operator.add, n, event=event)
             events.sort(key=lambda e: e.ts)
             await self.publish(events)
 

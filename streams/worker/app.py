@@ -96,8 +96,10 @@ def create_app(settings: WorkerSettings) -> faust.App:
         topic_replication_factor=1,
         producer_acks=-1,
         processing_guarantee="at_least_once",
-        stream_buffer_maxsize=4 * settings.batch_max,
-        broker_max_poll_records=settings.batch_max,
+        stream_buffer_maxsize=64 * settings.batch_max,
+        consumer_max_fetch_size=8 * 1024 * 1024,
+        broker_commit_every=10_000,
+        broker_max_poll_records=10 * settings.batch_max,
         table_cleanup_interval=30.0,
     )
 

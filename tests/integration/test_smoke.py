@@ -86,3 +86,21 @@ def test_redis_roundtrip(redis_url: str) -> None:
     value, ttl = asyncio.run(run())
     assert value == b"value"
     assert 0 < ttl <= 60
+
+
+def test_kafka_storage_format_accepts_a_cluster_id_starting_with_a_dash(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """About 1 in 64 generated ids begins with '-': formatting must not take it for a flag."""
+    from dataclasses import replace
+
+    from streams import stack
+    from streams.settings import load_stack_settings
+
+    monkeypatch.setattr(stack, "_kafka_cluster_id", lambda: "-" + "A" * 21)
+    kafka = stack.Kafka(replace(load_stack_settings({}), state_dir=tmp_path))
+    kafka.home.mkdir(parents=True)
+    kafka.prepare()  # runs kafka-storage format
+    assert (
+        "cluster.id=-AAAAAAAAAAAAAAAAAAAAA" in (kafka.home / "data" / "meta.properties").read_text()
+    )

@@ -1,0 +1,179 @@
+"""Worker throughput: events/s from a pre-filled topic to verdicts, beside a bare
+aiokafka consumer reading the same topic in the same run (the ceiling).
+
+A real Kafka (KRaft) and Redis are started in a temporary folder; N simulated
+v1 events are produced once; then, interleaved for ROUNDS rounds, a bare
+consumer reads them all, and a fresh worker (new consumer group) processes them
+all (measured by its own ``dnsguard_worker_events_total`` metric, from the
+first event processed to the last, so Faust's start-up and rebalance are not
+counted).
+
+Run: ``.venv/bin/python bench/bench_worker.py`` (writes bench/results/worker.json).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
+
+from streams.settings import load_stack_settings  # noqa: E402
+from streams.simulate import Simulator  # noqa: E402
+from streams.stack import Kafka, Redis, Stack  # noqa: E402
+from streams.topics import TopicSpec, ensure_topics  # noqa: E402
+from tests.conftest import free_ports  # noqa: E402
+
+N = int(os.environ.get("BENCH_EVENTS", "100000"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+OUT = ROOT / "bench" / "results" / "worker.json"
+
+
+async def fill(bootstrap: str) -> None:
+    await ensure_topics(
+        bootstrap,
+        [
+            TopicSpec(t, p)
+            for t, p in (("b.events", 6), ("b.alerts", 1), ("b.verdicts", 1), ("b.dlq", 1))
+        ],
+    )
+    sim = Simulator()
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=20, max_batch_size=1 << 20
+    )
+    await producer.start()
+    try:
+        sent = 0
+        start = time.time() - 3600
+        while sent < N:
+            for e in sim.events(start, 600):
+                await producer.send(
+                    "b.events",
+                    json.dumps(e).encode(),
+                    key=f"{e['node']['namespace']}/{e['node']['pod']}".encode(),
+                )
+                sent += 1
+                if sent >= N:
+                    break
+            start += 600
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def bare(bootstrap: str) -> float:
+    consumer = AIOKafkaConsumer("b.events", bootstrap_servers=bootstrap, group_id=f"bare-{time.time_ns()}",
+                                auto_offset_reset="earliest", max_poll_records=1000)  # fmt: skip
+    await consumer.start()
+    try:
+        got, t0 = 0, None
+        while got < N:
+            for records in (await consumer.getmany(timeout_ms=1000, max_records=1000)).values():
+                if t0 is None:
+                    t0 = time.perf_counter()
+                got += len(records)
+        return N / (time.perf_counter() - (t0 or time.perf_counter()))
+    finally:
+        await consumer.stop()
+
+
+def processed(web: int) -> float:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{web}/metrics", timeout=1) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith("dnsguard_worker_events_total"):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return 0.0
+
+
+def worker_run(bootstrap: str, redis_url: str, work: Path, r: int) -> float:
+    (web,) = free_ports(1)
+    env = dict(os.environ, DNSGUARD_KAFKA_BOOTSTRAP=bootstrap, DNSGUARD_REDIS_URL=redis_url,
+               DNSGUARD_WORKER_APP_ID=f"bench-{r}-{time.time_ns()}", DNSGUARD_EVENTS_TOPIC="b.events",
+               DNSGUARD_ALERTS_TOPIC="b.alerts", DNSGUARD_VERDICTS_TOPIC="b.verdicts", DNSGUARD_DLQ_TOPIC="b.dlq",
+               DNSGUARD_WORKER_WEB_PORT=str(web), DNSGUARD_WORKER_DATA_DIR=str(work / f"w{r}"))  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        t_first = None
+        first_count = 0.0
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            n = processed(web)
+            if n > 0 and t_first is None:
+                t_first, first_count = time.perf_counter(), n
+            if n >= N:
+                return (n - first_count) / (time.perf_counter() - t_first)
+            time.sleep(0.05)
+        raise RuntimeError("worker did not finish")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="dnsguard-bench-worker-"))
+    k, c, rp = free_ports(3)
+    stack = Stack(
+        replace(
+            load_stack_settings({}),
+            state_dir=work,
+            kafka_port=k,
+            kafka_controller_port=c,
+            redis_port=rp,
+        ),
+        (Redis, Kafka),
+    )
+    stack.up()
+    try:
+        asyncio.run(fill(stack.settings.kafka_bootstrap))
+        rates: dict[str, list[float]] = {"bare aiokafka consumer": [], "dnsguard worker": []}
+        for r in range(ROUNDS):
+            rates["bare aiokafka consumer"].append(
+                asyncio.run(bare(stack.settings.kafka_bootstrap))
+            )
+            rates["dnsguard worker"].append(
+                worker_run(stack.settings.kafka_bootstrap, stack.settings.redis_url, work, r)
+            )
+    finally:
+        stack.down()
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    ratio = med["dnsguard worker"] / med["bare aiokafka consumer"]
+    print(
+        f"{N} events in a 6-partition topic, one worker process, median of {ROUNDS} interleaved rounds"
+    )
+    for name, v in med.items():
+        print(f"{name:26s} {v:10,.0f} events/s")
+    print(f"worker / bare consumer: {ratio:.2f} (targets: >= 0.5 and >= 30,000 events/s)")
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(
+        json.dumps(
+            {
+                "bench": "worker",
+                "events": N,
+                "median_events_per_s": med,
+                "ratio": ratio,
+                "rounds": rates,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+
+
+if __name__ == "__main__":
+    main()
