@@ -22,7 +22,7 @@ def rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _column(
+def read_column(
     path: Path, col: str, where: tuple[str, str] | None = None, limit: int = 5000
 ) -> list[str]:
     out: list[str] = []
@@ -59,9 +59,9 @@ class Simulator:
         self, data_dir: Path = DEFAULT_DATA, seed: int = 7, dga_family: str = "cryptolocker"
     ):
         self.rng = random.Random(seed)
-        self.benign = _column(data_dir / "benign_top.csv", "domain", limit=5000)
-        self.dga = _column(data_dir / "dga_train.csv", "domain", ("family", dga_family), 2000)
-        self.tunnel = _column(data_dir / "tunnel_train.csv", "qname", ("tool", "dnscat2"), 2000)
+        self.benign = read_column(data_dir / "benign_top.csv", "domain", limit=5000)
+        self.dga = read_column(data_dir / "dga_train.csv", "domain", ("family", dga_family), 2000)
+        self.tunnel = read_column(data_dir / "tunnel_train.csv", "qname", ("tool", "dnscat2"), 2000)
         self._counters: dict[str, int] = {}
 
     def _next(self, key: str, items: list[str]) -> str:

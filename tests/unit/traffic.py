@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import random
 from pathlib import Path
 
 from detectors.events import Answer, DnsEvent
+from streams.simulate import read_column
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 
@@ -14,14 +14,7 @@ DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 def _column(
     file: str, col: str, where: tuple[str, str] | None = None, limit: int = 5000
 ) -> list[str]:
-    out = []
-    with (DATA / file).open(newline="", encoding="utf-8") as fh:
-        for row in csv.DictReader(fh):
-            if where is None or row[where[0]] == where[1]:
-                out.append(row[col])
-                if len(out) >= limit:
-                    break
-    return out
+    return read_column(DATA / file, col, where, limit)
 
 
 def benign(limit: int = 2000) -> list[str]:
