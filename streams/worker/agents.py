@@ -71,7 +71,24 @@ class Worker:
                 stream._set_current_event(event)
                 self.client_counts[client].apply(operator.add, n, event=event)
             events.sort(key=lambda e: e.ts)
+            self.observe_lag(batch)
             await self.publish(events)
+
+    def observe_lag(self, batch: list[faust.EventT]) -> None:
+        """Consumer lag: records between the newest offset seen and each partition's end."""
+        newest: dict[Any, int] = {}
+        for event in batch:
+            m = event.message
+            newest[m.tp] = max(newest.get(m.tp, -1), m.offset)
+        for tp, offset in newest.items():
+            try:
+                highwater = self.app.consumer.highwater(tp)
+            except (KeyError, AttributeError):  # not known yet for this partition
+                continue
+            if highwater is not None:
+                self.metrics.lag.labels(partition=str(tp.partition)).set(
+                    max(0, highwater - offset - 1)
+                )
 
     async def dead_letter(self, event: faust.EventT, exc: Exception) -> None:
         m = event.message

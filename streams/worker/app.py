@@ -50,6 +50,7 @@ class WorkerMetrics:
             lag=Gauge(
                 "dnsguard_worker_consumer_lag",
                 "Records behind the end of the events topic",
+                ["partition"],
                 registry=r,
             ),
             pending_verdicts=Gauge(

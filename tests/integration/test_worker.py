@@ -111,9 +111,19 @@ def test_worker_turns_events_into_alerts_verdicts_and_dead_letters(
 
     try:
         stored = asyncio.run(verdicts_when_done())
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{web}/metrics", timeout=5) as r:
+            metrics = r.read().decode()
     finally:
         proc.terminate()
         proc.wait(30)
+    for name in (
+        "dnsguard_worker_events_total",
+        "dnsguard_worker_dlq_total 2.0",
+        "dnsguard_worker_consumer_lag{",
+    ):
+        assert name in metrics, name
     dga_names = {v["name"] for v in stored.values() if v["detector"] == "dga"}
     assert dga_names & set(sim.dga)  # the infected pod's DGA names are blocked
     # ... and only names the infected or the exfiltrating pod asked for (dnscat2's hex labels look DGA too)
