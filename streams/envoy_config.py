@@ -86,6 +86,7 @@ class FilterPorts:
     doh: int | None = None
     upstream_doh: int | None = None
     plain_tcp: int | None = None  # a second DNS listener with tcp_proxy only (benchmark baseline)
+    dot: int | None = None  # DNS over TLS, terminated by Envoy, then the same filter
 
 
 @dataclass
@@ -107,6 +108,10 @@ class FilterOptions:
         }
     )
     node_id: str = "sidecar~10.1.0.11~web-7d9f.shop~shop.svc.cluster.local"
+    # DoT: server certificate, key, and the CA that client certificates must chain to
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
     concurrency: int = 2
 
 
@@ -152,6 +157,34 @@ def filter_bootstrap(
     ]
     if ports.plain_tcp is not None:
         listeners.append(listener("dns_plain", ports.plain_tcp, [tcp_proxy]))
+    if ports.dot is not None:
+        if opts.tls_cert is None or opts.tls_key is None:
+            raise ValueError("a DoT listener needs tls_cert and tls_key")
+        dot = listener(
+            "dns_dot", ports.dot, [_wasm("network", cfg("tcp"), wasm, "dnsguard_tcp"), tcp_proxy]
+        )
+        tls: dict[str, Any] = {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            "common_tls_context": {
+                "tls_certificates": [
+                    {
+                        "certificate_chain": {"filename": str(opts.tls_cert)},
+                        "private_key": {"filename": str(opts.tls_key)},
+                    }
+                ],
+                "alpn_protocols": ["dot"],
+            },
+        }
+        if opts.tls_client_ca is not None:
+            tls["require_client_certificate"] = True
+            tls["common_tls_context"]["validation_context"] = {
+                "trusted_ca": {"filename": str(opts.tls_client_ca)}
+            }
+        dot["filter_chains"][0]["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": tls,
+        }
+        listeners.append(dot)
     clusters = [
         _cluster("upstream_dns", ports.upstream_dns),
         _cluster("dnsguard_collector", ports.collector),

@@ -131,6 +131,42 @@ class CollectorProcess:
         self.proc.wait(10)
 
 
+CLIENT_SPIFFE = "spiffe://cluster.local/ns/shop/sa/web-sa"
+
+
+@dataclass(frozen=True)
+class TlsMaterial:
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def tls_material(tmp_path_factory: pytest.TempPathFactory) -> TlsMaterial:
+    """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate with a SPIFFE URI."""
+    d = tmp_path_factory.mktemp("tls")
+    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+             "-days", "2", "-subj", "/CN=dnsguard test CA", cwd=d)  # fmt: skip
+    for name, ext in (
+        ("server", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
+        ("client", f"subjectAltName=URI:{CLIENT_SPIFFE}"),
+    ):
+        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                 "-subj", f"/CN=dnsguard {name}", cwd=d)  # fmt: skip
+        (d / f"{name}.ext").write_text(ext + "\n")
+        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                 "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=d)  # fmt: skip
+    return TlsMaterial(
+        d / "ca.pem", d / "server.pem", d / "server.key", d / "client.pem", d / "client.key"
+    )
+
+
 @dataclass
 class FilterRig:
     ports: FilterPorts
@@ -139,26 +175,42 @@ class FilterRig:
     topic: str
     dlq: str
     bootstrap: str
+    tls: TlsMaterial
 
 
 @pytest.fixture(scope="module")
 def rig(
-    kafka_bootstrap: str, wasm_module: Path, tmp_path_factory: pytest.TempPathFactory
+    kafka_bootstrap: str,
+    wasm_module: Path,
+    tls_material: TlsMaterial,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[FilterRig]:
     work = tmp_path_factory.mktemp("rig")
-    admin, dns_tcp, up, up_doh, col, doh = free_ports(6)
+    admin, dns_tcp, up, up_doh, col, doh, dot = free_ports(7)
     topic = f"e2e.events.{uuid.uuid4().hex[:8]}"
     dlq = topic + ".dlq"
     asyncio.run(ensure_topics(kafka_bootstrap, [TopicSpec(topic, 3), TopicSpec(dlq, 1)]))
     ports = FilterPorts(
-        admin=admin, dns_tcp=dns_tcp, upstream_dns=up, collector=col, doh=doh, upstream_doh=up_doh
+        admin=admin,
+        dns_tcp=dns_tcp,
+        upstream_dns=up,
+        collector=col,
+        doh=doh,
+        upstream_doh=up_doh,
+        dot=dot,
+    )
+    opts = FilterOptions(
+        token=TOKEN,
+        tls_cert=tls_material.server_cert,
+        tls_key=tls_material.server_key,
+        tls_client_ca=tls_material.ca,
     )
     upstream = Upstream()
     with UpstreamServer(upstream, up, up_doh):
         collector = CollectorProcess(col, kafka_bootstrap, topic, dlq, work / "collector.log")
-        envoy = EnvoyProcess(filter_bootstrap(ports, FilterOptions(token=TOKEN)), work).start()
+        envoy = EnvoyProcess(filter_bootstrap(ports, opts), work).start()
         try:
-            yield FilterRig(ports, upstream, envoy, topic, dlq, kafka_bootstrap)
+            yield FilterRig(ports, upstream, envoy, topic, dlq, kafka_bootstrap, tls_material)
         finally:
             envoy.stop()
             collector.stop()

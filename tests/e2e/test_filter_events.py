@@ -174,3 +174,27 @@ def test_unanswered_query_becomes_an_event_after_the_timeout(rig: FilterRig) -> 
     assert ev["response"] is None
     assert ev["latency_us"] is None
     jsonschema.validate(ev, SCHEMA)
+
+
+def test_dot_terminated_by_envoy_carries_the_client_certificate_identity(rig: FilterRig) -> None:
+    import ssl
+
+    from tests.e2e.conftest import CLIENT_SPIFFE
+
+    name = uniq("dot-")
+    ctx = ssl.create_default_context(cafile=str(rig.tls.ca))
+    ctx.load_cert_chain(str(rig.tls.client_cert), str(rig.tls.client_key))
+    q = dns.message.make_query(name, "A")
+    with (
+        socket.create_connection(("127.0.0.1", rig.ports.dot), timeout=5) as raw,
+        ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s,
+    ):
+        s.sendall(framed(q.to_wire()))
+        reply = dns.message.from_wire(read_framed(s))
+    assert reply.id == q.id
+    assert reply.answer
+    (ev,) = events_for(rig.bootstrap, rig.topic, {name})[name]
+    jsonschema.validate(ev, SCHEMA)
+    assert ev["transport"] == "dot"
+    assert ev["client"]["peer"] == CLIENT_SPIFFE
+    assert ev["response"]["answers"][0]["data"] == address_for(name)
