@@ -114,6 +114,16 @@ class Rig:
         raise AssertionError(f"timed out; worker log:\n{self.log.read_text()[-3000:]}")
 
 
+def _events_processed(port: int) -> float:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("dnsguard_worker_events_total"):
+                return float(line.split()[1])
+    return 0.0
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.terminate()
@@ -176,3 +186,39 @@ def test_redis_away_for_a_while_then_back_nothing_lost(
         stop(proc)
         redis_stack.down()
     assert "Redis unavailable" in rig.log.read_text()
+
+
+def test_two_workers_in_one_group_share_partitions_and_agree_with_one(
+    kafka_bootstrap: str, redis_url: str, tmp_path: Path
+) -> None:
+    rig = Rig(kafka_bootstrap, redis_url.rsplit("/", 1)[0] + "/5", tmp_path)
+    expected = rig.expected_dga_keys()
+    # many clients, so that every partition carries events
+    extra = []
+    for i in range(120):
+        e = json.loads(rig.values[0][1] if rig.values[0][0] != b"bad" else rig.values[1][1])
+        e["node"]["pod"] = f"extra-{i}"
+        extra.append((f"{e['node']['namespace']}/extra-{i}".encode(), json.dumps(e).encode()))
+    web = [rig.env["DNSGUARD_WORKER_WEB_PORT"]]
+    first = rig.start()
+    web.append(str(free_ports(1)[0]))
+    rig.env = dict(
+        rig.env, DNSGUARD_WORKER_WEB_PORT=web[1], DNSGUARD_WORKER_DATA_DIR=str(tmp_path / "w2")
+    )
+    second = rig.start()
+    try:
+        time.sleep(10)  # both join the group and split the six partitions
+        rig.produce(rig.values + extra)
+        rig.wait_for(lambda: expected <= rig.verdict_keys())
+        time.sleep(3)
+        assert first.poll() is None
+        assert second.poll() is None
+        counts = [_events_processed(int(port)) for port in web]
+    finally:
+        stop(first)
+        stop(second)
+    assert rig.verdict_keys() == expected
+    alerts = [json.loads(v) for v in asyncio.run(_read(kafka_bootstrap, rig.topics["alerts"]))]
+    ids = [a["metadata"]["uid"] for a in alerts]
+    assert len(ids) == len(set(ids))
+    assert min(counts) > 0, f"both workers processed events: {counts}"
