@@ -125,6 +125,84 @@ def worker_run(bootstrap: str, redis_url: str, work: Path, r: int) -> float:
         proc.wait(30)
 
 
+RATE = int(os.environ.get("BENCH_RATE", "5000"))
+LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "20"))
+
+
+async def paced(bootstrap: str, topic: str) -> int:
+    """Produce live simulated events at RATE events/s, each stamped when sent."""
+    from streams.simulate import DEFAULT_WORKLOADS, Workload
+
+    # Scale the simulated workloads so that together they produce RATE events/s.
+    total = sum(w.qps for w in DEFAULT_WORKLOADS)
+    workloads = tuple(
+        Workload(w.namespace, w.pod, w.ip, w.kind, w.qps * RATE / total) for w in DEFAULT_WORKLOADS
+    )
+    sim = Simulator(seed=11)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=2)
+    await producer.start()
+    sent = 0
+    try:
+        t0 = time.time()
+        for e in sim.events(t0, LATENCY_SECONDS, workloads):
+            due = time.time()
+            from streams.simulate import rfc3339
+
+            target = t0 + sent / RATE
+            if target > due:
+                await asyncio.sleep(target - due)
+            e["ts"] = rfc3339(time.time())
+            await producer.send(
+                topic,
+                json.dumps(e).encode(),
+                key=f"{e['node']['namespace']}/{e['node']['pod']}".encode(),
+            )
+            sent += 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return sent
+
+
+def latency_run(bootstrap: str, redis_url: str, work: Path) -> dict[str, float]:
+    """p50/p99 from an event's timestamp to its verdict's entry in the Redis change log."""
+    import redis as redis_sync
+
+    asyncio.run(ensure_topics(bootstrap, [TopicSpec("lat.events", 6)]))
+    (web,) = free_ports(1)
+    env = dict(os.environ, DNSGUARD_KAFKA_BOOTSTRAP=bootstrap, DNSGUARD_REDIS_URL=redis_url.rsplit("/", 1)[0] + "/7",
+               DNSGUARD_WORKER_APP_ID=f"lat-{time.time_ns()}", DNSGUARD_EVENTS_TOPIC="lat.events",
+               DNSGUARD_ALERTS_TOPIC="b.alerts", DNSGUARD_VERDICTS_TOPIC="b.verdicts", DNSGUARD_DLQ_TOPIC="b.dlq",
+               DNSGUARD_WORKER_WEB_PORT=str(web), DNSGUARD_WORKER_DATA_DIR=str(work / "lat"),
+               DNSGUARD_WORKER_BATCH_MAX="500")  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        time.sleep(12)  # join the group before the clock starts
+        sent = asyncio.run(paced(bootstrap, "lat.events"))
+        time.sleep(5)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    r = redis_sync.Redis.from_url(env["DNSGUARD_REDIS_URL"])
+    verdicts = {k.decode(): json.loads(v) for k, v in r.hgetall("dnsguard:verdicts").items()}
+    lat = []
+    for entry_id, fields in r.xrange("dnsguard:changes"):
+        ms = int(entry_id.decode().split("-")[0])
+        v = verdicts.get(fields[b"key"].decode())
+        if v is not None:
+            lat.append(ms / 1000 - v["created"])
+    r.close()
+    lat.sort()
+    pct = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan")  # noqa: E731
+    return {
+        "events": sent,
+        "verdicts": len(lat),
+        "p50_ms": pct(0.5) * 1000,
+        "p99_ms": pct(0.99) * 1000,
+    }
+
+
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="dnsguard-bench-worker-"))
     k, c, rp = free_ports(3)
@@ -149,6 +227,7 @@ def main() -> None:
             rates["dnsguard worker"].append(
                 worker_run(stack.settings.kafka_bootstrap, stack.settings.redis_url, work, r)
             )
+        latency = latency_run(stack.settings.kafka_bootstrap, stack.settings.redis_url, work)
     finally:
         stack.down()
     med = {k: statistics.median(v) for k, v in rates.items()}
@@ -159,6 +238,10 @@ def main() -> None:
     for name, v in med.items():
         print(f"{name:26s} {v:10,.0f} events/s")
     print(f"worker / bare consumer: {ratio:.2f} (targets: >= 0.5 and >= 30,000 events/s)")
+    print(
+        f"event -> verdict in Redis at {RATE} events/s for {LATENCY_SECONDS:.0f}s: {latency['verdicts']} verdicts, "
+        f"p50 {latency['p50_ms']:.0f} ms, p99 {latency['p99_ms']:.0f} ms (target p99 <= 300 ms)"
+    )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(
         json.dumps(
