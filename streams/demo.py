@@ -60,6 +60,21 @@ async def run_pipeline(
 
     sim = Simulator(data_dir)
     start = time.time() - duration_s
+    # Join a fresh group positioned at the end of the topic *before* producing,
+    # so this run reads its own events and not those of earlier runs.
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        group_id=f"dnsguard-demo-{time.time_ns()}",
+        auto_offset_reset="latest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    async with asyncio.timeout(60):
+        while not consumer.assignment():
+            await consumer.getmany(timeout_ms=200)
+        for tp in consumer.assignment():
+            await consumer.position(tp)  # resolve "latest" now, before producing
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5
     )
@@ -71,6 +86,9 @@ async def run_pipeline(
             await producer.send(topic, json.dumps(ev, separators=(",", ":")).encode(), key=key)
             sent += 1
         await producer.flush()
+    except BaseException:
+        await consumer.stop()
+        raise
     finally:
         await producer.stop()
 
@@ -79,14 +97,6 @@ async def run_pipeline(
     redis = Redis.from_url(redis_url)
     out_dir.mkdir(parents=True, exist_ok=True)
     alerts_path = out_dir / "alerts.jsonl"
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        group_id=f"dnsguard-demo-{time.time_ns()}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
     seen = bad = 0
     findings: Counter[str] = Counter()
     decisions: list[Decision] = []
