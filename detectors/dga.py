@@ -32,7 +32,7 @@ from detectors.features import (
     split_batch,
     statistics,
 )
-from detectors.names import PublicSuffixList, default_psl
+from detectors.names import PublicSuffixList, default_psl, normalise
 
 FloatArray = npt.NDArray[np.float64]
 LENGTH_GROUPS = (10, 16, 24, 1 << 30)
@@ -126,7 +126,7 @@ class CachedScorer:
         return len(self._cache)
 
     def score_batch(self, names: Iterable[str]) -> FloatArray:
-        keys = [n.strip().rstrip(".").lower() for n in names]
+        keys = [normalise(n) for n in names]
         out = np.empty(len(keys))
         missing: dict[str, list[int]] = {}
         cache = self._cache

@@ -123,5 +123,8 @@ def default_psl() -> PublicSuffixList:
     return PublicSuffixList.from_text(text)
 
 
+@functools.lru_cache(maxsize=65_536)
 def split_name(name: str) -> SplitName:
+    """Split with the bundled PSL. Several detectors split the same event's name,
+    so results are cached (bounded; ``SplitName`` is immutable)."""
     return default_psl().split(name)

@@ -26,8 +26,7 @@ def _train(args: argparse.Namespace) -> int:
     model, meta = train(Path(args.data), seed=args.seed)
     artifact.save(model, Path(args.out), meta)
     print(
-        f"trained {meta.get('feature_version', '')}"
-        f"DGA model in {time.perf_counter() - t0:.0f}s -> {args.out}.npz/.json; "
+        f"trained {model.feature_version} DGA model in {time.perf_counter() - t0:.0f}s -> {args.out}.npz/.json; "
         f"thresholds {json.dumps(meta['thresholds'])}"
     )
     return 0

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
+from models.cli import register as register_models
 from streams.errors import ConfigError, DnsguardError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -183,16 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="Faust worker: events from Kafka to alerts and verdicts")
     p.set_defaults(handler=_worker)
 
-    for register in _plugins():
-        register(sub)
+    register_models(sub)  # train, eval, score: defined beside the model code
     return parser
-
-
-def _plugins() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
-    """Subcommands that live beside the modules they drive."""
-    from streams import commands
-
-    return commands.REGISTRY
 
 
 def main(argv: Sequence[str] | None = None) -> int:

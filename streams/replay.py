@@ -90,7 +90,9 @@ def replay(pipeline: Pipeline, path: Path, out_dir: Path, progress: bool = True)
     from rich.progress import Progress
 
     rejected: list[dict[str, str]] = []
-    is_pcap = path.read_bytes()[:4] in (
+    with path.open("rb") as fh:
+        magic = fh.read(4)  # pcap (both byte orders, micro/nano) or pcapng
+    is_pcap = magic in (
         b"\xd4\xc3\xb2\xa1",
         b"\xa1\xb2\xc3\xd4",
         b"\x0a\x0d\x0d\x0a",
@@ -104,7 +106,8 @@ def replay(pipeline: Pipeline, path: Path, out_dir: Path, progress: bool = True)
         (out_dir / "verdicts.jsonl").open("w", encoding="utf-8") as verdicts,
         Progress(transient=True, disable=not progress) as bar,
     ):
-        task = bar.add_task(f"replaying {path.name}", total=path.stat().st_size)
+        size = path.stat().st_size
+        task = bar.add_task(f"replaying {path.name}", total=size)
         batch: list[DnsEvent] = []
 
         def flush() -> None:
@@ -124,7 +127,7 @@ def replay(pipeline: Pipeline, path: Path, out_dir: Path, progress: bool = True)
             if len(batch) >= BATCH:
                 flush()
             if i % 1000 == 0:
-                bar.update(task, completed=min(path.stat().st_size, i * 200))
+                bar.update(task, completed=min(size, i * 200))
         if batch:
             flush()
     with (out_dir / "rejected.jsonl").open("w", encoding="utf-8") as fh:

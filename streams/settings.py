@@ -187,6 +187,8 @@ class WorkerSettings:
     shadow: bool = False
     redis_retries: int = 5
     alert_dedup_ttl_s: int = 7 * 86_400
+    # How long the group waits for a silent worker before moving its partitions.
+    session_timeout_s: int = 30
 
     def validate(self) -> WorkerSettings:
         if not 0 < self.dga_threshold < 1:
@@ -230,6 +232,7 @@ def load_worker_settings(env: Mapping[str, str] | None = None) -> WorkerSettings
         allowlist_file=Path(allow) if allow else None,
         allowlist_top_n=e.integer("ALLOWLIST_TOP_N", 10_000, minimum=0),
         shadow=shadow_raw in ("true", "1", "yes"),
+        session_timeout_s=e.integer("WORKER_SESSION_TIMEOUT_S", 30, minimum=6),
     ).validate()
 
 

@@ -16,7 +16,6 @@ import asyncio
 import hashlib
 import struct
 import threading
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import dns.flags
@@ -59,10 +58,6 @@ class Upstream:
     ttl: int = 300
     received: list[tuple[str, str, str]] = field(default_factory=list)  # (transport, name, type)
     _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def names_received(self) -> list[str]:
-        with self._lock:
-            return [n for _, n, _ in self.received]
 
     async def answer(self, wire: bytes, transport: str) -> bytes | None:
         key = question_key(wire)
@@ -188,7 +183,3 @@ class UpstreamServer:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(10)
         self._loop.close()
-
-
-def rules(nx: Iterable[str] = ()) -> Upstream:
-    return Upstream(nxdomain=set(nx))

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from streams.settings import load_stack_settings
-from streams.stack import Envoy, Kafka, Redis, Service, Stack
+from streams.stack import Kafka, Redis, Service, Stack
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -80,6 +80,3 @@ def redis_url(services: Stack) -> str:
 @pytest.fixture
 def unique_topic() -> str:
     return f"test.{uuid.uuid4().hex[:12]}"
-
-
-__all__ = ["Envoy", "free_ports"]

@@ -102,6 +102,8 @@ def create_app(settings: WorkerSettings) -> faust.App:
         broker_commit_every=10_000,
         broker_max_poll_records=10 * settings.batch_max,
         table_cleanup_interval=30.0,
+        broker_session_timeout=float(settings.session_timeout_s),
+        broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 10),
     )
 
 

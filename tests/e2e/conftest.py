@@ -201,6 +201,7 @@ def rig(
     )
     opts = FilterOptions(
         token=TOKEN,
+        query_timeout_ms=5_000,
         tls_cert=tls_material.server_cert,
         tls_key=tls_material.server_key,
         tls_client_ca=tls_material.ca,

@@ -198,3 +198,16 @@ def test_dot_terminated_by_envoy_carries_the_client_certificate_identity(rig: Fi
     assert ev["transport"] == "dot"
     assert ev["client"]["peer"] == CLIENT_SPIFFE
     assert ev["response"]["answers"][0]["data"] == address_for(name)
+
+
+def test_queries_pending_when_the_connection_closes_become_events_at_once(rig: FilterRig) -> None:
+    name = "noanswer-" + uniq("closed-")
+    with socket.create_connection(("127.0.0.1", rig.ports.dns_tcp), timeout=5) as s:
+        s.sendall(framed(dns.message.make_query(name, "A").to_wire()))
+        time.sleep(0.2)  # let the filter see the query before the close
+    t0 = time.monotonic()
+    got = events_for(rig.bootstrap, rig.topic, {name}, timeout=10)
+    # emitted on close, well before the rig's 5 s unanswered-query timeout
+    assert time.monotonic() - t0 < 3.0
+    (ev,) = got[name]
+    assert ev["response"] is None

@@ -65,6 +65,8 @@ class Rig:
             DNSGUARD_WORKER_WEB_PORT=str(free_ports(1)[0]),
             DNSGUARD_WORKER_DATA_DIR=str(tmp / "worker"),
             DNSGUARD_WORKER_BATCH_MAX="200",
+            # a killed worker's partitions move after this, not after the 30 s default
+            DNSGUARD_WORKER_SESSION_TIMEOUT_S="10",
         )
         self.log = tmp / "worker.log"
 
@@ -105,7 +107,7 @@ class Rig:
             if d.verdict is not None and d.finding.detector == "dga"
         }
 
-    def wait_for(self, predicate, timeout: float = 90) -> None:  # type: ignore[no-untyped-def]
+    def wait_for(self, predicate, timeout: float = 150) -> None:  # type: ignore[no-untyped-def]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if predicate():

@@ -17,6 +17,7 @@ mod state;
 mod tcp;
 
 use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
 use std::time::Duration;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext, StreamContext};
@@ -37,7 +38,7 @@ struct Batch {
 
 #[derive(Default)]
 struct Root {
-    config: Option<Config>,
+    config: Option<Rc<Config>>,
     /// Batches sent and awaiting an answer, by call token.
     inflight: HashMap<u32, Batch>,
     /// Batches that failed and wait for their next attempt (at most `max_inflight`).
@@ -47,7 +48,7 @@ struct Root {
 impl Root {
     /// Send batches until `max_inflight` are out or nothing is left to send.
     fn flush(&mut self) {
-        let Some(cfg) = self.config.clone() else { return };
+        let Some(cfg) = self.config.clone() else { return }; // an Rc: no copy of the config
         while self.inflight.len() < cfg.max_inflight {
             let batch = match self.retry.pop_front() {
                 Some(b) => b,
@@ -160,7 +161,7 @@ impl RootContext for Root {
             vm.max_answers = cfg.max_answers;
         });
         self.set_tick_period(Duration::from_millis(cfg.flush_interval_ms));
-        self.config = Some(cfg);
+        self.config = Some(Rc::new(cfg));
         true
     }
 

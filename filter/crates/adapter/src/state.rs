@@ -3,7 +3,7 @@
 //! A Wasm VM is single-threaded, so a thread-local `RefCell` is the whole story.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
 use proxy_wasm::hostcalls;
@@ -47,8 +47,9 @@ pub struct VmState {
     pub max_pending: usize,
     pub max_answers: usize,
     metric_ids: [Option<u32>; 7],
-    // queries awaiting an answer: (context, transaction id) -> sequence -> entry
-    pending_keys: HashMap<(u32, u16), u64>,
+    // queries awaiting an answer: (context, transaction id) -> sequence -> entry;
+    // ordered by context so a closing connection finds its own with a range scan
+    pending_keys: BTreeMap<(u32, u16), u64>,
     pending: BTreeMap<u64, ((u32, u16), Pending)>,
     seq: u64,
 }
@@ -139,10 +140,7 @@ impl VmState {
 
     /// Emit every query of `ctx` still waiting (the connection closed).
     pub fn close_context(&mut self, ctx: u32, now: u64) {
-        if self.pending_keys.is_empty() {
-            return;
-        }
-        let keys: Vec<(u32, u16)> = self.pending_keys.keys().filter(|k| k.0 == ctx).copied().collect();
+        let keys: Vec<(u32, u16)> = self.pending_keys.range((ctx, 0)..=(ctx, u16::MAX)).map(|(k, _)| *k).collect();
         for k in keys {
             if let Some(p) = self.take_pending(k.0, k.1) {
                 self.emit(&p, None, now);
