@@ -46,8 +46,22 @@ pub fn split_address(addr: &str) -> (String, u16) {
     }
 }
 
+/// The namespace in a SPIFFE id ``spiffe://<trust domain>/ns/<namespace>/sa/<account>``.
+pub fn spiffe_namespace(uri: &str) -> Option<&str> {
+    let path = uri.strip_prefix("spiffe://")?.split_once('/')?.1;
+    let mut parts = path.split('/');
+    while let Some(p) = parts.next() {
+        if p == "ns" {
+            return parts.next().filter(|ns| !ns.is_empty());
+        }
+    }
+    None
+}
+
 /// The client of this connection, and whether the connection is TLS.
 /// Property reads cost host calls, so peer certificates are only asked for on TLS.
+/// Policy scopes use the TLS peer's SPIFFE namespace (an egress gateway
+/// serving many workloads), else the node's (a sidecar serving one).
 pub fn client(ctx: &dyn Context) -> (Client, bool) {
     let (ip, port) = split_address(&string_property(ctx, vec!["source", "address"]));
     let tls = !string_property(ctx, vec!["connection", "tls_version"]).is_empty();
@@ -61,12 +75,23 @@ pub fn client(ctx: &dyn Context) -> (Client, bool) {
     } else {
         None
     };
-    (Client { ip, port, peer }, tls)
+    let namespace = match peer.as_deref().and_then(spiffe_namespace) {
+        Some(ns) => ns.to_string(),
+        None => crate::state::with(|vm| vm.node.namespace.clone()),
+    };
+    (Client { ip, port, peer, namespace }, tls)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::split_address;
+    use super::{spiffe_namespace, split_address};
+
+    #[test]
+    fn reads_the_namespace_of_a_spiffe_id() {
+        assert_eq!(spiffe_namespace("spiffe://cluster.local/ns/shop/sa/web"), Some("shop"));
+        assert_eq!(spiffe_namespace("spiffe://td/ns//sa/web"), None);
+        assert_eq!(spiffe_namespace("CN=web"), None);
+    }
 
     #[test]
     fn splits_v4_and_v6() {

@@ -80,6 +80,78 @@ impl Default for MetadataKeys {
     }
 }
 
+fn d_feed_authority() -> String {
+    "dnsguard-feed".to_string()
+}
+fn d_feed_path() -> String {
+    "/v1/policy".to_string()
+}
+fn d_poll() -> u64 {
+    1_000
+}
+fn d_long_poll() -> u64 {
+    20_000
+}
+fn d_feed_bytes() -> usize {
+    64 << 20
+}
+fn d_rules() -> usize {
+    2_000_000
+}
+fn d_sinkhole_ttl() -> u32 {
+    60
+}
+
+/// One HMAC key the feed may be signed with (two during a rotation).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedKey {
+    pub id: String,
+    pub secret: String,
+}
+
+/// Where the policy comes from. With a feed configured the filter enforces.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedConfig {
+    /// Envoy cluster of the feed server.
+    pub cluster: String,
+    #[serde(default = "d_feed_authority")]
+    pub authority: String,
+    #[serde(default = "d_feed_path")]
+    pub path: String,
+    /// Bearer token for the feed server.
+    #[serde(default)]
+    pub token: String,
+    pub keys: Vec<FeedKey>,
+    /// Pause between polls after an error, or between polls when long polling is off.
+    #[serde(default = "d_poll")]
+    pub poll_interval_ms: u64,
+    /// How long the feed server may hold a poll open waiting for a change (0: plain polling).
+    #[serde(default = "d_long_poll")]
+    pub long_poll_ms: u64,
+    #[serde(default = "d_timeout")]
+    pub timeout_ms: u64,
+    /// Feed bodies larger than this are rejected.
+    #[serde(default = "d_feed_bytes")]
+    pub max_bytes: usize,
+    /// Policies with more rules than this are rejected.
+    #[serde(default = "d_rules")]
+    pub max_rules: usize,
+}
+
+/// The answer for the `sinkhole` action.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkholeConfig {
+    #[serde(default)]
+    pub a: Option<std::net::Ipv4Addr>,
+    #[serde(default)]
+    pub aaaa: Option<std::net::Ipv6Addr>,
+    #[serde(default = "d_sinkhole_ttl")]
+    pub ttl: u32,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -118,6 +190,10 @@ pub struct Config {
     pub max_answers: usize,
     #[serde(default)]
     pub metadata_keys: MetadataKeys,
+    #[serde(default)]
+    pub feed: Option<FeedConfig>,
+    #[serde(default)]
+    pub sinkhole: SinkholeConfig,
 }
 
 impl Config {
@@ -152,6 +228,20 @@ impl Config {
         if self.max_pending == 0 || self.max_pending > 1_000_000 {
             return Err("max_pending must be in 1..=1000000".into());
         }
+        if let Some(f) = &self.feed {
+            if f.cluster.is_empty() || !f.path.starts_with('/') {
+                return Err("feed.cluster must not be empty and feed.path must start with '/'".into());
+            }
+            if f.keys.is_empty() || f.keys.len() > 2 || f.keys.iter().any(|k| k.id.is_empty() || k.secret.len() < 16) {
+                return Err("feed.keys must hold one or two keys, each with an id and a secret of >= 16 bytes".into());
+            }
+            if f.poll_interval_ms < 50 || f.long_poll_ms > 300_000 {
+                return Err("feed.poll_interval_ms must be >= 50 and feed.long_poll_ms <= 300000".into());
+            }
+            if f.max_bytes == 0 || f.max_rules == 0 {
+                return Err("feed.max_bytes and feed.max_rules must be > 0".into());
+            }
+        }
         Ok(())
     }
 }
@@ -176,5 +266,20 @@ mod tests {
         assert!(Config::parse(br#"{"mode":"tcp","collector_cluster":"c","batch_size":0}"#).unwrap_err().contains("batch_size"));
         assert!(Config::parse(br#"{"mode":"tcp","collector_cluster":""}"#).is_err());
         assert!(Config::parse(b"not json").is_err());
+    }
+
+    #[test]
+    fn feed_and_sinkhole_are_validated() {
+        let base = r#""mode":"tcp","collector_cluster":"c""#;
+        let ok = format!(r#"{{{base},"feed":{{"cluster":"feed","keys":[{{"id":"k1","secret":"0123456789abcdef"}}]}},"sinkhole":{{"a":"192.0.2.1"}}}}"#);
+        let c = Config::parse(ok.as_bytes()).unwrap();
+        assert_eq!(c.feed.as_ref().unwrap().long_poll_ms, 20_000);
+        assert_eq!(c.sinkhole.a, Some(std::net::Ipv4Addr::new(192, 0, 2, 1)));
+        let short = format!(r#"{{{base},"feed":{{"cluster":"feed","keys":[{{"id":"k1","secret":"short"}}]}}}}"#);
+        assert!(Config::parse(short.as_bytes()).unwrap_err().contains("feed.keys"));
+        let nokeys = format!(r#"{{{base},"feed":{{"cluster":"feed","keys":[]}}}}"#);
+        assert!(Config::parse(nokeys.as_bytes()).is_err());
+        let badip = format!(r#"{{{base},"sinkhole":{{"a":"999.1.1.1"}}}}"#);
+        assert!(Config::parse(badip.as_bytes()).is_err());
     }
 }

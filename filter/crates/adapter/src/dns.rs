@@ -1,33 +1,81 @@
-//! What the filter does with each DNS message it sees: parse, pair, emit.
-//! Messages are only observed, never modified; a parse error is counted and
-//! the bytes pass through unchanged.
+//! What the filter does with each DNS message it sees: parse, decide, pair, emit.
+//! A parse error is counted and the bytes pass through unchanged; a query the
+//! policy blocks is answered by the filter ([`Outcome::Answer`]).
 
 use std::rc::Rc;
 
-use dnswire::parse_message;
+use dnspolicy::Action;
+use dnswire::{local_answer, parse_message, RCODE_NOERROR, RCODE_NXDOMAIN, RCODE_REFUSED};
 
 use crate::event::{Client, QueryInfo, ResponseInfo};
 use crate::state::{self, now_micros, Pending, Stat};
 
-pub fn on_query(ctx: u32, bytes: &[u8], client: &Rc<Client>, transport: &'static str) {
+/// What happens to a query.
+pub enum Outcome {
+    /// Goes to the resolver (allowed, shadowed, marked, or not DNS we understand).
+    Forward,
+    /// Answered locally with these bytes; the resolver never sees it.
+    Answer(Vec<u8>),
+}
+
+pub fn on_query(ctx: u32, bytes: &[u8], client: &Rc<Client>, transport: &'static str) -> Outcome {
     let msg = match parse_message(bytes) {
         Ok(m) if !m.header.qr() => m,
-        Ok(_) => return, // a response travelling downstream->upstream: not ours to pair
+        Ok(_) => return Outcome::Forward, // a response travelling downstream->upstream: not ours to pair
         Err(_) => {
             state::with(|vm| vm.count(Stat::ParseErrors, 1));
-            return;
+            return Outcome::Forward;
         }
     };
     let Some(q) = msg.questions.first() else {
         state::with(|vm| vm.count(Stat::ParseErrors, 1));
-        return;
+        return Outcome::Forward;
     };
     let now = now_micros();
-    let pending = Pending { query: QueryInfo::from_message(&msg, q), client: Rc::clone(client), transport, start_micros: now };
     state::with(|vm| {
         vm.count(Stat::Queries, 1);
-        vm.add_pending(ctx, pending, now);
-    });
+        let version = vm.policy.version;
+        let decision = vm.policy.decide(&q.name, &client.namespace, now / 1_000_000).map(|d| d.action);
+        let mut pending = Pending {
+            query: QueryInfo::from_message(&msg, q),
+            client: Rc::clone(client),
+            transport,
+            start_micros: now,
+            action: "allowed",
+            policy_version: version,
+        };
+        let rcode = match decision {
+            Some(Action::Nxdomain) => RCODE_NXDOMAIN,
+            Some(Action::Refused) => RCODE_REFUSED,
+            Some(Action::Sinkhole) => RCODE_NOERROR,
+            Some(Action::Shadow | Action::Log) => {
+                vm.count(Stat::Shadowed, 1);
+                pending.action = "shadow";
+                vm.add_pending(ctx, pending, now);
+                return Outcome::Forward;
+            }
+            Some(Action::Allow) | None => {
+                vm.add_pending(ctx, pending, now);
+                return Outcome::Forward;
+            }
+        };
+        let sinkhole = (decision == Some(Action::Sinkhole)).then_some(&vm.sinkhole);
+        match local_answer(bytes, &msg, rcode, sinkhole, "blocked by dnsguard") {
+            Ok(answer) => {
+                vm.count(Stat::Blocked, 1);
+                if let Ok(parsed) = parse_message(&answer) {
+                    let info = ResponseInfo::from_message(&parsed, vm.max_answers);
+                    vm.emit_as(&pending, Some(&info), now, "blocked");
+                }
+                Outcome::Answer(answer)
+            }
+            Err(_) => {
+                // cannot build an answer (a question we cannot copy): it still must not go upstream
+                vm.count(Stat::BlockedDropped, 1);
+                Outcome::Answer(Vec::new())
+            }
+        }
+    })
 }
 
 pub fn on_response(ctx: u32, bytes: &[u8]) {

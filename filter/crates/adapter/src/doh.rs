@@ -1,6 +1,7 @@
 //! HTTP filter: DNS over HTTPS (RFC 8484), POST application/dns-message and
 //! GET ?dns=<base64url>. Bodies are read at end of stream (the filter pauses
-//! body iteration until then; Envoy's buffer filter bounds the size).
+//! body iteration until then; Envoy's buffer filter bounds the size). A query
+//! the policy blocks gets a local HTTP 200 with the filter's DNS answer.
 
 use std::rc::Rc;
 
@@ -8,7 +9,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 
 use crate::attribution;
-use crate::dns;
+use crate::dns::{self, Outcome};
 use crate::state::{self, Stat};
 
 const CONTENT_TYPE: &str = "application/dns-message";
@@ -25,9 +26,24 @@ impl DnsDoh {
         DnsDoh { id, post_query: false, dns_response: false }
     }
 
-    fn query(&mut self, bytes: &[u8]) {
+    /// Observes the query; answers it locally (and says so) if the policy blocks it.
+    fn query(&mut self, bytes: &[u8]) -> bool {
         let client = Rc::new(attribution::client(self).0);
-        dns::on_query(self.id, bytes, &client, "doh");
+        match dns::on_query(self.id, bytes, &client, "doh") {
+            Outcome::Forward => false,
+            Outcome::Answer(answer) if answer.is_empty() => {
+                self.send_http_response(403, vec![], None);
+                true
+            }
+            Outcome::Answer(answer) => {
+                self.send_http_response(
+                    200,
+                    vec![("content-type", CONTENT_TYPE), ("cache-control", "no-store"), ("x-dnsguard", "blocked")],
+                    Some(&answer),
+                );
+                true
+            }
+        }
     }
 }
 
@@ -79,7 +95,11 @@ impl HttpContext for DnsDoh {
             let path = self.get_http_request_header(":path").unwrap_or_default();
             if path.contains("dns=") {
                 match get_query_param(&path) {
-                    Some(bytes) => self.query(&bytes),
+                    Some(bytes) => {
+                        if self.query(&bytes) {
+                            return Action::Pause;
+                        }
+                    }
                     None => state::with(|vm| vm.count(Stat::ParseErrors, 1)),
                 }
             }
@@ -98,7 +118,9 @@ impl HttpContext for DnsDoh {
             return Action::Pause;
         }
         if let Some(body) = self.get_http_request_body(0, body_size.min(MAX_DOH_MESSAGE)) {
-            self.query(&body);
+            if self.query(&body) {
+                return Action::Pause;
+            }
         }
         Action::Continue
     }

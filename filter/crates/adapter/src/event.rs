@@ -20,6 +20,9 @@ pub struct Client {
     /// TLS peer identity (URI SAN, else subject) when the client presented a certificate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
+    /// The namespace policy scopes apply to: the SPIFFE peer's, else the node's.
+    #[serde(skip)]
+    pub namespace: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -1,10 +1,11 @@
 //! dnsguard's Envoy filter: a thin proxy-wasm adapter over `dnswire`.
 //!
 //! The root context owns the configuration, the flush timer and the shipping
-//! of event batches to the collector; stream contexts (TCP/DoT network filter,
-//! or DoH HTTP filter) only parse and pair messages and queue events. The DNS
-//! path never waits for the analytics path: every callback returns Continue
-//! (DoH pauses only to see a whole body) and shipping happens on the timer.
+//! of event batches to the collector, and (on the one elected root context)
+//! the policy feed; stream contexts (TCP/DoT network filter, or DoH HTTP
+//! filter) parse, decide against the VM's compiled policy, pair messages and
+//! queue events. The DNS path never waits for the analytics path: shipping
+//! and polling happen on the timer, and a policy lookup is a few hash probes.
 
 #![forbid(unsafe_code)]
 
@@ -13,6 +14,7 @@ mod config;
 mod dns;
 mod doh;
 mod event;
+mod feed;
 mod state;
 mod tcp;
 
@@ -28,7 +30,7 @@ use state::{now_micros, Stat};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root::default()) });
+    proxy_wasm::set_root_context(|id| -> Box<dyn RootContext> { Box::new(Root { id, ..Root::default() }) });
 }}
 
 struct Batch {
@@ -38,11 +40,13 @@ struct Batch {
 
 #[derive(Default)]
 struct Root {
+    id: u32,
     config: Option<Rc<Config>>,
     /// Batches sent and awaiting an answer, by call token.
     inflight: HashMap<u32, Batch>,
     /// Batches that failed and wait for their next attempt (at most `max_inflight`).
     retry: VecDeque<Batch>,
+    poller: Option<feed::Poller>,
 }
 
 impl Root {
@@ -121,8 +125,41 @@ impl Root {
     }
 }
 
+impl Root {
+    fn poll_feed(&mut self) {
+        let Some(cfg) = self.config.clone() else { return };
+        let Some(feed_cfg) = cfg.feed.as_ref() else { return };
+        feed::refresh(feed_cfg.max_rules);
+        let Some(poller) = self.poller.as_mut() else { return };
+        if poller.inflight.is_some() || !poller.elected() {
+            return;
+        }
+        let Some((headers, timeout)) = poller.due(feed_cfg) else { return };
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let token = self.dispatch_http_call(&feed_cfg.cluster, headers, None, vec![], timeout).ok();
+        if let Some(p) = self.poller.as_mut() {
+            p.sent(token, feed_cfg);
+        }
+    }
+
+    fn on_feed_response(&mut self, body_size: usize) {
+        let Some(cfg) = self.config.clone() else { return };
+        let Some(feed_cfg) = cfg.feed.as_ref() else { return };
+        let status = self.get_http_call_response_header(":status").and_then(|s| s.parse::<u16>().ok()).unwrap_or(0);
+        let signature = self.get_http_call_response_header("x-dnsguard-signature");
+        let body = if status == 200 { self.get_http_call_response_body(0, body_size.min(feed_cfg.max_bytes)) } else { None };
+        if let Some(p) = self.poller.as_mut() {
+            p.on_response(feed_cfg, status, signature, body, body_size);
+        }
+    }
+}
+
 impl Context for Root {
-    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, _body_size: usize, _num_trailers: usize) {
+    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+        if self.poller.as_ref().is_some_and(|p| p.inflight == Some(token_id)) {
+            self.on_feed_response(body_size);
+            return;
+        }
         let Some(batch) = self.inflight.remove(&token_id) else { return };
         let status = self.get_http_call_response_header(":status").and_then(|s| s.parse::<u16>().ok()).unwrap_or(0);
         let n = batch.events.len() as u64;
@@ -159,7 +196,13 @@ impl RootContext for Root {
             vm.queue_max = cfg.queue_max;
             vm.max_pending = cfg.max_pending;
             vm.max_answers = cfg.max_answers;
+            vm.sinkhole = dnswire::Sinkhole {
+                a: cfg.sinkhole.a.map(|a| a.octets()),
+                aaaa: cfg.sinkhole.aaaa.map(|a| a.octets()),
+                ttl: cfg.sinkhole.ttl,
+            };
         });
+        self.poller = cfg.feed.as_ref().map(|f| feed::Poller::new(f, self.id));
         self.set_tick_period(Duration::from_millis(cfg.flush_interval_ms));
         self.config = Some(Rc::new(cfg));
         true
@@ -172,6 +215,7 @@ impl RootContext for Root {
             state::with(|vm| vm.sweep(now, timeout_us));
         }
         self.flush();
+        self.poll_feed();
     }
 
     fn get_type(&self) -> Option<ContextType> {
@@ -182,7 +226,8 @@ impl RootContext for Root {
     }
 
     fn create_stream_context(&self, context_id: u32) -> Option<Box<dyn StreamContext>> {
-        Some(Box::new(tcp::DnsTcp::new(context_id)))
+        let enforce = self.config.as_ref().is_some_and(|c| c.feed.is_some());
+        Some(Box::new(tcp::DnsTcp::new(context_id, enforce)))
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {

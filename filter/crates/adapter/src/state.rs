@@ -20,9 +20,28 @@ pub enum Stat {
     EventsDropped,
     BatchesFailed,
     Unanswered,
+    Blocked,
+    Shadowed,
+    FeedUpdates,
+    FeedRejected,
+    FeedErrors,
+    BlockedDropped,
 }
 
-const STAT_NAMES: [(Stat, &str); 7] = [
+#[derive(Clone, Copy)]
+pub enum Gauge {
+    FeedVersion,
+    FeedAgeSeconds,
+    PolicyRules,
+}
+
+const GAUGE_NAMES: [(Gauge, &str); 3] = [
+    (Gauge::FeedVersion, "dnsguard.feed_version"),
+    (Gauge::FeedAgeSeconds, "dnsguard.feed_age_s"),
+    (Gauge::PolicyRules, "dnsguard.policy_rules"),
+];
+
+const STAT_NAMES: [(Stat, &str); 13] = [
     (Stat::Queries, "dnsguard.queries"),
     (Stat::Responses, "dnsguard.responses"),
     (Stat::ParseErrors, "dnsguard.parse_errors"),
@@ -30,6 +49,12 @@ const STAT_NAMES: [(Stat, &str); 7] = [
     (Stat::EventsDropped, "dnsguard.events_dropped"),
     (Stat::BatchesFailed, "dnsguard.batches_failed"),
     (Stat::Unanswered, "dnsguard.unanswered"),
+    (Stat::Blocked, "dnsguard.blocked"),
+    (Stat::Shadowed, "dnsguard.shadowed"),
+    (Stat::FeedUpdates, "dnsguard.feed_updates"),
+    (Stat::FeedRejected, "dnsguard.feed_rejected"),
+    (Stat::FeedErrors, "dnsguard.feed_errors"),
+    (Stat::BlockedDropped, "dnsguard.blocked_dropped"),
 ];
 
 pub struct Pending {
@@ -37,6 +62,9 @@ pub struct Pending {
     pub client: Rc<Client>,
     pub transport: &'static str,
     pub start_micros: u64,
+    /// `allowed` or `shadow` (a blocked query is answered locally, never pending).
+    pub action: &'static str,
+    pub policy_version: u64,
 }
 
 #[derive(Default)]
@@ -46,7 +74,11 @@ pub struct VmState {
     pub queue_max: usize,
     pub max_pending: usize,
     pub max_answers: usize,
-    metric_ids: [Option<u32>; 7],
+    metric_ids: [Option<u32>; 13],
+    gauge_ids: [Option<u32>; 3],
+    /// The policy this VM enforces (a copy per VM, refreshed from shared data).
+    pub policy: dnspolicy::Policy,
+    pub sinkhole: dnswire::Sinkhole,
     // queries awaiting an answer: (context, transaction id) -> sequence -> entry;
     // ordered by context so a closing connection finds its own with a range scan
     pending_keys: BTreeMap<(u32, u16), u64>,
@@ -76,6 +108,17 @@ impl VmState {
                 *slot = hostcalls::define_metric(MetricType::Counter, name).ok();
             }
         }
+        for (i, (_, name)) in GAUGE_NAMES.iter().enumerate() {
+            if let Some(slot) = self.gauge_ids.get_mut(i) {
+                *slot = hostcalls::define_metric(MetricType::Gauge, name).ok();
+            }
+        }
+    }
+
+    pub fn gauge(&self, gauge: Gauge, value: u64) {
+        if let Some(Some(id)) = self.gauge_ids.get(gauge as usize) {
+            let _ = hostcalls::record_metric(*id, value);
+        }
     }
 
     pub fn count(&self, stat: Stat, n: u64) {
@@ -94,6 +137,10 @@ impl VmState {
     }
 
     pub fn emit(&mut self, p: &Pending, response: Option<&ResponseInfo>, now: u64) {
+        self.emit_as(p, response, now, p.action);
+    }
+
+    pub fn emit_as(&mut self, p: &Pending, response: Option<&ResponseInfo>, now: u64, action: &'static str) {
         let event = Event {
             v: 1,
             ts: rfc3339_micros(p.start_micros),
@@ -103,8 +150,8 @@ impl VmState {
             query: &p.query,
             response,
             latency_us: response.map(|_| now.saturating_sub(p.start_micros)),
-            action: "allowed",
-            policy_version: 0,
+            action,
+            policy_version: p.policy_version,
         };
         match serde_json::to_string(&event) {
             Ok(s) => self.enqueue(s),
@@ -131,6 +178,10 @@ impl VmState {
         self.seq += 1;
         self.pending_keys.insert(key, self.seq);
         self.pending.insert(self.seq, (key, p));
+    }
+
+    pub fn is_pending(&self, ctx: u32, id: u16) -> bool {
+        self.pending_keys.contains_key(&(ctx, id))
     }
 
     pub fn take_pending(&mut self, ctx: u32, id: u16) -> Option<Pending> {

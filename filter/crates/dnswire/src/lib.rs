@@ -12,12 +12,14 @@
 
 #![forbid(unsafe_code)]
 
+mod build;
 mod framer;
 mod message;
 mod name;
 mod names;
 mod reader;
 
+pub use build::{local_answer, placeholder_query, Sinkhole, RCODE_NOERROR, RCODE_NXDOMAIN, RCODE_REFUSED};
 pub use framer::{FrameError, TcpFramer, MAX_DNS_MESSAGE};
 pub use message::{
     parse_message, ClientSubnet, Edns, Header, Message, Question, RData, Record, MAX_RECORDS,

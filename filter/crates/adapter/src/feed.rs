@@ -1,0 +1,193 @@
+//! The policy feed on the filter side.
+//!
+//! One root context per Envoy polls the feed server: root contexts (one per
+//! worker thread, plus the main thread's) elect a poller through a lease in
+//! shared data, renewed every tick and taken over when it goes stale. The
+//! poller verifies each body's HMAC signature, parses it, and applies it only
+//! if its version moves forward (a delta only onto the version it was cut
+//! from); it then stores the whole table as a snapshot in shared data and
+//! bumps the version key there. Every VM compares that small version key on
+//! its tick and recompiles only when it changed.
+//!
+//! Fail-static: a feed that cannot be fetched, or is unsigned, tampered,
+//! older, malformed or oversized, changes nothing; the last verified policy
+//! stays in force, rejections are counted, and `feed_age_s` keeps rising.
+
+use std::time::Duration;
+
+use dnspolicy::{parse_feed, verify, FeedKind};
+use proxy_wasm::hostcalls;
+
+use crate::config::FeedConfig;
+use crate::state::{self, Gauge, Stat};
+
+const LEASE_KEY: &str = "dnsguard.feed.poller";
+const BODY_KEY: &str = "dnsguard.policy.body";
+const VERSION_KEY: &str = "dnsguard.policy.version";
+/// A poller that has not renewed its lease for this long is replaced.
+const LEASE_STALE_MS: u64 = 5_000;
+
+pub struct Poller {
+    me: String,
+    keys: Vec<(String, Vec<u8>)>,
+    pub inflight: Option<u32>,
+    next_poll_ms: u64,
+    /// Ask for a snapshot rather than a delta (after a gap or a rejection).
+    want_snapshot: bool,
+    last_ok_ms: u64,
+}
+
+fn now_ms() -> u64 {
+    state::now_micros() / 1_000
+}
+
+impl Poller {
+    pub fn new(cfg: &FeedConfig, context_id: u32) -> Poller {
+        let keys = cfg.keys.iter().map(|k| (k.id.clone(), k.secret.as_bytes().to_vec())).collect();
+        Poller {
+            me: format!("{}-{context_id}", state::now_micros()),
+            keys,
+            inflight: None,
+            next_poll_ms: 0,
+            want_snapshot: true,
+            last_ok_ms: now_ms(),
+        }
+    }
+
+    /// Renews or takes the lease; true if this root context is the poller.
+    pub fn elected(&self) -> bool {
+        let now = now_ms();
+        let (value, cas) = hostcalls::get_shared_data(LEASE_KEY).unwrap_or((None, None));
+        let holder = value.as_deref().map(String::from_utf8_lossy).unwrap_or_default().into_owned();
+        let (owner, stamp) = holder.split_once('\t').unwrap_or(("", "0"));
+        let stale = now.saturating_sub(stamp.parse().unwrap_or(0)) > LEASE_STALE_MS;
+        if owner != self.me && !owner.is_empty() && !stale {
+            return false;
+        }
+        let lease = format!("{}\t{now}", self.me);
+        hostcalls::set_shared_data(LEASE_KEY, Some(lease.as_bytes()), cas).is_ok()
+    }
+
+    /// The request to send now, if one is due: its headers and timeout.
+    pub fn due(&mut self, cfg: &FeedConfig) -> Option<(Vec<(&'static str, String)>, Duration)> {
+        let now = now_ms();
+        state::with(|vm| vm.gauge(Gauge::FeedAgeSeconds, now.saturating_sub(self.last_ok_ms) / 1_000));
+        if self.inflight.is_some() || now < self.next_poll_ms {
+            return None;
+        }
+        let version = state::with(|vm| vm.policy.version);
+        let since = if self.want_snapshot { 0 } else { version };
+        let sep = if cfg.path.contains('?') { '&' } else { '?' };
+        let path = format!("{}{sep}since={since}&wait_ms={}", cfg.path, cfg.long_poll_ms);
+        let mut headers = vec![(":method", "GET".to_string()), (":path", path), (":authority", cfg.authority.clone())];
+        if since > 0 {
+            headers.push(("if-none-match", format!("\"{version}\"")));
+        }
+        if !cfg.token.is_empty() {
+            headers.push(("authorization", format!("Bearer {}", cfg.token)));
+        }
+        Some((headers, Duration::from_millis(cfg.long_poll_ms + cfg.timeout_ms)))
+    }
+
+    pub fn sent(&mut self, token: Option<u32>, cfg: &FeedConfig) {
+        self.inflight = token;
+        if token.is_none() {
+            state::with(|vm| vm.count(Stat::FeedErrors, 1));
+            self.next_poll_ms = now_ms() + cfg.poll_interval_ms;
+        }
+    }
+
+    /// Handles the feed server's answer (status, signature header, body).
+    pub fn on_response(&mut self, cfg: &FeedConfig, status: u16, signature: Option<String>, body: Option<Vec<u8>>, body_size: usize) {
+        self.inflight = None;
+        let now = now_ms();
+        // long polling: ask again right away after an answer; plain polling: wait the interval
+        let pause = if cfg.long_poll_ms > 0 { 0 } else { cfg.poll_interval_ms };
+        self.next_poll_ms = now + pause;
+        match status {
+            304 => {
+                self.last_ok_ms = now;
+                return;
+            }
+            200 => {}
+            _ => {
+                state::with(|vm| vm.count(Stat::FeedErrors, 1));
+                self.next_poll_ms = now + cfg.poll_interval_ms;
+                if status != 0 {
+                    log::warn!("dnsguard: feed answered {status}; keeping policy version {}", state::with(|vm| vm.policy.version));
+                }
+                return;
+            }
+        }
+        let outcome = self.accept(cfg, signature.as_deref(), body.as_deref().unwrap_or_default(), body_size);
+        match outcome {
+            Ok(true) => {
+                self.last_ok_ms = now;
+                self.want_snapshot = false;
+            }
+            Ok(false) => {
+                // a delta cut from another version: fetch a snapshot instead
+                self.want_snapshot = true;
+                self.next_poll_ms = now;
+            }
+            Err(reason) => {
+                state::with(|vm| vm.count(Stat::FeedRejected, 1));
+                log::warn!("dnsguard: feed rejected: {reason}");
+                self.want_snapshot = true;
+                self.next_poll_ms = now + cfg.poll_interval_ms;
+            }
+        }
+    }
+
+    /// Ok(true): applied and published; Ok(false): a delta that does not fit; Err: rejected.
+    fn accept(&self, cfg: &FeedConfig, signature: Option<&str>, body: &[u8], body_size: usize) -> Result<bool, String> {
+        if body_size > cfg.max_bytes || body.len() > cfg.max_bytes {
+            return Err(format!("body of {body_size} bytes exceeds max_bytes {}", cfg.max_bytes));
+        }
+        verify(signature, body, &self.keys).map_err(|e| e.to_string())?;
+        let feed = parse_feed(body, cfg.max_rules).map_err(|e| e.to_string())?;
+        state::with(|vm| {
+            let current = vm.policy.version;
+            if feed.kind == FeedKind::Delta && feed.base != current {
+                return Ok(false);
+            }
+            if feed.version <= current {
+                return Err(format!("feed version {} is not newer than {current} (replayed or stale)", feed.version));
+            }
+            let mut next = vm.policy.clone();
+            next.apply(feed)?;
+            if next.len() > cfg.max_rules {
+                return Err(format!("policy of {} rules exceeds max_rules {}", next.len(), cfg.max_rules));
+            }
+            let snapshot = next.to_snapshot();
+            hostcalls::set_shared_data(BODY_KEY, Some(&snapshot), None).map_err(|e| format!("shared data: {e:?}"))?;
+            hostcalls::set_shared_data(VERSION_KEY, Some(next.version.to_string().as_bytes()), None)
+                .map_err(|e| format!("shared data: {e:?}"))?;
+            log::info!("dnsguard: policy version {} ({} rules)", next.version, next.len());
+            vm.policy = next;
+            vm.count(Stat::FeedUpdates, 1);
+            vm.gauge(Gauge::FeedVersion, vm.policy.version);
+            vm.gauge(Gauge::PolicyRules, vm.policy.len() as u64);
+            Ok(true)
+        })
+    }
+}
+
+/// Every VM: pick up a newer policy the poller published in shared data.
+pub fn refresh(max_rules: usize) {
+    let Ok((Some(v), _)) = hostcalls::get_shared_data(VERSION_KEY) else { return };
+    let version: u64 = String::from_utf8_lossy(&v).parse().unwrap_or(0);
+    if version <= state::with(|vm| vm.policy.version) {
+        return;
+    }
+    let Ok((Some(body), _)) = hostcalls::get_shared_data(BODY_KEY) else { return };
+    match parse_feed(&body, max_rules) {
+        Ok(feed) => state::with(|vm| {
+            let mut next = dnspolicy::Policy::default();
+            if next.apply(feed).is_ok() && next.version > vm.policy.version {
+                vm.policy = next;
+            }
+        }),
+        Err(e) => log::error!("dnsguard: shared policy unreadable: {e}"),
+    }
+}

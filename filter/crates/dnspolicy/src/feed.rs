@@ -1,0 +1,153 @@
+//! Parsing the feed body (format in the crate docs). Strict: any line that
+//! does not parse rejects the whole body, with its line number.
+
+use crate::policy::{Action, MatchKind, Origin, Rule, Scope};
+
+/// Longest name accepted in a feed line (a DNS name in text form).
+pub const MAX_LINE_NAME: usize = 253;
+const MAGIC: &str = "dnsguard-policy/1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeedKind {
+    Snapshot,
+    Delta,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Upsert { name: String, rule: Rule },
+    Delete { origin: Origin, scope: Scope, name: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Feed {
+    pub kind: FeedKind,
+    pub version: u64,
+    /// The version a delta applies to (0 for snapshots).
+    pub base: u64,
+    /// When the feed server produced the body (epoch seconds).
+    pub generated: u64,
+    pub changes: Vec<Change>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedError {
+    pub line: usize,
+    pub reason: String,
+}
+
+impl std::fmt::Display for FeedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "feed line {}: {}", self.line, self.reason)
+    }
+}
+
+fn err<T>(line: usize, reason: impl Into<String>) -> Result<T, FeedError> {
+    Err(FeedError { line, reason: reason.into() })
+}
+
+fn num(line: usize, s: Option<&str>, what: &str) -> Result<u64, FeedError> {
+    match s.map(str::parse::<u64>) {
+        Some(Ok(n)) => Ok(n),
+        _ => err(line, format!("{what} must be an unsigned integer")),
+    }
+}
+
+fn name(line: usize, s: Option<&str>) -> Result<String, FeedError> {
+    let Some(s) = s else { return err(line, "missing name") };
+    let s = s.strip_suffix('.').unwrap_or(s);
+    let ok = !s.is_empty()
+        && s.len() <= MAX_LINE_NAME
+        && s.split('.').all(|l| !l.is_empty() && l.len() <= 63)
+        && s.bytes().all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase());
+    if ok {
+        Ok(s.to_string())
+    } else {
+        err(line, format!("invalid name {s:?} (lower-case, labels 1..=63, total <= {MAX_LINE_NAME})"))
+    }
+}
+
+fn scope(line: usize, s: Option<&str>) -> Result<Scope, FeedError> {
+    match s {
+        Some("*") => Ok(Scope::Global),
+        Some(s) => match s.strip_prefix("ns:") {
+            Some(ns) if !ns.is_empty() => Ok(Scope::Namespace(ns.into())),
+            _ => err(line, format!("invalid scope {s:?} (expected * or ns:<namespace>)")),
+        },
+        None => err(line, "missing scope"),
+    }
+}
+
+fn origin(line: usize, s: Option<&str>) -> Result<Origin, FeedError> {
+    match s {
+        Some("o") => Ok(Origin::Operator),
+        Some("d") => Ok(Origin::Detector),
+        other => err(line, format!("invalid origin {other:?} (expected o or d)")),
+    }
+}
+
+/// Parses a whole feed body. `max_changes` bounds the number of records.
+pub fn parse_feed(body: &[u8], max_changes: usize) -> Result<Feed, FeedError> {
+    let Ok(text) = std::str::from_utf8(body) else { return err(0, "body is not UTF-8") };
+    let mut lines = text.split('\n').enumerate();
+    let Some((_, header)) = lines.next() else { return err(1, "empty body") };
+    let mut h = header.split('\t');
+    if h.next() != Some(MAGIC) {
+        return err(1, format!("not a {MAGIC} body"));
+    }
+    let kind = match h.next() {
+        Some("snapshot") => FeedKind::Snapshot,
+        Some("delta") => FeedKind::Delta,
+        other => return err(1, format!("unknown feed kind {other:?}")),
+    };
+    let version = num(1, h.next(), "version")?;
+    let base = num(1, h.next(), "base")?;
+    let generated = num(1, h.next(), "generated")?;
+    if h.next().is_some() {
+        return err(1, "extra fields in header");
+    }
+    if kind == FeedKind::Delta && base >= version {
+        return err(1, "a delta's base must be below its version");
+    }
+    let mut changes = Vec::new();
+    for (i, line) in lines {
+        let n = i + 1;
+        if line.is_empty() {
+            continue;
+        }
+        if changes.len() >= max_changes {
+            return err(n, format!("more than {max_changes} records"));
+        }
+        let mut f = line.split('\t');
+        let change = match f.next() {
+            Some("+") => {
+                let origin = origin(n, f.next())?;
+                let scope = scope(n, f.next())?;
+                let kind = match f.next() {
+                    Some("e") => MatchKind::Exact,
+                    Some("s") => MatchKind::Suffix,
+                    other => return err(n, format!("invalid match {other:?} (expected e or s)")),
+                };
+                let action = match f.next().and_then(Action::parse) {
+                    Some(a) => a,
+                    None => return err(n, "invalid action"),
+                };
+                let expires = num(n, f.next(), "expires")?;
+                let name = name(n, f.next())?;
+                Change::Upsert { name, rule: Rule { origin, scope, kind, action, expires } }
+            }
+            Some("-") if kind == FeedKind::Delta => {
+                let origin = origin(n, f.next())?;
+                let scope = scope(n, f.next())?;
+                Change::Delete { origin, scope, name: name(n, f.next())? }
+            }
+            Some("-") => return err(n, "a snapshot cannot delete"),
+            other => return err(n, format!("unknown record {other:?}")),
+        };
+        if f.next().is_some() {
+            return err(n, "extra fields");
+        }
+        changes.push(change);
+    }
+    Ok(Feed { kind, version, base, generated, changes })
+}

@@ -1,0 +1,33 @@
+//! The dnsguard policy as the filter holds it: the feed wire format (signed
+//! snapshots and deltas), the compiled rule table, and the matcher.
+//!
+//! Feed body (UTF-8 text, one record per line, fields separated by TAB):
+//!
+//! ```text
+//! dnsguard-policy/1  <snapshot|delta>  <version>  <base>  <generated>
+//! +  <origin>  <scope>  <match>  <action>  <expires>  <name>
+//! -  <origin>  <scope>  <name>
+//! ```
+//!
+//! `origin` is `o` (operator rule) or `d` (detector verdict); `scope` is `*`
+//! (global) or `ns:<namespace>`; `match` is `e` (exact name) or `s` (the name
+//! and everything under it); `expires` is epoch seconds, 0 for never. A
+//! snapshot holds `+` lines only and replaces the table; a delta applies to
+//! the table at version `base`. A rule is identified by (origin, scope,
+//! match, name); a `-` line removes the origin's rules on the name in that
+//! scope, so a changed entry travels as `-` then `+`. The body is authenticated by an HMAC-SHA256
+//! signature carried beside it ([`verify`]).
+//!
+//! Matching walks the query name's suffixes from the full name to the TLD,
+//! one hash lookup per label, and decides by the documented precedence
+//! ([`Policy::decide`]).
+
+#![forbid(unsafe_code)]
+
+mod feed;
+mod policy;
+mod sign;
+
+pub use feed::{parse_feed, Change, Feed, FeedError, FeedKind, MAX_LINE_NAME};
+pub use policy::{Action, Decision, MatchKind, Origin, Policy, Rule, Scope};
+pub use sign::{sign_hex, verify, SignatureError};

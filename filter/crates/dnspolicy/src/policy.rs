@@ -1,0 +1,382 @@
+//! The compiled rule table and the decision for one query.
+//!
+//! Precedence (the same as the feed server documents and explains):
+//!
+//! 1. operator rules: the most specific scope that has a matching rule wins
+//!    (namespace over global); within it a block beats an allow;
+//! 2. so an operator `allow` keeps detector verdicts away from the name; an
+//!    operator `log` or `shadow` mark yields only to a detector block;
+//! 3. detector verdicts, namespace scope before global;
+//! 4. nothing matched: the query is allowed.
+//!
+//! Within one step a longer (more specific) matching name is preferred, and
+//! expired rules never match.
+
+use std::collections::HashMap;
+
+use crate::feed::{Change, Feed, FeedKind};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Nxdomain,
+    Refused,
+    Sinkhole,
+    /// Observe only: the event is marked, the query goes upstream.
+    Shadow,
+    Allow,
+    /// Mark the event (e.g. shadow-IT reporting) without blocking.
+    Log,
+}
+
+impl Action {
+    pub fn parse(s: &str) -> Option<Action> {
+        Some(match s {
+            "nxdomain" => Action::Nxdomain,
+            "refused" => Action::Refused,
+            "sinkhole" => Action::Sinkhole,
+            "shadow" => Action::Shadow,
+            "allow" => Action::Allow,
+            "log" => Action::Log,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Nxdomain => "nxdomain",
+            Action::Refused => "refused",
+            Action::Sinkhole => "sinkhole",
+            Action::Shadow => "shadow",
+            Action::Allow => "allow",
+            Action::Log => "log",
+        }
+    }
+
+    /// Answered by the filter instead of the upstream resolver.
+    pub fn blocks(self) -> bool {
+        matches!(self, Action::Nxdomain | Action::Refused | Action::Sinkhole)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatchKind {
+    Exact,
+    Suffix,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Origin {
+    Operator,
+    Detector,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Global,
+    Namespace(Box<str>),
+}
+
+impl Scope {
+    fn applies(&self, namespace: &str) -> bool {
+        match self {
+            Scope::Global => true,
+            Scope::Namespace(ns) => &**ns == namespace,
+        }
+    }
+    fn specificity(&self) -> u8 {
+        match self {
+            Scope::Global => 0,
+            Scope::Namespace(_) => 1,
+        }
+    }
+    pub fn text(&self) -> String {
+        match self {
+            Scope::Global => "*".into(),
+            Scope::Namespace(ns) => format!("ns:{ns}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub origin: Origin,
+    pub scope: Scope,
+    pub kind: MatchKind,
+    pub action: Action,
+    /// Epoch seconds after which the rule stops applying; 0 = never.
+    pub expires: u64,
+}
+
+impl Rule {
+    fn live(&self, now_s: u64) -> bool {
+        self.expires == 0 || now_s < self.expires
+    }
+}
+
+/// What decides a query: the action, the rule, and the name it was set on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision<'a> {
+    pub action: Action,
+    pub rule: &'a Rule,
+    pub name: &'a str,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Policy {
+    pub version: u64,
+    pub generated: u64,
+    rules: HashMap<Box<str>, Vec<Rule>>,
+    len: usize,
+}
+
+impl Policy {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Applies a parsed feed: a snapshot replaces the table, a delta must
+    /// start at this table's version. Versions only move forward.
+    pub fn apply(&mut self, feed: Feed) -> Result<(), String> {
+        if feed.version <= self.version {
+            return Err(format!("feed version {} is not newer than {}", feed.version, self.version));
+        }
+        match feed.kind {
+            FeedKind::Snapshot => {
+                self.rules.clear();
+                self.len = 0;
+            }
+            FeedKind::Delta if feed.base != self.version => {
+                return Err(format!("delta from {} does not apply to version {}", feed.base, self.version));
+            }
+            FeedKind::Delta => {}
+        }
+        for change in feed.changes {
+            match change {
+                Change::Upsert { name, rule } => self.upsert(name, rule),
+                Change::Delete { origin, scope, name } => self.delete(&name, origin, &scope),
+            }
+        }
+        self.version = feed.version;
+        self.generated = feed.generated;
+        Ok(())
+    }
+
+    fn upsert(&mut self, name: String, rule: Rule) {
+        let rules = self.rules.entry(name.into_boxed_str()).or_default();
+        match rules.iter_mut().find(|r| r.origin == rule.origin && r.scope == rule.scope && r.kind == rule.kind) {
+            Some(r) => *r = rule,
+            None => {
+                rules.push(rule);
+                self.len += 1;
+            }
+        }
+    }
+
+    /// Removes every rule of `origin` in `scope` set on `name` (either match kind).
+    fn delete(&mut self, name: &str, origin: Origin, scope: &Scope) {
+        if let Some(rules) = self.rules.get_mut(name) {
+            let before = rules.len();
+            rules.retain(|r| !(r.origin == origin && &r.scope == scope));
+            self.len -= before - rules.len();
+            if rules.is_empty() {
+                self.rules.remove(name);
+            }
+        }
+    }
+
+    /// The table as a snapshot body (what the elected poller stores in shared data).
+    pub fn to_snapshot(&self) -> Vec<u8> {
+        let mut out = format!("dnsguard-policy/1\tsnapshot\t{}\t0\t{}\n", self.version, self.generated);
+        let mut names: Vec<&Box<str>> = self.rules.keys().collect();
+        names.sort();
+        for name in names {
+            for r in self.rules.get(name).map(Vec::as_slice).unwrap_or_default() {
+                let origin = if r.origin == Origin::Operator { "o" } else { "d" };
+                let kind = if r.kind == MatchKind::Exact { "e" } else { "s" };
+                out.push_str(&format!(
+                    "+\t{origin}\t{}\t{kind}\t{}\t{}\t{name}\n",
+                    r.scope.text(),
+                    r.action.as_str(),
+                    r.expires
+                ));
+            }
+        }
+        out.into_bytes()
+    }
+
+    /// The decision for `qname` (lower-case, no trailing dot) asked from
+    /// `namespace` at `now_s`, or None if no rule applies. One hash lookup
+    /// per label of the name.
+    pub fn decide<'a>(&'a self, qname: &'a str, namespace: &str, now_s: u64) -> Option<Decision<'a>> {
+        if self.rules.is_empty() {
+            return None;
+        }
+        let qname = qname.strip_suffix('.').unwrap_or(qname);
+        // best operator candidate: (scope specificity, blocks, name length); best detector: (scope, name length)
+        let mut operator: Option<((u8, bool, usize), Decision<'a>)> = None;
+        let mut detector: Option<((u8, usize), Decision<'a>)> = None;
+        let mut suffix = qname;
+        loop {
+            if let Some(rules) = self.rules.get(suffix) {
+                let exact = suffix.len() == qname.len();
+                for r in rules {
+                    if !(exact || r.kind == MatchKind::Suffix) || !r.scope.applies(namespace) || !r.live(now_s) {
+                        continue;
+                    }
+                    let d = Decision { action: r.action, rule: r, name: suffix };
+                    match r.origin {
+                        Origin::Operator => {
+                            let rank = (r.scope.specificity(), r.action.blocks(), suffix.len());
+                            if operator.as_ref().is_none_or(|(best, _)| rank > *best) {
+                                operator = Some((rank, d));
+                            }
+                        }
+                        Origin::Detector => {
+                            let rank = (r.scope.specificity(), suffix.len());
+                            if detector.as_ref().is_none_or(|(best, _)| rank > *best) {
+                                detector = Some((rank, d));
+                            }
+                        }
+                    }
+                }
+            }
+            match suffix.split_once('.') {
+                Some((_, rest)) if !rest.is_empty() => suffix = rest,
+                _ => break,
+            }
+        }
+        match operator {
+            // an operator block or allow decides outright
+            Some((_, d)) if d.action.blocks() || d.action == Action::Allow => Some(d),
+            // an operator log/shadow mark yields to a detector block
+            Some((_, d)) => Some(detector.map(|(_, x)| x).filter(|x| x.action.blocks()).unwrap_or(d)),
+            None => detector.map(|(_, d)| d),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::feed::parse_feed;
+
+    fn policy(lines: &str) -> Policy {
+        let body = format!("dnsguard-policy/1\tsnapshot\t5\t0\t100\n{lines}");
+        let mut p = Policy::default();
+        p.apply(parse_feed(body.as_bytes(), 1000).unwrap()).unwrap();
+        p
+    }
+
+    fn act(p: &Policy, name: &str, ns: &str) -> Option<&'static str> {
+        p.decide(name, ns, 1_000).map(|d| d.action.as_str())
+    }
+
+    #[test]
+    fn exact_and_suffix_matching() {
+        let p = policy("+\td\t*\ts\tnxdomain\t0\tbad.example\n+\td\t*\te\trefused\t0\tonly.example\n");
+        assert_eq!(act(&p, "bad.example", "a"), Some("nxdomain"));
+        assert_eq!(act(&p, "x.y.bad.example", "a"), Some("nxdomain"));
+        assert_eq!(act(&p, "notbad.example", "a"), None);
+        assert_eq!(act(&p, "only.example", "a"), Some("refused"));
+        assert_eq!(act(&p, "sub.only.example", "a"), None);
+        assert_eq!(act(&p, "example", "a"), None);
+        assert_eq!(act(&p, "bad.example.", "a"), Some("nxdomain"));
+    }
+
+    #[test]
+    fn namespace_scope_applies_only_there() {
+        let p = policy("+\td\tns:shop\ts\tnxdomain\t0\tbad.example\n");
+        assert_eq!(act(&p, "bad.example", "shop"), Some("nxdomain"));
+        assert_eq!(act(&p, "bad.example", "payments"), None);
+    }
+
+    #[test]
+    fn expired_rules_stop_applying() {
+        let p = policy("+\td\t*\ts\tnxdomain\t1000\told.example\n+\td\t*\ts\tnxdomain\t1001\tnew.example\n");
+        assert_eq!(act(&p, "old.example", "a"), None);
+        assert_eq!(act(&p, "new.example", "a"), Some("nxdomain"));
+    }
+
+    #[test]
+    fn operator_allow_beats_detector_and_operator_block_beats_allow() {
+        let p = policy(concat!(
+            "+\td\t*\ts\tnxdomain\t0\tcdn.example\n",
+            "+\to\tns:shop\ts\tallow\t0\tcdn.example\n",
+            "+\to\t*\ts\tallow\t0\tpartner.example\n",
+            "+\to\t*\te\tnxdomain\t0\tpartner.example\n",
+            "+\to\tns:shop\te\trefused\t0\tlocal.example\n",
+            "+\to\t*\ts\tallow\t0\tlocal.example\n",
+            "+\to\t*\ts\tlog\t0\tsaas.example\n",
+            "+\td\t*\ts\tnxdomain\t0\tevil.saas.example\n",
+        ));
+        assert_eq!(act(&p, "a.cdn.example", "shop"), Some("allow"));
+        assert_eq!(act(&p, "a.cdn.example", "other"), Some("nxdomain"));
+        assert_eq!(act(&p, "partner.example", "x"), Some("nxdomain"));
+        assert_eq!(act(&p, "www.partner.example", "x"), Some("allow"));
+        assert_eq!(act(&p, "local.example", "shop"), Some("refused"));
+        assert_eq!(act(&p, "local.example", "other"), Some("allow"));
+        assert_eq!(act(&p, "app.saas.example", "x"), Some("log"));
+        assert_eq!(act(&p, "evil.saas.example", "x"), Some("nxdomain"));
+    }
+
+    #[test]
+    fn namespace_detector_verdict_beats_global_and_longer_name_wins() {
+        let p = policy("+\td\t*\ts\tshadow\t0\tx.example\n+\td\tns:a\ts\trefused\t0\tx.example\n+\td\t*\ts\tnxdomain\t0\ty.x.example\n");
+        assert_eq!(act(&p, "x.example", "a"), Some("refused"));
+        assert_eq!(act(&p, "x.example", "b"), Some("shadow"));
+        assert_eq!(act(&p, "z.y.x.example", "b"), Some("nxdomain"));
+        assert_eq!(p.decide("z.y.x.example", "b", 0).unwrap().name, "y.x.example");
+    }
+
+    #[test]
+    fn deltas_apply_in_order_and_versions_only_move_forward() {
+        let mut p = policy("+\td\t*\ts\tnxdomain\t0\ta.example\n+\td\t*\ts\tnxdomain\t0\tb.example\n");
+        assert_eq!(p.len(), 2);
+        let delta = b"dnsguard-policy/1\tdelta\t7\t5\t200\n-\td\t*\ta.example\n+\td\tns:q\ts\trefused\t0\tc.example\n";
+        p.apply(parse_feed(delta, 10).unwrap()).unwrap();
+        assert_eq!((p.version, p.len()), (7, 2));
+        assert_eq!(act(&p, "a.example", "q"), None);
+        assert_eq!(act(&p, "c.example", "q"), Some("refused"));
+        // replaying the same delta, an older snapshot, or a delta from another base is refused
+        assert!(p.apply(parse_feed(delta, 10).unwrap()).is_err());
+        let old = b"dnsguard-policy/1\tsnapshot\t6\t0\t0\n";
+        assert!(p.apply(parse_feed(old, 10).unwrap()).unwrap_err().contains("not newer"));
+        let gap = b"dnsguard-policy/1\tdelta\t9\t8\t0\n";
+        assert!(p.apply(parse_feed(gap, 10).unwrap()).unwrap_err().contains("does not apply"));
+        assert_eq!(p.version, 7);
+    }
+
+    #[test]
+    fn snapshot_round_trips() {
+        let p = policy("+\to\tns:shop\te\tsinkhole\t99\ta.example\n+\td\t*\ts\tnxdomain\t0\tb.example\n");
+        let mut q = Policy::default();
+        q.apply(parse_feed(&p.to_snapshot(), 10).unwrap()).unwrap();
+        assert_eq!(q.to_snapshot(), p.to_snapshot());
+        assert_eq!((q.version, q.generated, q.len()), (5, 100, 2));
+    }
+
+    #[test]
+    fn malformed_feeds_are_rejected_with_their_line() {
+        let bad: [(&[u8], usize); 9] = [
+            (b"", 1),
+            (b"nope\tsnapshot\t1\t0\t0\n", 1),
+            (b"dnsguard-policy/1\tsnapshot\tx\t0\t0\n", 1),
+            (b"dnsguard-policy/1\tdelta\t3\t3\t0\n", 1),
+            (b"dnsguard-policy/1\tsnapshot\t1\t0\t0\n-\td\t*\ta.example\n", 2),
+            (b"dnsguard-policy/1\tsnapshot\t1\t0\t0\n+\td\t*\ts\tdrop\t0\ta.example\n", 2),
+            (b"dnsguard-policy/1\tsnapshot\t1\t0\t0\n+\td\tns:\ts\tnxdomain\t0\ta.example\n", 2),
+            (b"dnsguard-policy/1\tsnapshot\t1\t0\t0\n\n+\td\t*\ts\tnxdomain\t0\tA.example\n", 3),
+            (b"dnsguard-policy/1\tsnapshot\t1\t0\t0\n+\td\t*\ts\tnxdomain\t0\ta..example\n", 2),
+        ];
+        for (body, line) in bad {
+            assert_eq!(parse_feed(body, 10).unwrap_err().line, line, "{}", String::from_utf8_lossy(body));
+        }
+        let many = format!("dnsguard-policy/1\tsnapshot\t1\t0\t0\n{}", "+\td\t*\ts\tnxdomain\t0\ta.example\n".repeat(3));
+        assert!(parse_feed(many.as_bytes(), 2).unwrap_err().reason.contains("more than 2"));
+    }
+}
