@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -101,6 +102,60 @@ def _worker(_: argparse.Namespace) -> int:
     return 0
 
 
+def _feed(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from streams.feed import serve
+    from streams.settings import load_feed_settings
+
+    settings = load_feed_settings()
+    if args.port is not None:
+        settings = replace(settings, port=args.port)
+    print(
+        f"dnsguard feed on http://{settings.host}:{settings.port}{settings.path} "
+        f"(signing key {settings.keys[0][0]}) <- {settings.redis_url}",
+        flush=True,
+    )
+    asyncio.run(serve(settings))
+    return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import redis.asyncio as aioredis
+
+    from streams.publisher import PublishOptions, publish_from_redis, watch
+    from streams.settings import load_stack_settings
+
+    url = os.environ.get("DNSGUARD_REDIS_URL") or load_stack_settings().redis_url
+    drop = frozenset(a for a in args.drop.split(",") if a)
+    opts = PublishOptions(
+        out_dir=Path(args.out),
+        namespace=args.namespace,
+        drop_actions=drop,
+        sinkhole_a=args.sinkhole_a,
+        sinkhole_aaaa=args.sinkhole_aaaa,
+        zone=args.zone if args.zone.endswith(".") else args.zone + ".",
+    )
+
+    async def run() -> None:
+        client = aioredis.from_url(url)
+        try:
+            if args.watch:
+                await watch(client, opts, args.interval)
+            else:
+                result = await publish_from_redis(client, opts)
+                print(f"policy version {result.version}: {result.names} names")
+                for f in result.files:
+                    print(f"  {f}")
+        finally:
+            await client.aclose()
+
+    asyncio.run(run())
+    return 0
+
+
 def _replay(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -183,6 +238,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="Faust worker: events from Kafka to alerts and verdicts")
     p.set_defaults(handler=_worker)
+
+    p = sub.add_parser(
+        "feed", help="serve the Redis policy to the filters as signed snapshots/deltas"
+    )
+    p.add_argument("--port", type=int, default=None)
+    p.set_defaults(handler=_feed)
+
+    p = sub.add_parser(
+        "publish", help="write the policy as an RPZ zone, a domain list and STIX 2.1"
+    )
+    p.add_argument("--out", default="dnsguard-blocklist", help="output folder")
+    p.add_argument("--namespace", default=None, help="also publish this namespace's verdicts")
+    p.add_argument(
+        "--drop", default="refused", help="actions published as rpz-drop. (comma-separated)"
+    )
+    p.add_argument("--sinkhole-a", default=None)
+    p.add_argument("--sinkhole-aaaa", default=None)
+    p.add_argument("--zone", default="rpz.dnsguard.", help="RPZ zone origin")
+    p.add_argument("--watch", action="store_true", help="republish whenever the policy changes")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between version checks")
+    p.set_defaults(handler=_publish)
 
     register_models(sub)  # train, eval, score: defined beside the model code
     return parser

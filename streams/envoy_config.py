@@ -20,6 +20,11 @@ WASM_PATH = (
 )
 
 
+# One VM id for every dnsguard plugin in an Envoy: they share one VM per
+# thread, one shared-data namespace, and so one elected feed poller.
+VM_ID = "dnsguard"
+
+
 def _cluster(name: str, port: int, http2: bool = False, host: str = "127.0.0.1") -> dict[str, Any]:
     c: dict[str, Any] = {
         "name": name,
@@ -87,6 +92,7 @@ class FilterPorts:
     upstream_doh: int | None = None
     plain_tcp: int | None = None  # a second DNS listener with tcp_proxy only (benchmark baseline)
     dot: int | None = None  # DNS over TLS, terminated by Envoy, then the same filter
+    feed: int | None = None  # the policy feed server: with it, the filter enforces
 
 
 @dataclass
@@ -113,11 +119,31 @@ class FilterOptions:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
     concurrency: int = 2
+    # policy feed (used when FilterPorts.feed is set): (key id, secret) pairs the filter accepts
+    feed_keys: tuple[tuple[str, str], ...] = ()
+    feed_token: str = ""
+    feed_long_poll_ms: int = 20_000
+    feed_poll_interval_ms: int = 1_000
+    feed_max_bytes: int = 64 << 20
+    sinkhole_a: str | None = None
 
 
 def filter_bootstrap(
     ports: FilterPorts, opts: FilterOptions, wasm: Path = WASM_PATH
 ) -> dict[str, Any]:
+    feed: dict[str, Any] = {}
+    if ports.feed is not None:
+        feed["feed"] = {
+            "cluster": "dnsguard_feed",
+            "token": opts.feed_token,
+            "keys": [{"id": k, "secret": v} for k, v in opts.feed_keys],
+            "long_poll_ms": opts.feed_long_poll_ms,
+            "poll_interval_ms": opts.feed_poll_interval_ms,
+            "max_bytes": opts.feed_max_bytes,
+        }
+    if opts.sinkhole_a:
+        feed["sinkhole"] = {"a": opts.sinkhole_a}
+
     def cfg(mode: str) -> dict[str, Any]:
         return {
             "mode": mode,
@@ -131,6 +157,7 @@ def filter_bootstrap(
             "query_timeout_ms": opts.query_timeout_ms,
             "max_attempts": opts.max_attempts,
             "collector_timeout_ms": opts.collector_timeout_ms,
+            **feed,
         }
 
     def listener(name: str, port: int, filters: list[dict[str, Any]]) -> dict[str, Any]:
@@ -152,7 +179,7 @@ def filter_bootstrap(
         listener(
             "dns_tcp",
             ports.dns_tcp,
-            [_wasm("network", cfg("tcp"), wasm, "dnsguard_tcp"), tcp_proxy],
+            [_wasm("network", cfg("tcp"), wasm, VM_ID), tcp_proxy],
         )
     ]
     if ports.plain_tcp is not None:
@@ -160,9 +187,7 @@ def filter_bootstrap(
     if ports.dot is not None:
         if opts.tls_cert is None or opts.tls_key is None:
             raise ValueError("a DoT listener needs tls_cert and tls_key")
-        dot = listener(
-            "dns_dot", ports.dot, [_wasm("network", cfg("tcp"), wasm, "dnsguard_tcp"), tcp_proxy]
-        )
+        dot = listener("dns_dot", ports.dot, [_wasm("network", cfg("tcp"), wasm, VM_ID), tcp_proxy])
         tls: dict[str, Any] = {
             "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
             "common_tls_context": {
@@ -189,6 +214,8 @@ def filter_bootstrap(
         _cluster("upstream_dns", ports.upstream_dns),
         _cluster("dnsguard_collector", ports.collector),
     ]
+    if ports.feed is not None:
+        clusters.append(_cluster("dnsguard_feed", ports.feed))
     if ports.doh is not None and ports.upstream_doh is not None:
         hcm = {
             "name": "envoy.filters.network.http_connection_manager",
@@ -210,7 +237,7 @@ def filter_bootstrap(
                     ]
                 },
                 "http_filters": [
-                    _wasm("http", cfg("doh"), wasm, "dnsguard_doh"),
+                    _wasm("http", cfg("doh"), wasm, VM_ID),
                     {
                         "name": "envoy.filters.http.buffer",
                         "typed_config": {

@@ -236,6 +236,69 @@ def load_worker_settings(env: Mapping[str, str] | None = None) -> WorkerSettings
     ).validate()
 
 
+@dataclass(frozen=True, slots=True)
+class FeedSettings:
+    """The policy feed server: where it listens, who may read, how bodies are signed."""
+
+    host: str = "127.0.0.1"
+    port: int = 18090
+    path: str = "/v1/policy"
+    token: Secret = field(default_factory=lambda: Secret(""))
+    # (key id, secret); the first signs, every one listed is what filters should accept
+    keys: tuple[tuple[str, Secret], ...] = ()
+    redis_url: str = "redis://127.0.0.1:16379/0"
+    max_bytes: int = 64 * 1024 * 1024
+    max_wait_ms: int = 30_000
+    watch_interval_ms: int = 25
+    prune_interval_s: float = 5.0
+
+    def validate(self) -> FeedSettings:
+        if not self.keys:
+            raise ConfigError(
+                f"{ENV_PREFIX}FEED_KEYS is required: id:secret[,id:secret] (the first signs)"
+            )
+        for key_id, secret in self.keys:
+            if not key_id or len(secret.reveal()) < 16:
+                raise ConfigError(
+                    f"{ENV_PREFIX}FEED_KEYS: key {key_id!r} needs an id and a secret of >= 16 characters"
+                )
+        if not self.path.startswith("/"):
+            raise ConfigError(f"{ENV_PREFIX}FEED_PATH={self.path!r}: must start with '/'")
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(
+                f"{ENV_PREFIX}REDIS_URL={self.redis_url!r}: expected redis://, rediss:// or unix://"
+            )
+        return self
+
+
+def parse_feed_keys(raw: str | None) -> tuple[tuple[str, Secret], ...]:
+    if not raw:
+        return ()
+    keys = []
+    for part in raw.split(","):
+        key_id, sep, secret = part.strip().partition(":")
+        if not sep:
+            raise ConfigError(f"{ENV_PREFIX}FEED_KEYS: expected id:secret, got {key_id!r}")
+        keys.append((key_id, Secret(secret)))
+    return tuple(keys)
+
+
+def load_feed_settings(env: Mapping[str, str] | None = None) -> FeedSettings:
+    source = os.environ if env is None else env
+    e = _Env(source)
+    stack = load_stack_settings(source)
+    return FeedSettings(
+        host=e.raw("FEED_HOST") or "127.0.0.1",
+        port=e.port("FEED_PORT", 18090),
+        path=e.raw("FEED_PATH") or "/v1/policy",
+        token=Secret(e.raw("FEED_TOKEN") or ""),
+        keys=parse_feed_keys(e.raw("FEED_KEYS")),
+        redis_url=e.raw("REDIS_URL") or stack.redis_url,
+        max_bytes=e.integer("FEED_MAX_BYTES", 64 * 1024 * 1024, minimum=1024),
+        max_wait_ms=e.integer("FEED_MAX_WAIT_MS", 30_000, minimum=0),
+    ).validate()
+
+
 def load_stack_settings(env: Mapping[str, str] | None = None) -> StackSettings:
     """Build :class:`StackSettings` from ``DNSGUARD_*`` environment variables."""
     source = os.environ if env is None else env

@@ -6,10 +6,14 @@ Keys (prefix ``dnsguard:``):
 * ``policy:version``  integer, incremented once per write that changes something;
 * ``verdicts``        hash ``scope|name`` -> verdict JSON;
 * ``verdicts:expiry`` sorted set ``scope|name`` scored by expiry (epoch seconds);
-* ``changes``         stream of ``{version, op, key}`` entries, capped at ``changelog_max``.
+* ``changes``         stream of ``{version, op, key}`` entries, capped at
+  ``changelog_max``; entry ids are ``<version>-<n>``, so the changes after a
+  version are one XRANGE away.
 
 Writes are idempotent: re-writing a verdict with the same content and an
 expiry no later than the stored one changes nothing and bumps no version.
+Expired verdicts are removed by :func:`prune_expired` (the feed server runs
+it), which logs them as deletions so deltas carry them too.
 """
 
 from __future__ import annotations
@@ -38,10 +42,53 @@ for i = 1, #ARGV - 1, 3 do
     changed = changed + 1
     redis.call('HSET', KEYS[2], key, body)
     redis.call('ZADD', KEYS[3], expires, key)
-    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[#ARGV], '*', 'version', version, 'op', 'upsert', 'key', key)
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[#ARGV], version .. '-' .. changed, 'version', version, 'op', 'upsert', 'key', key)
   end
 end
 return {changed, version}
+"""
+
+
+# One round trip, atomic: remove verdicts whose expiry has passed, as one new version.
+_PRUNE = """
+local keys = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+if #keys == 0 then return {0, tonumber(redis.call('GET', KEYS[1]) or '0')} end
+local version = redis.call('INCR', KEYS[1])
+for i, key in ipairs(keys) do
+  redis.call('HDEL', KEYS[2], key)
+  redis.call('ZREM', KEYS[3], key)
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], version .. '-' .. i, 'version', version, 'op', 'delete', 'key', key)
+end
+return {#keys, version}
+"""
+
+# Atomic reads: the whole table with its version; or the keys changed after a
+# version with their current bodies (``gap`` when the log no longer reaches back).
+_SNAPSHOT = """
+return {redis.call('GET', KEYS[1]) or '0', redis.call('HGETALL', KEYS[2])}
+"""
+_DELTA = """
+local version = tonumber(redis.call('GET', KEYS[1]) or '0')
+local since = tonumber(ARGV[1])
+if since < version then
+  local first = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)
+  if #first == 0 then return {version, 'gap'} end
+  local fv, fs = string.match(first[1][1], '^(%d+)-(%d+)$')
+  fv, fs = tonumber(fv), tonumber(fs)
+  if fv > since + 1 or (fv == since + 1 and fs ~= 1) then return {version, 'gap'} end
+end
+local seen, out = {}, {}
+for _, entry in ipairs(redis.call('XRANGE', KEYS[3], (since + 1) .. '-0', '+')) do
+  local f = entry[2]
+  local key
+  for j = 1, #f, 2 do if f[j] == 'key' then key = f[j + 1] end end
+  if key and not seen[key] then
+    seen[key] = true
+    out[#out + 1] = key
+    out[#out + 1] = redis.call('HGET', KEYS[2], key) or ''
+  end
+end
+return {version, out}
 """
 
 
@@ -67,3 +114,43 @@ async def write_verdicts(
 async def read_verdicts(client: Any) -> dict[str, dict[str, Any]]:
     raw = await client.hgetall(VERDICTS)
     return {k.decode() if isinstance(k, bytes) else k: json.loads(v) for k, v in raw.items()}
+
+
+async def prune_expired(
+    client: Any, now: float, limit: int = 10_000, changelog_max: int = 100_000
+) -> tuple[int, int]:
+    """Remove up to ``limit`` expired verdicts; returns (removed, policy version)."""
+    removed, version = await client.eval(
+        _PRUNE, 4, VERSION, VERDICTS, EXPIRY, CHANGES, now, limit, changelog_max
+    )
+    return int(removed), int(version)
+
+
+def _text(b: bytes | str) -> str:
+    return b.decode() if isinstance(b, bytes) else b
+
+
+async def snapshot(client: Any) -> tuple[int, dict[str, dict[str, Any]]]:
+    """The policy version and every stored verdict by key, read atomically."""
+    version, flat = await client.eval(_SNAPSHOT, 2, VERSION, VERDICTS)
+    pairs = iter(flat)
+    return int(version), {_text(k): json.loads(v) for k, v in zip(pairs, pairs, strict=True)}
+
+
+async def changes_since(
+    client: Any, since: int
+) -> tuple[int, dict[str, dict[str, Any] | None] | None]:
+    """The version and, per key changed after ``since``, its current verdict
+    (None when deleted); the changes are None when the log has been trimmed past
+    ``since`` (the caller serves a snapshot instead)."""
+    version, out = await client.eval(_DELTA, 3, VERSION, VERDICTS, CHANGES, since)
+    if not isinstance(out, list):
+        return int(version), None
+    pairs = iter(out)
+    return int(version), {
+        _text(k): (json.loads(v) if v else None) for k, v in zip(pairs, pairs, strict=True)
+    }
+
+
+async def current_version(client: Any) -> int:
+    return int(await client.get(VERSION) or 0)

@@ -68,10 +68,16 @@ impl Poller {
         hostcalls::set_shared_data(LEASE_KEY, Some(lease.as_bytes()), cas).is_ok()
     }
 
+    /// Seconds since the feed last answered with a verified body or "not
+    /// modified" (with long polling, an idle feed answers every `long_poll_ms`).
+    pub fn report_age(&self) {
+        let age = now_ms().saturating_sub(self.last_ok_ms) / 1_000;
+        state::with(|vm| vm.gauge(Gauge::FeedAgeSeconds, age));
+    }
+
     /// The request to send now, if one is due: its headers and timeout.
     pub fn due(&mut self, cfg: &FeedConfig) -> Option<(Vec<(&'static str, String)>, Duration)> {
         let now = now_ms();
-        state::with(|vm| vm.gauge(Gauge::FeedAgeSeconds, now.saturating_sub(self.last_ok_ms) / 1_000));
         if self.inflight.is_some() || now < self.next_poll_ms {
             return None;
         }

@@ -131,9 +131,10 @@ impl Root {
         let Some(feed_cfg) = cfg.feed.as_ref() else { return };
         feed::refresh(feed_cfg.max_rules);
         let Some(poller) = self.poller.as_mut() else { return };
-        if poller.inflight.is_some() || !poller.elected() {
+        if !poller.elected() {
             return;
         }
+        poller.report_age();
         let Some((headers, timeout)) = poller.due(feed_cfg) else { return };
         let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let token = self.dispatch_http_call(&feed_cfg.cluster, headers, None, vec![], timeout).ok();
