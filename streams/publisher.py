@@ -20,6 +20,7 @@ see half a file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import tempfile
@@ -190,7 +191,5 @@ async def watch(
             result = await publish_from_redis(client, opts)
             last = result.version
             print(f"published policy version {result.version}: {result.names} names", flush=True)
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval_s)
-        except TimeoutError:
-            pass

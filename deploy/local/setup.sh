@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything dnsguard needs on this machine, idempotently:
-#   - Debian packages: redis-server, Java 17 and Maven (only if missing)
+#   - Debian packages: redis-server, Java 17, Maven, openssl, unbound (only if missing)
 #   - the Python virtualenv .venv with dnsguard and its dev tools
 #   - the pinned Apache Kafka jars from Maven Central (cached under ~/.cache/dnsguard)
 # A second run with nothing changed takes a few seconds.
@@ -17,6 +17,7 @@ command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v java >/dev/null || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need_apt+=(maven)
 command -v openssl >/dev/null || need_apt+=(openssl)  # test certificates for DoT
+[ -x /usr/sbin/unbound ] || need_apt+=(unbound)  # a real resolver loading the published RPZ zone in tests
 if ((${#need_apt[@]})); then
   log "apt-get install ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"

@@ -1,0 +1,171 @@
+"""The feed server on real Redis: snapshots, deltas, 304 and long polls,
+pruning, a trimmed log, auth, the size bound, and Redis away."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from redis.asyncio import Redis
+
+from detectors.verdicts import Verdict
+from streams.feed import FeedServer
+from streams.settings import FeedSettings, Secret
+from streams.verdict_store import CHANGES, prune_expired, write_verdicts
+from tests.conftest import free_ports
+
+pytestmark = pytest.mark.integration
+
+KEY = ("k1", "0123456789abcdef-feed")
+AUTH = {"Authorization": "Bearer t0ken"}
+
+
+def verdict(name: str, ttl: float = 600, scope: str = "global") -> Verdict:
+    now = time.time()
+    return Verdict(scope, name, "suffix", "nxdomain", "dga", 0.99, "test", now, now + ttl)
+
+
+def settings(redis_url: str, **kw: Any) -> FeedSettings:
+    base = FeedSettings(
+        token=Secret("t0ken"),
+        keys=((KEY[0], Secret(KEY[1])),),
+        redis_url=redis_url,
+        prune_interval_s=3600,
+    )
+    return replace(base, **kw)
+
+
+def check_signature(headers: Any, body: bytes) -> None:
+    expected = hmac.new(KEY[1].encode(), body, hashlib.sha256).hexdigest()
+    assert headers["X-Dnsguard-Signature"] == f"keyid={KEY[0]},sig={expected}"
+
+
+def run(redis_url: str, body: Callable[[TestClient, Redis], Awaitable[None]], **kw: Any) -> None:
+    db_url = (
+        redis_url.rsplit("/", 1)[0] + "/7"
+    )  # a database of its own: other tests write verdicts too
+
+    async def main() -> None:
+        redis = Redis.from_url(db_url)
+        await redis.flushdb()
+        server = FeedServer(settings(db_url, **kw))
+        async with TestClient(TestServer(server.app())) as client:
+            try:
+                await body(client, redis)
+            finally:
+                await redis.aclose()
+
+    asyncio.run(main())
+
+
+def test_snapshot_then_304_then_delta(redis_url: str) -> None:
+    async def body(client: TestClient, redis: Redis) -> None:
+        _, v1 = await write_verdicts(
+            redis, [verdict("a.example"), verdict("b.example", scope="ns:shop")]
+        )
+        r = await client.get("/v1/policy?since=0", headers=AUTH)
+        snap = await r.read()
+        assert r.status == 200 and r.headers["ETag"] == f'"{v1}"'
+        check_signature(r.headers, snap)
+        lines = snap.decode().splitlines()
+        assert lines[0].startswith(f"dnsguard-policy/1\tsnapshot\t{v1}\t0\t")
+        assert {line.split("\t")[-1] for line in lines[1:]} == {"a.example", "b.example"}
+        r = await client.get(f"/v1/policy?since={v1}", headers=AUTH)
+        assert r.status == 304
+        _, v2 = await write_verdicts(redis, [verdict("c.example")])
+        r = await client.get(f"/v1/policy?since={v1}", headers=AUTH)
+        delta = await r.read()
+        check_signature(r.headers, delta)
+        assert delta.decode().splitlines() == [
+            delta.decode().splitlines()[0],
+            "-\td\t*\tc.example",
+            delta.decode().splitlines()[2],
+        ]
+        assert delta.decode().startswith(f"dnsguard-policy/1\tdelta\t{v2}\t{v1}\t")
+
+    run(redis_url, body)
+
+
+def test_long_poll_answers_as_soon_as_the_policy_changes(redis_url: str) -> None:
+    async def body(client: TestClient, redis: Redis) -> None:
+        _, v1 = await write_verdicts(redis, [verdict("a.example")])
+        await asyncio.sleep(0.1)  # the server's watcher has seen v1
+
+        async def later() -> None:
+            await asyncio.sleep(0.5)
+            await write_verdicts(redis, [verdict("late.example")])
+
+        writer = asyncio.create_task(later())
+        start = time.monotonic()
+        r = await client.get(f"/v1/policy?since={v1}&wait_ms=10000", headers=AUTH)
+        took = time.monotonic() - start
+        await writer
+        assert r.status == 200 and "late.example" in (await r.text())
+        assert 0.4 < took < 2.0, took
+        # nothing changes: the poll is held for wait_ms, then 304
+        start = time.monotonic()
+        r = await client.get(f"/v1/policy?since={v1 + 1}&wait_ms=600", headers=AUTH)
+        assert r.status == 304 and time.monotonic() - start >= 0.5
+
+    run(redis_url, body)
+
+
+def test_expired_verdicts_are_pruned_as_logged_deletions(redis_url: str) -> None:
+    async def body(client: TestClient, redis: Redis) -> None:
+        _, v1 = await write_verdicts(
+            redis, [verdict("short.example", ttl=0.5), verdict("long.example")]
+        )
+        await asyncio.sleep(0.7)
+        removed, v2 = await prune_expired(redis, time.time())
+        assert (removed, v2) == (1, v1 + 1)
+        r = await client.get(f"/v1/policy?since={v1}", headers=AUTH)
+        assert (await r.text()).splitlines()[1:] == ["-\td\t*\tshort.example"]
+
+    run(redis_url, body)
+
+
+def test_a_trimmed_change_log_gets_a_snapshot(redis_url: str) -> None:
+    async def body(client: TestClient, redis: Redis) -> None:
+        _, v1 = await write_verdicts(redis, [verdict("a.example")])
+        await write_verdicts(redis, [verdict("b.example")])
+        await write_verdicts(redis, [verdict("c.example")])
+        await redis.xtrim(CHANGES, maxlen=1, approximate=False)
+        r = await client.get(f"/v1/policy?since={v1}", headers=AUTH)
+        text = await r.text()
+        assert text.split("\t")[1] == "snapshot" and text.count("\n+") == 3
+
+    run(redis_url, body)
+
+
+def test_auth_bad_parameters_and_the_size_bound(redis_url: str) -> None:
+    async def body(client: TestClient, redis: Redis) -> None:
+        await write_verdicts(redis, [verdict(f"n{i}.example") for i in range(100)])
+        assert (await client.get("/v1/policy")).status == 401
+        assert (
+            await client.get("/v1/policy", headers={"Authorization": "Bearer nope"})
+        ).status == 401
+        assert (await client.get("/v1/policy?since=-1", headers=AUTH)).status == 400
+        assert (await client.get("/v1/policy?since=x", headers=AUTH)).status == 400
+        r = await client.get("/v1/policy", headers=AUTH)
+        assert r.status == 503 and "size bound" in await r.text()
+
+    run(redis_url, body, max_bytes=1024)
+
+
+def test_redis_away_is_503_so_filters_keep_their_policy() -> None:
+    (port,) = free_ports(1)
+
+    async def main() -> None:
+        server = FeedServer(settings(f"redis://127.0.0.1:{port}/0"))
+        async with TestClient(TestServer(server.app())) as client:
+            r = await client.get("/v1/policy?since=0", headers=AUTH)
+            assert r.status == 503 and r.headers["Retry-After"] == "1"
+
+    asyncio.run(main())
