@@ -178,7 +178,9 @@ class WorkerSettings:
     verdicts_topic: str = "dnsguard.verdicts"
     dlq_topic: str = "dnsguard.events.dlq"
     batch_max: int = 1000
-    batch_within_s: float = 0.5
+    # a batch is processed when full or when its first event has waited this long:
+    # the floor of detection latency at low rates
+    batch_within_s: float = 0.2
     web_port: int = 16066  # Faust web server: /metrics (Prometheus)
     data_dir: Path = Path("/tmp/dnsguard-worker")
     dga_threshold: float = 0.999
@@ -189,6 +191,9 @@ class WorkerSettings:
     alert_dedup_ttl_s: int = 7 * 86_400
     # How long the group waits for a silent worker before moving its partitions.
     session_timeout_s: int = 30
+    # Partitions of the per-client tables' changelogs: must equal the events
+    # topic's (the worker reads it from Kafka at start).
+    table_partitions: int = 6
 
     def validate(self) -> WorkerSettings:
         if not 0 < self.dga_threshold < 1:
@@ -226,6 +231,7 @@ def load_worker_settings(env: Mapping[str, str] | None = None) -> WorkerSettings
         verdicts_topic=e.raw("VERDICTS_TOPIC") or "dnsguard.verdicts",
         dlq_topic=e.raw("DLQ_TOPIC") or "dnsguard.events.dlq",
         batch_max=e.integer("WORKER_BATCH_MAX", 1000, minimum=1),
+        batch_within_s=e.integer("WORKER_BATCH_WITHIN_MS", 200, minimum=1) / 1000,
         web_port=e.port("WORKER_WEB_PORT", 16066),
         data_dir=e.path("WORKER_DATA_DIR", stack.state_dir / "worker"),
         dga_threshold=threshold,

@@ -53,3 +53,20 @@ async def ensure_topics(
         raise StackError(f"could not create Kafka topics on {bootstrap}: {exc}") from exc
     finally:
         await admin.close()
+
+
+async def topic_partitions(bootstrap: str, topic: str) -> int | None:
+    """The partition count of ``topic``, or None if it does not exist (or Kafka is away)."""
+    from aiokafka import AIOKafkaClient
+    from aiokafka.errors import KafkaError
+
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    try:
+        await client.bootstrap()
+        metadata = await client.fetch_all_metadata()
+        parts = metadata.partitions_for_topic(topic)
+        return len(parts) if parts else None
+    except KafkaError:
+        return None
+    finally:
+        await client.close()

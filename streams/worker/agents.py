@@ -164,6 +164,15 @@ class Worker:
 
 
 def run_worker(settings: WorkerSettings) -> None:
+    import asyncio
+    from dataclasses import replace
+
+    from streams.topics import topic_partitions
+
+    # tables are co-partitioned with the events topic: take its partition count
+    partitions = asyncio.run(topic_partitions(settings.kafka_bootstrap, settings.events_topic))
+    if partitions:
+        settings = replace(settings, table_partitions=partitions)
     worker = Worker(settings)
     worker.app.main = None  # type: ignore[attr-defined]
     worker.app.finalize()

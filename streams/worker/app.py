@@ -93,7 +93,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
         web_port=settings.web_port,
         web_host="127.0.0.1",
         web_bind="127.0.0.1",
-        topic_partitions=6,
+        topic_partitions=settings.table_partitions,
         topic_replication_factor=1,
         producer_acks=-1,
         processing_guarantee="at_least_once",

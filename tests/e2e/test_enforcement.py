@@ -379,3 +379,160 @@ def test_fail_static_when_redis_then_the_feed_are_gone_and_expiry_still_applies(
         loop_rig.redis_stack.up()
         loop_rig.feed.start()
     loop_rig.wait_version(loop_rig.block(uniq()), timeout=20)
+
+
+def confident_dga_names(shared: Path, n: int, seed: int = 7) -> list[str]:
+    """DGA names from the shared data that the shipped model scores far above its threshold."""
+    import csv
+    import random
+
+    from models import artifact
+
+    with (shared / "dga_train.csv").open() as fh:
+        names = [row["domain"] for row in csv.DictReader(fh)]
+    random.Random(seed).shuffle(names)
+    model, _ = artifact.load()
+    candidates = names[:4000]
+    scores = model.score_batch(candidates)
+    return [name for name, s in zip(candidates, scores, strict=True) if s >= 0.9999][:n]
+
+
+def popular_names(shared: Path, n: int) -> list[str]:
+    import csv
+
+    with (shared / "benign_top.csv").open() as fh:
+        return [row["domain"] for _, row in zip(range(n), csv.DictReader(fh), strict=False)]
+
+
+class WorkerProcess:
+    def __init__(self, rig: LoopRig, work: Path) -> None:
+        tag = uuid.uuid4().hex[:8]
+        self.alerts = f"e2e.alerts.{tag}"
+        asyncio.run(
+            ensure_topics(
+                rig.bootstrap,
+                [
+                    TopicSpec(self.alerts, 1),
+                    TopicSpec(f"e2e.verdicts.{tag}", 1, {"cleanup.policy": "compact"}),
+                ],
+            )
+        )
+        self.web_port = free_ports(1)[0]
+        env = dict(
+            os.environ,
+            DNSGUARD_KAFKA_BOOTSTRAP=rig.bootstrap,
+            DNSGUARD_REDIS_URL=rig.redis_url,
+            DNSGUARD_WORKER_APP_ID=f"e2e-{tag}",
+            DNSGUARD_EVENTS_TOPIC=rig.topic,
+            DNSGUARD_ALERTS_TOPIC=self.alerts,
+            DNSGUARD_VERDICTS_TOPIC=f"e2e.verdicts.{tag}",
+            DNSGUARD_DLQ_TOPIC=rig.topic + ".dlq",
+            DNSGUARD_WORKER_WEB_PORT=str(self.web_port),
+            DNSGUARD_WORKER_DATA_DIR=str(work / "worker"),
+            DNSGUARD_WORKER_BATCH_WITHIN_MS="100",
+        )
+        self.log = work / "worker.log"
+        with self.log.open("ab") as fh:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "worker"],
+                env=env,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+            )
+
+    def processed(self) -> float:
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.web_port}/metrics", timeout=2
+            ) as r:
+                text = r.read().decode()
+        except OSError:
+            return 0.0
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("dnsguard_worker_events_total")
+        )
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def test_the_loop_detects_dga_traffic_and_blocks_it_in_envoy(
+    loop_rig: LoopRig, shared_data: Path, tmp_path: Path
+) -> None:
+    """Benign traffic, then DGA queries through Envoy; the worker's verdicts come back
+    through Redis and the feed, and further queries are answered by the filter."""
+    dga = confident_dga_names(shared_data, 5)
+    assert len(dga) == 5
+    worker = WorkerProcess(loop_rig, tmp_path)
+    try:
+        benign = popular_names(shared_data, 20)
+        deadline = time.monotonic() + 90
+        while worker.processed() == 0:  # the worker has joined its group and consumes
+            assert worker.proc.poll() is None, worker.log.read_text()[-3000:]
+            assert time.monotonic() < deadline, worker.log.read_text()[-3000:]
+            loop_rig.query(benign[0])
+            time.sleep(0.5)
+        for name in benign:
+            assert loop_rig.query(name).rcode() == dns.rcode.NOERROR
+        start = time.monotonic()
+        for name in dga:
+            loop_rig.query(name)  # the first query for each goes through: nothing is known yet
+        blocked: dict[str, float] = {}
+        while len(blocked) < len(dga):
+            assert time.monotonic() - start < 30, f"not blocked in 30 s: {set(dga) - set(blocked)}"
+            for name in dga:
+                if name not in blocked and loop_rig.query(name).rcode() == dns.rcode.NXDOMAIN:
+                    blocked[name] = time.monotonic() - start
+            time.sleep(0.02)
+        counts = {name: sum(n == name for _, n, _ in loop_rig.upstream.received) for name in dga}
+        for name in dga:  # later queries, subdomains too, never reach the resolver
+            assert loop_rig.query(name).rcode() == dns.rcode.NXDOMAIN
+            assert loop_rig.query("mail." + name).rcode() == dns.rcode.NXDOMAIN
+        assert counts == {
+            name: sum(n == name for _, n, _ in loop_rig.upstream.received) for name in dga
+        }
+        assert not any(
+            n.startswith("mail.") and n[5:] in dga for _, n, _ in loop_rig.upstream.received
+        )
+        assert loop_rig.query(benign[3]).rcode() == dns.rcode.NOERROR
+        alerts = alerts_on(loop_rig.bootstrap, worker.alerts, set(dga))
+        assert set(alerts) == set(dga)
+        for alert in alerts.values():
+            assert alert["class_uid"] == 4003 and alert["disposition"] == "Blocked"
+            assert alert["unmapped"]["dnsguard"]["detector"] == "dga"
+    finally:
+        worker.stop()
+
+
+def alerts_on(bootstrap: str, topic: str, names: set[str], timeout: float = 20) -> dict[str, dict]:
+    import json
+
+    async def run() -> dict[str, dict]:
+        from aiokafka import AIOKafkaConsumer
+
+        consumer = AIOKafkaConsumer(
+            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+        )
+        await consumer.start()
+        found: dict[str, dict] = {}
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and set(found) != names:
+                for records in (await consumer.getmany(timeout_ms=300)).values():
+                    for r in records:
+                        alert = json.loads(r.value)
+                        name = (alert.get("query") or {}).get("hostname")
+                        if name in names:
+                            found[name] = alert
+            return found
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())

@@ -18,7 +18,9 @@ pub enum Outcome {
     Answer(Vec<u8>),
 }
 
-pub fn on_query(ctx: u32, bytes: &[u8], client: &Rc<Client>, transport: &'static str) -> Outcome {
+/// `enforce`: this plugin has a policy feed (plugins sharing a VM share its
+/// policy, but only those configured with a feed act on it).
+pub fn on_query(ctx: u32, bytes: &[u8], client: &Rc<Client>, transport: &'static str, enforce: bool) -> Outcome {
     let msg = match parse_message(bytes) {
         Ok(m) if !m.header.qr() => m,
         Ok(_) => return Outcome::Forward, // a response travelling downstream->upstream: not ours to pair
@@ -35,7 +37,8 @@ pub fn on_query(ctx: u32, bytes: &[u8], client: &Rc<Client>, transport: &'static
     state::with(|vm| {
         vm.count(Stat::Queries, 1);
         let version = vm.policy.version;
-        let decision = vm.policy.decide(&q.name, &client.namespace, now / 1_000_000).map(|d| d.action);
+        let decision =
+            if enforce { vm.policy.decide(&q.name, &client.namespace, now / 1_000_000).map(|d| d.action) } else { None };
         let mut pending = Pending {
             query: QueryInfo::from_message(&msg, q),
             client: Rc::clone(client),

@@ -17,19 +17,20 @@ const MAX_DOH_MESSAGE: usize = 65_535;
 
 pub struct DnsDoh {
     id: u32,
+    enforce: bool,
     post_query: bool,
     dns_response: bool,
 }
 
 impl DnsDoh {
-    pub fn new(id: u32) -> Self {
-        DnsDoh { id, post_query: false, dns_response: false }
+    pub fn new(id: u32, enforce: bool) -> Self {
+        DnsDoh { id, enforce, post_query: false, dns_response: false }
     }
 
     /// Observes the query; answers it locally (and says so) if the policy blocks it.
     fn query(&mut self, bytes: &[u8]) -> bool {
         let client = Rc::new(attribution::client(self).0);
-        match dns::on_query(self.id, bytes, &client, "doh") {
+        match dns::on_query(self.id, bytes, &client, "doh", self.enforce) {
             Outcome::Forward => false,
             Outcome::Answer(answer) if answer.is_empty() => {
                 self.send_http_response(403, vec![], None);

@@ -232,6 +232,7 @@ impl RootContext for Root {
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(doh::DnsDoh::new(context_id)))
+        let enforce = self.config.as_ref().is_some_and(|c| c.feed.is_some());
+        Some(Box::new(doh::DnsDoh::new(context_id, enforce)))
     }
 }

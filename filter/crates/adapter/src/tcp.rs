@@ -98,7 +98,7 @@ impl DnsTcp {
         let client = self.client();
         let transport = self.transport;
         while let Some(msg) = self.down.next_message() {
-            dns::on_query(self.id, msg, &client, transport);
+            dns::on_query(self.id, msg, &client, transport, false);
         }
     }
 
@@ -115,7 +115,7 @@ impl DnsTcp {
             }
             let mut answers = Vec::new();
             while let Some(msg) = self.down.next_message() {
-                match dns::on_query(self.id, msg, &client, transport) {
+                match dns::on_query(self.id, msg, &client, transport, true) {
                     Outcome::Forward => frame(&mut out, msg),
                     Outcome::Answer(answer) => answers.push((out.len(), answer)),
                 }
