@@ -505,7 +505,8 @@ def test_the_loop_detects_dga_traffic_and_blocks_it_in_envoy(
         alerts = alerts_on(loop_rig.bootstrap, worker.alerts, set(dga))
         assert set(alerts) == set(dga)
         for alert in alerts.values():
-            assert alert["class_uid"] == 4003 and alert["disposition"] == "Blocked"
+            assert alert["class_uid"] == 4003
+            assert alert["disposition"] == "Blocked"
             assert alert["unmapped"]["dnsguard"]["detector"] == "dga"
     finally:
         worker.stop()

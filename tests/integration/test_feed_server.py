@@ -72,7 +72,8 @@ def test_snapshot_then_304_then_delta(redis_url: str) -> None:
         )
         r = await client.get("/v1/policy?since=0", headers=AUTH)
         snap = await r.read()
-        assert r.status == 200 and r.headers["ETag"] == f'"{v1}"'
+        assert r.status == 200
+        assert r.headers["ETag"] == f'"{v1}"'
         check_signature(r.headers, snap)
         lines = snap.decode().splitlines()
         assert lines[0].startswith(f"dnsguard-policy/1\tsnapshot\t{v1}\t0\t")
@@ -107,12 +108,14 @@ def test_long_poll_answers_as_soon_as_the_policy_changes(redis_url: str) -> None
         r = await client.get(f"/v1/policy?since={v1}&wait_ms=10000", headers=AUTH)
         took = time.monotonic() - start
         await writer
-        assert r.status == 200 and "late.example" in (await r.text())
+        assert r.status == 200
+        assert "late.example" in (await r.text())
         assert 0.4 < took < 2.0, took
         # nothing changes: the poll is held for wait_ms, then 304
         start = time.monotonic()
         r = await client.get(f"/v1/policy?since={v1 + 1}&wait_ms=600", headers=AUTH)
-        assert r.status == 304 and time.monotonic() - start >= 0.5
+        assert r.status == 304
+        assert time.monotonic() - start >= 0.5
 
     run(redis_url, body)
 
@@ -139,7 +142,8 @@ def test_a_trimmed_change_log_gets_a_snapshot(redis_url: str) -> None:
         await redis.xtrim(CHANGES, maxlen=1, approximate=False)
         r = await client.get(f"/v1/policy?since={v1}", headers=AUTH)
         text = await r.text()
-        assert text.split("\t")[1] == "snapshot" and text.count("\n+") == 3
+        assert text.split("\t")[1] == "snapshot"
+        assert text.count("\n+") == 3
 
     run(redis_url, body)
 
@@ -154,7 +158,8 @@ def test_auth_bad_parameters_and_the_size_bound(redis_url: str) -> None:
         assert (await client.get("/v1/policy?since=-1", headers=AUTH)).status == 400
         assert (await client.get("/v1/policy?since=x", headers=AUTH)).status == 400
         r = await client.get("/v1/policy", headers=AUTH)
-        assert r.status == 503 and "size bound" in await r.text()
+        assert r.status == 503
+        assert "size bound" in await r.text()
 
     run(redis_url, body, max_bytes=1024)
 
@@ -166,6 +171,7 @@ def test_redis_away_is_503_so_filters_keep_their_policy() -> None:
         server = FeedServer(settings(f"redis://127.0.0.1:{port}/0"))
         async with TestClient(TestServer(server.app())) as client:
             r = await client.get("/v1/policy?since=0", headers=AUTH)
-            assert r.status == 503 and r.headers["Retry-After"] == "1"
+            assert r.status == 503
+            assert r.headers["Retry-After"] == "1"
 
     asyncio.run(main())

@@ -107,9 +107,8 @@ def test_unbound_enforces_the_published_rpz_zone(redis_url: str, tmp_path: Path)
                 except (dns.exception.Timeout, ConnectionRefusedError):
                     assert proc.poll() is None, (tmp_path / "unbound.log").read_text()
                     assert time.monotonic() < deadline, "unbound did not start"
-            assert ok.rcode() == dns.rcode.NOERROR and ok.answer[0][0].address == address_for(
-                "fine.example"
-            )
+            assert ok.rcode() == dns.rcode.NOERROR
+            assert ok.answer[0][0].address == address_for("fine.example")
             assert ask("bad-dga.example").rcode() == dns.rcode.NXDOMAIN
             assert ask("www.bad-dga.example").rcode() == dns.rcode.NXDOMAIN
             with pytest.raises(dns.exception.Timeout):
@@ -117,7 +116,8 @@ def test_unbound_enforces_the_published_rpz_zone(redis_url: str, tmp_path: Path)
             # namespace verdicts are not published into the (global) zone
             assert ask("ns-only.example").rcode() == dns.rcode.NOERROR
             seen = {n for _, n, _ in upstream.received}
-            assert "fine.example" in seen and "ns-only.example" in seen
+            assert "fine.example" in seen
+            assert "ns-only.example" in seen
             assert not {"bad-dga.example", "www.bad-dga.example", "drop.example"} & seen
         finally:
             proc.terminate()

@@ -52,7 +52,8 @@ def test_rpz_maps_actions_and_covers_subdomains_of_suffix_verdicts() -> None:
     ).decode()
     assert "@ SOA localhost. hostmaster.localhost. 42 " in zone
     assert "a.example CNAME .\n*.a.example CNAME .\n" in zone
-    assert "b.example CNAME rpz-drop.\n" in zone and "*.b.example" not in zone
+    assert "b.example CNAME rpz-drop.\n" in zone
+    assert "*.b.example" not in zone
     assert "c.example A 192.0.2.1\n" in zone
 
 
@@ -69,14 +70,14 @@ def test_publish_writes_three_files_atomically_and_stix_ids_are_stable(tmp_path:
         "b.example",
     ]
     bundle = json.loads((tmp_path / "dnsguard.stix.json").read_text())
-    assert bundle["type"] == "bundle" and len(bundle["objects"]) == 2
+    assert bundle["type"] == "bundle"
+    assert len(bundle["objects"]) == 2
     ind = bundle["objects"][0]
-    assert ind["spec_version"] == "2.1" and ind["pattern"] == "[domain-name:value = 'a.example']"
-    assert (
-        ind["pattern_type"] == "stix"
-        and ind["valid_until"].endswith("Z")
-        and ind["confidence"] == 100
-    )
+    assert ind["spec_version"] == "2.1"
+    assert ind["pattern"] == "[domain-name:value = 'a.example']"
+    assert ind["pattern_type"] == "stix"
+    assert ind["valid_until"].endswith("Z")
+    assert ind["confidence"] == 100
     publish(6, [v("a.example")], opts, now=100)
     again = json.loads((tmp_path / "dnsguard.stix.json").read_text())
     assert again["objects"][0]["id"] == ind["id"]
