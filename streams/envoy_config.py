@@ -124,7 +124,7 @@ class FilterOptions:
     feed_token: str = ""
     feed_long_poll_ms: int = 20_000
     feed_poll_interval_ms: int = 1_000
-    feed_max_bytes: int = 64 << 20
+    feed_max_bytes: int = 30 << 20
     sinkhole_a: str | None = None
 
 

@@ -80,9 +80,20 @@ def _live(entry: Mapping[str, Any], now: float) -> bool:
 def render_snapshot(
     version: int, entries: Iterable[Mapping[str, Any]], now: float, origin: str = "d"
 ) -> bytes:
-    lines = [f"{MAGIC}\tsnapshot\t{version}\t0\t{int(now)}"]
-    lines += sorted(rule_line(e, origin) for e in entries if _live(e, now))
-    return ("\n".join(lines) + "\n").encode()
+    """A snapshot with rules grouped by everything but their name (an ``@``
+    line, then one TAB-indented name per line): category-sized policies stay
+    compact, well under Envoy's limit on a dispatched call's response."""
+    groups: dict[tuple[str, str, str, str, int], list[str]] = {}
+    for e in entries:
+        if _live(e, now):
+            attrs = (e.get("origin", origin), feed_scope(e["scope"]), _MATCH[e["match"]],
+                     e["action"], int(e.get("expires") or 0))  # fmt: skip
+            groups.setdefault(attrs, []).append(e["name"])
+    parts = [f"{MAGIC}\tsnapshot\t{version}\t0\t{int(now)}\n"]
+    for attrs in sorted(groups):
+        parts.append("@\t" + "\t".join(map(str, attrs)) + "\n")
+        parts.append("".join(f"\t{name}\n" for name in sorted(groups[attrs])))
+    return "".join(parts).encode()
 
 
 def render_delta(

@@ -253,7 +253,7 @@ class FeedSettings:
     # (key id, secret); the first signs, every one listed is what filters should accept
     keys: tuple[tuple[str, Secret], ...] = ()
     redis_url: str = "redis://127.0.0.1:16379/0"
-    max_bytes: int = 64 * 1024 * 1024
+    max_bytes: int = 30 * 1024 * 1024  # Envoy drops dispatched-call responses of ~32 MB and more
     max_wait_ms: int = 30_000
     watch_interval_ms: int = 25
     prune_interval_s: float = 5.0
@@ -300,7 +300,7 @@ def load_feed_settings(env: Mapping[str, str] | None = None) -> FeedSettings:
         token=Secret(e.raw("FEED_TOKEN") or ""),
         keys=parse_feed_keys(e.raw("FEED_KEYS")),
         redis_url=e.raw("REDIS_URL") or stack.redis_url,
-        max_bytes=e.integer("FEED_MAX_BYTES", 64 * 1024 * 1024, minimum=1024),
+        max_bytes=e.integer("FEED_MAX_BYTES", 30 * 1024 * 1024, minimum=1024),
         max_wait_ms=e.integer("FEED_MAX_WAIT_MS", 30_000, minimum=0),
     ).validate()
 

@@ -77,7 +77,11 @@ def test_snapshot_then_304_then_delta(redis_url: str) -> None:
         check_signature(r.headers, snap)
         lines = snap.decode().splitlines()
         assert lines[0].startswith(f"dnsguard-policy/1\tsnapshot\t{v1}\t0\t")
-        assert {line.split("\t")[-1] for line in lines[1:]} == {"a.example", "b.example"}
+        assert {line[1:] for line in lines[1:] if line.startswith("\t")} == {
+            "a.example",
+            "b.example",
+        }
+        assert sum(line.startswith("@\t") for line in lines) == 2  # global and ns:shop groups
         r = await client.get(f"/v1/policy?since={v1}", headers=AUTH)
         assert r.status == 304
         _, v2 = await write_verdicts(redis, [verdict("c.example")])
@@ -143,7 +147,7 @@ def test_a_trimmed_change_log_gets_a_snapshot(redis_url: str) -> None:
         r = await client.get(f"/v1/policy?since={v1}", headers=AUTH)
         text = await r.text()
         assert text.split("\t")[1] == "snapshot"
-        assert text.count("\n+") == 3
+        assert text.count("\n\t") == 3
 
     run(redis_url, body)
 

@@ -37,13 +37,21 @@ def test_rule_lines_carry_origin_scope_match_action_expiry_name() -> None:
     )
 
 
-def test_snapshot_is_sorted_and_leaves_out_expired_entries() -> None:
+def test_snapshot_groups_rules_sorts_names_and_leaves_out_expired_entries() -> None:
     body = render_snapshot(
-        7, [entry("z.example"), entry("a.example"), entry("old.example", expires=50)], now=100
-    )
-    lines = body.decode().splitlines()
-    assert lines[0] == "dnsguard-policy/1\tsnapshot\t7\t0\t100"
-    assert [line.split("\t")[-1] for line in lines[1:]] == ["a.example", "z.example"]
+        7,
+        [entry("z.example"), entry("a.example"), entry("old.example", expires=50),
+         entry("r.example", "ns:shop", "exact", "refused", 0)],
+        now=100,
+    )  # fmt: skip
+    assert body.decode().splitlines() == [
+        "dnsguard-policy/1\tsnapshot\t7\t0\t100",
+        "@\td\t*\ts\tnxdomain\t2000000000",
+        "\ta.example",
+        "\tz.example",
+        "@\td\tns:shop\te\trefused\t0",
+        "\tr.example",
+    ]
 
 
 def test_delta_removes_then_re_adds_each_changed_key() -> None:

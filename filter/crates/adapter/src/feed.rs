@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use dnspolicy::{parse_feed, verify, FeedKind};
+use dnspolicy::{parse_header, verify, FeedKind, Policy};
 use proxy_wasm::hostcalls;
 
 use crate::config::FeedConfig;
@@ -151,26 +151,24 @@ impl Poller {
             return Err(format!("body of {body_size} bytes exceeds max_bytes {}", cfg.max_bytes));
         }
         verify(signature, body, &self.keys).map_err(|e| e.to_string())?;
-        let feed = parse_feed(body, cfg.max_rules).map_err(|e| e.to_string())?;
+        let head = parse_header(body).map_err(|e| e.to_string())?;
         state::with(|vm| {
-            let current = vm.policy.version;
-            if feed.kind == FeedKind::Delta && feed.base != current {
+            if head.kind == FeedKind::Delta && head.base != vm.policy.version && head.version > vm.policy.version {
                 return Ok(false);
             }
-            if feed.version <= current {
-                return Err(format!("feed version {} is not newer than {current} (replayed or stale)", feed.version));
-            }
-            let mut next = vm.policy.clone();
-            next.apply(feed)?;
-            if next.len() > cfg.max_rules {
-                return Err(format!("policy of {} rules exceeds max_rules {}", next.len(), cfg.max_rules));
-            }
-            let snapshot = next.to_snapshot();
-            hostcalls::set_shared_data(BODY_KEY, Some(&snapshot), None).map_err(|e| format!("shared data: {e:?}"))?;
-            hostcalls::set_shared_data(VERSION_KEY, Some(next.version.to_string().as_bytes()), None)
+            let kind = vm.policy.apply_body(body, cfg.max_rules)?;
+            // other VMs read the whole table: a snapshot as received, a delta's result re-serialized
+            let snapshot;
+            let shared: &[u8] = if kind == FeedKind::Snapshot {
+                body
+            } else {
+                snapshot = vm.policy.to_snapshot();
+                &snapshot
+            };
+            hostcalls::set_shared_data(BODY_KEY, Some(shared), None).map_err(|e| format!("shared data: {e:?}"))?;
+            hostcalls::set_shared_data(VERSION_KEY, Some(vm.policy.version.to_string().as_bytes()), None)
                 .map_err(|e| format!("shared data: {e:?}"))?;
-            log::info!("dnsguard: policy version {} ({} rules)", next.version, next.len());
-            vm.policy = next;
+            log::info!("dnsguard: policy version {} ({} rules)", vm.policy.version, vm.policy.len());
             vm.count(Stat::FeedUpdates, 1);
             vm.gauge(Gauge::FeedVersion, vm.policy.version);
             vm.gauge(Gauge::PolicyRules, vm.policy.len() as u64);
@@ -187,10 +185,10 @@ pub fn refresh(max_rules: usize) {
         return;
     }
     let Ok((Some(body), _)) = hostcalls::get_shared_data(BODY_KEY) else { return };
-    match parse_feed(&body, max_rules) {
-        Ok(feed) => state::with(|vm| {
-            let mut next = dnspolicy::Policy::default();
-            if next.apply(feed).is_ok() && next.version > vm.policy.version {
+    let mut next = Policy::default();
+    match next.apply_body(&body, max_rules) {
+        Ok(_) => state::with(|vm| {
+            if next.version > vm.policy.version {
                 vm.policy = next;
             }
         }),

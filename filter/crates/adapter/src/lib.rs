@@ -125,6 +125,16 @@ impl Root {
     }
 }
 
+/// The `:status` of a dispatched call's answer; 0 when the call failed. A
+/// failed call has no headers, and asking for one then can make the SDK
+/// abort the VM on the host's "bad argument" status, so it is not asked.
+fn call_status(ctx: &dyn Context, num_headers: usize) -> u16 {
+    if num_headers == 0 {
+        return 0;
+    }
+    ctx.get_http_call_response_header(":status").and_then(|s| s.parse::<u16>().ok()).unwrap_or(0)
+}
+
 impl Root {
     fn poll_feed(&mut self) {
         let Some(cfg) = self.config.clone() else { return };
@@ -143,11 +153,11 @@ impl Root {
         }
     }
 
-    fn on_feed_response(&mut self, body_size: usize) {
+    fn on_feed_response(&mut self, num_headers: usize, body_size: usize) {
         let Some(cfg) = self.config.clone() else { return };
         let Some(feed_cfg) = cfg.feed.as_ref() else { return };
-        let status = self.get_http_call_response_header(":status").and_then(|s| s.parse::<u16>().ok()).unwrap_or(0);
-        let signature = self.get_http_call_response_header("x-dnsguard-signature");
+        let status = call_status(self, num_headers);
+        let signature = if status == 200 { self.get_http_call_response_header("x-dnsguard-signature") } else { None };
         let body = if status == 200 { self.get_http_call_response_body(0, body_size.min(feed_cfg.max_bytes)) } else { None };
         if let Some(p) = self.poller.as_mut() {
             p.on_response(feed_cfg, status, signature, body, body_size);
@@ -156,13 +166,13 @@ impl Root {
 }
 
 impl Context for Root {
-    fn on_http_call_response(&mut self, token_id: u32, _num_headers: usize, body_size: usize, _num_trailers: usize) {
+    fn on_http_call_response(&mut self, token_id: u32, num_headers: usize, body_size: usize, _num_trailers: usize) {
         if self.poller.as_ref().is_some_and(|p| p.inflight == Some(token_id)) {
-            self.on_feed_response(body_size);
+            self.on_feed_response(num_headers, body_size);
             return;
         }
         let Some(batch) = self.inflight.remove(&token_id) else { return };
-        let status = self.get_http_call_response_header(":status").and_then(|s| s.parse::<u16>().ok()).unwrap_or(0);
+        let status = call_status(self, num_headers);
         let n = batch.events.len() as u64;
         if (200..300).contains(&status) {
             state::with(|vm| vm.count(Stat::EventsSent, n));

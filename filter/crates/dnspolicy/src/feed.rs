@@ -71,7 +71,7 @@ fn scope(line: usize, s: Option<&str>) -> Result<Scope, FeedError> {
     match s {
         Some("*") => Ok(Scope::Global),
         Some(s) => match s.strip_prefix("ns:") {
-            Some(ns) if !ns.is_empty() => Ok(Scope::Namespace(ns.into())),
+            Some(ns) if !ns.is_empty() => Ok(Scope::Namespace(std::rc::Rc::from(ns))),
             _ => err(line, format!("invalid scope {s:?} (expected * or ns:<namespace>)")),
         },
         None => err(line, "missing scope"),
@@ -86,12 +86,19 @@ fn origin(line: usize, s: Option<&str>) -> Result<Origin, FeedError> {
     }
 }
 
-/// Parses a whole feed body. `max_changes` bounds the number of records.
-pub fn parse_feed(body: &[u8], max_changes: usize) -> Result<Feed, FeedError> {
-    let Ok(text) = std::str::from_utf8(body) else { return err(0, "body is not UTF-8") };
-    let mut lines = text.split('\n').enumerate();
-    let Some((_, header)) = lines.next() else { return err(1, "empty body") };
-    let mut h = header.split('\t');
+/// The first line of a feed body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    pub kind: FeedKind,
+    pub version: u64,
+    /// The version a delta applies to (0 for snapshots).
+    pub base: u64,
+    /// When the feed server produced the body (epoch seconds).
+    pub generated: u64,
+}
+
+fn header(line: &str) -> Result<Header, FeedError> {
+    let mut h = line.split('\t');
     if h.next() != Some(MAGIC) {
         return err(1, format!("not a {MAGIC} body"));
     }
@@ -109,34 +116,70 @@ pub fn parse_feed(body: &[u8], max_changes: usize) -> Result<Feed, FeedError> {
     if kind == FeedKind::Delta && base >= version {
         return err(1, "a delta's base must be below its version");
     }
-    let mut changes = Vec::new();
+    Ok(Header { kind, version, base, generated })
+}
+
+fn rule_fields<'a>(n: usize, f: &mut impl Iterator<Item = &'a str>) -> Result<Rule, FeedError> {
+    let origin = origin(n, f.next())?;
+    let scope = scope(n, f.next())?;
+    let kind = match f.next() {
+        Some("e") => MatchKind::Exact,
+        Some("s") => MatchKind::Suffix,
+        other => return err(n, format!("invalid match {other:?} (expected e or s)")),
+    };
+    let Some(action) = f.next().and_then(Action::parse) else { return err(n, "invalid action") };
+    let expires = num(n, f.next(), "expires")?;
+    Ok(Rule { origin, scope, kind, action, expires })
+}
+
+/// Reads the header of a feed body.
+pub fn parse_header(body: &[u8]) -> Result<Header, FeedError> {
+    let Ok(text) = std::str::from_utf8(body) else { return err(0, "body is not UTF-8") };
+    header(text.split('\n').next().unwrap_or_default())
+}
+
+/// Parses a feed body, handing each record to `each` in order; at most
+/// `max_changes` records. Nothing is collected, so a body of millions of
+/// rules costs no more than the table it fills.
+///
+/// Besides `+` and `-` lines, a body may group rules that share everything
+/// but the name: `@ <origin> <scope> <match> <action> <expires>` starts a group
+/// and each following `<TAB><name>` line is one rule of it.
+pub fn for_each_change(body: &[u8], max_changes: usize, mut each: impl FnMut(Change)) -> Result<Header, FeedError> {
+    let Ok(text) = std::str::from_utf8(body) else { return err(0, "body is not UTF-8") };
+    let mut lines = text.split('\n').enumerate();
+    let Some((_, first)) = lines.next() else { return err(1, "empty body") };
+    let head = header(first)?;
+    let mut group: Option<Rule> = None;
+    let mut count = 0usize;
     for (i, line) in lines {
         let n = i + 1;
         if line.is_empty() {
             continue;
         }
-        if changes.len() >= max_changes {
-            return err(n, format!("more than {max_changes} records"));
+        if let Some(rest) = line.strip_prefix('\t') {
+            let Some(rule) = &group else { return err(n, "a name line outside an @ group") };
+            count += 1;
+            if count > max_changes {
+                return err(n, format!("more than {max_changes} records"));
+            }
+            each(Change::Upsert { name: name(n, Some(rest))?, rule: rule.clone() });
+            continue;
         }
         let mut f = line.split('\t');
         let change = match f.next() {
-            Some("+") => {
-                let origin = origin(n, f.next())?;
-                let scope = scope(n, f.next())?;
-                let kind = match f.next() {
-                    Some("e") => MatchKind::Exact,
-                    Some("s") => MatchKind::Suffix,
-                    other => return err(n, format!("invalid match {other:?} (expected e or s)")),
-                };
-                let action = match f.next().and_then(Action::parse) {
-                    Some(a) => a,
-                    None => return err(n, "invalid action"),
-                };
-                let expires = num(n, f.next(), "expires")?;
-                let name = name(n, f.next())?;
-                Change::Upsert { name, rule: Rule { origin, scope, kind, action, expires } }
+            Some("@") => {
+                group = Some(rule_fields(n, &mut f)?);
+                if f.next().is_some() {
+                    return err(n, "extra fields");
+                }
+                continue;
             }
-            Some("-") if kind == FeedKind::Delta => {
+            Some("+") => {
+                let rule = rule_fields(n, &mut f)?;
+                Change::Upsert { name: name(n, f.next())?, rule }
+            }
+            Some("-") if head.kind == FeedKind::Delta => {
                 let origin = origin(n, f.next())?;
                 let scope = scope(n, f.next())?;
                 Change::Delete { origin, scope, name: name(n, f.next())? }
@@ -147,7 +190,18 @@ pub fn parse_feed(body: &[u8], max_changes: usize) -> Result<Feed, FeedError> {
         if f.next().is_some() {
             return err(n, "extra fields");
         }
-        changes.push(change);
+        count += 1;
+        if count > max_changes {
+            return err(n, format!("more than {max_changes} records"));
+        }
+        each(change);
     }
-    Ok(Feed { kind, version, base, generated, changes })
+    Ok(head)
+}
+
+/// Parses a whole feed body into memory (see [`for_each_change`] for large ones).
+pub fn parse_feed(body: &[u8], max_changes: usize) -> Result<Feed, FeedError> {
+    let mut changes = Vec::new();
+    let h = for_each_change(body, max_changes, |c| changes.push(c))?;
+    Ok(Feed { kind: h.kind, version: h.version, base: h.base, generated: h.generated, changes })
 }

@@ -7,6 +7,7 @@
 //! dnsguard-policy/1  <snapshot|delta>  <version>  <base>  <generated>
 //! +  <origin>  <scope>  <match>  <action>  <expires>  <name>
 //! -  <origin>  <scope>  <name>
+//! @  <origin>  <scope>  <match>  <action>  <expires>     (then one TAB-indented name per line)
 //! ```
 //!
 //! `origin` is `o` (operator rule) or `d` (detector verdict); `scope` is `*`
@@ -28,6 +29,6 @@ mod feed;
 mod policy;
 mod sign;
 
-pub use feed::{parse_feed, Change, Feed, FeedError, FeedKind, MAX_LINE_NAME};
+pub use feed::{for_each_change, parse_feed, parse_header, Change, Feed, FeedError, FeedKind, Header, MAX_LINE_NAME};
 pub use policy::{Action, Decision, MatchKind, Origin, Policy, Rule, Scope};
 pub use sign::{sign_hex, verify, SignatureError};

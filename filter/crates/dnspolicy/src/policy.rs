@@ -12,9 +12,10 @@
 //! Within one step a longer (more specific) matching name is preferred, and
 //! expired rules never match.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 
-use crate::feed::{Change, Feed, FeedKind};
+use crate::feed::{for_each_change, parse_header, Change, Feed, FeedKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -73,7 +74,7 @@ pub enum Origin {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Scope {
     Global,
-    Namespace(Box<str>),
+    Namespace(Rc<str>),
 }
 
 impl Scope {
@@ -155,10 +156,7 @@ impl Policy {
             FeedKind::Delta => {}
         }
         for change in feed.changes {
-            match change {
-                Change::Upsert { name, rule } => self.upsert(name, rule),
-                Change::Delete { origin, scope, name } => self.delete(&name, origin, &scope),
-            }
+            self.change(change);
         }
         self.version = feed.version;
         self.generated = feed.generated;
@@ -188,21 +186,66 @@ impl Policy {
         }
     }
 
-    /// The table as a snapshot body (what the elected poller stores in shared data).
+    /// Applies a feed body straight from its bytes, without holding its
+    /// records in memory: a snapshot is built beside the current table and
+    /// swapped in; a delta is checked whole first, then applied in place. On
+    /// any error the table is unchanged. Returns whether it was a snapshot.
+    pub fn apply_body(&mut self, body: &[u8], max_rules: usize) -> Result<FeedKind, String> {
+        let head = parse_header(body).map_err(|e| e.to_string())?;
+        if head.version <= self.version {
+            return Err(format!("feed version {} is not newer than {} (replayed or stale)", head.version, self.version));
+        }
+        match head.kind {
+            FeedKind::Snapshot => {
+                let mut next = Policy { version: head.version, generated: head.generated, ..Policy::default() };
+                for_each_change(body, max_rules, |c| next.change(c)).map_err(|e| e.to_string())?;
+                *self = next;
+            }
+            FeedKind::Delta => {
+                if head.base != self.version {
+                    return Err(format!("delta from {} does not apply to version {}", head.base, self.version));
+                }
+                let mut upserts = 0usize;
+                for_each_change(body, max_rules, |c| upserts += usize::from(matches!(c, Change::Upsert { .. })))
+                    .map_err(|e| e.to_string())?;
+                if self.len + upserts > max_rules {
+                    return Err(format!("policy would exceed max_rules {max_rules}"));
+                }
+                for_each_change(body, max_rules, |c| self.change(c)).map_err(|e| e.to_string())?;
+                self.version = head.version;
+                self.generated = head.generated;
+            }
+        }
+        Ok(head.kind)
+    }
+
+    fn change(&mut self, change: Change) {
+        match change {
+            Change::Upsert { name, rule } => self.upsert(name, rule),
+            Change::Delete { origin, scope, name } => self.delete(&name, origin, &scope),
+        }
+    }
+
+    /// The table as a snapshot body (what the elected poller stores in shared
+    /// data after a delta), rules grouped by everything but their name.
     pub fn to_snapshot(&self) -> Vec<u8> {
+        let mut groups: BTreeMap<(Origin, String, u8, &'static str, u64), Vec<&str>> = BTreeMap::new();
+        for (name, rules) in &self.rules {
+            for r in rules {
+                let kind = u8::from(r.kind == MatchKind::Suffix);
+                groups.entry((r.origin, r.scope.text(), kind, r.action.as_str(), r.expires)).or_default().push(name);
+            }
+        }
         let mut out = format!("dnsguard-policy/1\tsnapshot\t{}\t0\t{}\n", self.version, self.generated);
-        let mut names: Vec<&Box<str>> = self.rules.keys().collect();
-        names.sort();
-        for name in names {
-            for r in self.rules.get(name).map(Vec::as_slice).unwrap_or_default() {
-                let origin = if r.origin == Origin::Operator { "o" } else { "d" };
-                let kind = if r.kind == MatchKind::Exact { "e" } else { "s" };
-                out.push_str(&format!(
-                    "+\t{origin}\t{}\t{kind}\t{}\t{}\t{name}\n",
-                    r.scope.text(),
-                    r.action.as_str(),
-                    r.expires
-                ));
+        for ((origin, scope, kind, action, expires), mut names) in groups {
+            let origin = if origin == Origin::Operator { "o" } else { "d" };
+            let kind = if kind == 1 { "s" } else { "e" };
+            out.push_str(&format!("@\t{origin}\t{scope}\t{kind}\t{action}\t{expires}\n"));
+            names.sort_unstable();
+            for name in names {
+                out.push('\t');
+                out.push_str(name);
+                out.push('\n');
             }
         }
         out.into_bytes()
@@ -349,6 +392,26 @@ mod tests {
         let gap = b"dnsguard-policy/1\tdelta\t9\t8\t0\n";
         assert!(p.apply(parse_feed(gap, 10).unwrap()).unwrap_err().contains("does not apply"));
         assert_eq!(p.version, 7);
+    }
+
+    #[test]
+    fn grouped_bodies_and_applying_from_bytes() {
+        let body = b"dnsguard-policy/1\tsnapshot\t3\t0\t9\n@\td\tns:shop\ts\trefused\t0\n\ta.example\n\tb.example\n+\to\t*\te\tallow\t0\tc.example\n";
+        let mut p = Policy::default();
+        assert_eq!(p.apply_body(body, 10).unwrap(), FeedKind::Snapshot);
+        assert_eq!((p.version, p.len()), (3, 3));
+        assert_eq!(act(&p, "x.b.example", "shop"), Some("refused"));
+        // the same body again, a delta from elsewhere, or too many rules: refused, table unchanged
+        assert!(p.apply_body(body, 10).unwrap_err().contains("not newer"));
+        assert!(p.apply_body(b"dnsguard-policy/1\tdelta\t5\t4\t0\n", 10).unwrap_err().contains("does not apply"));
+        let grow = b"dnsguard-policy/1\tdelta\t4\t3\t0\n+\td\t*\ts\tnxdomain\t0\td.example\n";
+        assert!(p.apply_body(grow, 3).unwrap_err().contains("max_rules"));
+        let bad = b"dnsguard-policy/1\tdelta\t4\t3\t0\n-\td\tns:shop\ta.example\n+\tbroken\n";
+        assert!(p.apply_body(bad, 10).is_err());
+        assert_eq!((p.version, p.len()), (3, 3));
+        assert_eq!(p.apply_body(grow, 10).unwrap(), FeedKind::Delta);
+        assert_eq!((p.version, p.len()), (4, 4));
+        assert!(parse_feed(b"dnsguard-policy/1\tsnapshot\t1\t0\t0\n\tlost.example\n", 10).unwrap_err().reason.contains("outside"));
     }
 
     #[test]
