@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from models.cli import register as register_models
 from streams.errors import ConfigError, DnsguardError
+from streams.policy_cli import register as register_policy
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -261,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_publish)
 
     register_models(sub)  # train, eval, score: defined beside the model code
+    register_policy(sub)  # policy apply/diff/explain, report
     return parser
 
 

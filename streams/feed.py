@@ -53,7 +53,7 @@ def sign(key_id: str, secret: bytes, body: bytes) -> str:
 
 
 def feed_scope(scope: str) -> str:
-    return "*" if scope == "global" else scope
+    return "*" if scope in ("global", "*") else scope
 
 
 def rule_line(entry: Mapping[str, Any], origin: str = "d") -> str:
@@ -62,7 +62,7 @@ def rule_line(entry: Mapping[str, Any], origin: str = "d") -> str:
     return "\t".join(
         (
             "+",
-            origin,
+            entry.get("origin", origin),
             feed_scope(entry["scope"]),
             _MATCH[entry["match"]],
             entry["action"],
@@ -107,11 +107,16 @@ def render_delta(
     (the current entry, if it still exists and has not expired)."""
     lines = [f"{MAGIC}\tdelta\t{version}\t{since}\t{int(now)}"]
     for key in sorted(changes):
+        value: Any = changes[key]
+        if key.startswith("o:"):  # operator rules: every match kind for (scope, name)
+            scope, _, name = key[2:].partition("|")
+            lines.append(f"-\to\t{feed_scope(scope)}\t{name}")
+            lines += [rule_line(e, "o") for e in value or () if _live(e, now)]
+            continue
         scope, _, name = key.partition("|")
         lines.append(f"-\t{origin}\t{feed_scope(scope)}\t{name}")
-        entry = changes[key]
-        if entry is not None and _live(entry, now):
-            lines.append(rule_line(entry, origin))
+        if value is not None and _live(value, now):
+            lines.append(rule_line(value, origin))
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -219,8 +224,8 @@ class FeedServer:
             # every Envoy asks for the same snapshot after a restart: render it once
             self.metrics.requests.labels("snapshot").inc()
             return self._body_response(cached[0], cached[1], cached[2])
-        version, entries = await verdict_store.snapshot(self.redis)
-        body = render_snapshot(version, entries.values(), time.time())
+        version, verdicts, operator = await verdict_store.full_snapshot(self.redis)
+        body = render_snapshot(version, [*verdicts.values(), *operator.values()], time.time())
         self.metrics.body_bytes.set(len(body))
         if len(body) > self.settings.max_bytes:
             self.metrics.requests.labels("too_large").inc()

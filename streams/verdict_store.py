@@ -6,6 +6,8 @@ Keys (prefix ``dnsguard:``):
 * ``policy:version``  integer, incremented once per write that changes something;
 * ``verdicts``        hash ``scope|name`` -> verdict JSON;
 * ``verdicts:expiry`` sorted set ``scope|name`` scored by expiry (epoch seconds);
+* ``operator``        hash ``scope|name|match|action`` -> compiled operator rule JSON
+  (``dnsguard policy apply``); its changes are logged as ``o:scope|name``;
 * ``changes``         stream of ``{version, op, key}`` entries, capped at
   ``changelog_max``; entry ids are ``<version>-<n>``, so the changes after a
   version are one XRANGE away.
@@ -29,6 +31,9 @@ VERSION = PREFIX + "policy:version"
 VERDICTS = PREFIX + "verdicts"
 EXPIRY = PREFIX + "verdicts:expiry"
 CHANGES = PREFIX + "changes"
+# operator rules compiled from the policy file: ``scope|name|match|action`` -> entry JSON
+OPERATOR = PREFIX + "operator"
+OPERATOR_META = PREFIX + "operator:meta"
 
 # One round trip, atomic: upsert each verdict unless an equal-or-newer copy is stored.
 _UPSERT = """
@@ -65,7 +70,7 @@ return {#keys, version}
 # Atomic reads: the whole table with its version; or the keys changed after a
 # version with their current bodies (``gap`` when the log no longer reaches back).
 _SNAPSHOT = """
-return {redis.call('GET', KEYS[1]) or '0', redis.call('HGETALL', KEYS[2])}
+return {redis.call('GET', KEYS[1]) or '0', redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3])}
 """
 _DELTA = """
 local version = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -82,10 +87,23 @@ for _, entry in ipairs(redis.call('XRANGE', KEYS[3], (since + 1) .. '-0', '+')) 
   local f = entry[2]
   local key
   for j = 1, #f, 2 do if f[j] == 'key' then key = f[j + 1] end end
-  if key and not seen[key] then
+  if key and key ~= '' and not seen[key] then
     seen[key] = true
     out[#out + 1] = key
-    out[#out + 1] = redis.call('HGET', KEYS[2], key) or ''
+    if string.sub(key, 1, 2) == 'o:' then
+      -- an operator (scope, name): every match kind now stored for it
+      local base = string.sub(key, 3)
+      local parts = {}
+      for _, m in ipairs({'exact', 'suffix'}) do
+        for _, a in ipairs({'allow', 'log', 'nxdomain', 'refused', 'sinkhole'}) do
+          local v = redis.call('HGET', KEYS[4], base .. '|' .. m .. '|' .. a)
+          if v then parts[#parts + 1] = v end
+        end
+      end
+      out[#out + 1] = '[' .. table.concat(parts, ',') .. ']'
+    else
+      out[#out + 1] = redis.call('HGET', KEYS[2], key) or ''
+    end
   end
 end
 return {version, out}
@@ -130,11 +148,23 @@ def _text(b: bytes | str) -> str:
     return b.decode() if isinstance(b, bytes) else b
 
 
+def _pairs(flat: list[Any]) -> dict[str, Any]:
+    it = iter(flat)
+    return {_text(k): json.loads(v) for k, v in zip(it, it, strict=True)}
+
+
 async def snapshot(client: Any) -> tuple[int, dict[str, dict[str, Any]]]:
     """The policy version and every stored verdict by key, read atomically."""
-    version, flat = await client.eval(_SNAPSHOT, 2, VERSION, VERDICTS)
-    pairs = iter(flat)
-    return int(version), {_text(k): json.loads(v) for k, v in zip(pairs, pairs, strict=True)}
+    version, verdicts, _ = await client.eval(_SNAPSHOT, 3, VERSION, VERDICTS, OPERATOR)
+    return int(version), _pairs(verdicts)
+
+
+async def full_snapshot(
+    client: Any,
+) -> tuple[int, dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Version, detector verdicts and operator entries, read atomically."""
+    version, verdicts, operator = await client.eval(_SNAPSHOT, 3, VERSION, VERDICTS, OPERATOR)
+    return int(version), _pairs(verdicts), _pairs(operator)
 
 
 async def changes_since(

@@ -46,22 +46,27 @@ pub fn split_address(addr: &str) -> (String, u16) {
     }
 }
 
-/// The namespace in a SPIFFE id ``spiffe://<trust domain>/ns/<namespace>/sa/<account>``.
-pub fn spiffe_namespace(uri: &str) -> Option<&str> {
+/// A segment of a SPIFFE id ``spiffe://<trust domain>/ns/<namespace>/sa/<account>``.
+fn spiffe_part<'a>(uri: &'a str, key: &str) -> Option<&'a str> {
     let path = uri.strip_prefix("spiffe://")?.split_once('/')?.1;
     let mut parts = path.split('/');
     while let Some(p) = parts.next() {
-        if p == "ns" {
-            return parts.next().filter(|ns| !ns.is_empty());
+        if p == key {
+            return parts.next().filter(|v| !v.is_empty());
         }
     }
     None
 }
 
+pub fn spiffe_namespace(uri: &str) -> Option<&str> {
+    spiffe_part(uri, "ns")
+}
+
 /// The client of this connection, and whether the connection is TLS.
 /// Property reads cost host calls, so peer certificates are only asked for on TLS.
-/// Policy scopes use the TLS peer's SPIFFE namespace (an egress gateway
-/// serving many workloads), else the node's (a sidecar serving one).
+/// Policy scopes use the TLS peer's SPIFFE namespace and service account (an
+/// egress gateway serving many workloads), else the node's namespace and
+/// workload (a sidecar serving one).
 pub fn client(ctx: &dyn Context) -> (Client, bool) {
     let (ip, port) = split_address(&string_property(ctx, vec!["source", "address"]));
     let tls = !string_property(ctx, vec!["connection", "tls_version"]).is_empty();
@@ -75,11 +80,11 @@ pub fn client(ctx: &dyn Context) -> (Client, bool) {
     } else {
         None
     };
-    let namespace = match peer.as_deref().and_then(spiffe_namespace) {
-        Some(ns) => ns.to_string(),
-        None => crate::state::with(|vm| vm.node.namespace.clone()),
+    let (namespace, workload) = match peer.as_deref().and_then(|p| Some((spiffe_namespace(p)?, p))) {
+        Some((ns, p)) => (ns.to_string(), spiffe_part(p, "sa").unwrap_or_default().to_string()),
+        None => crate::state::with(|vm| (vm.node.namespace.clone(), vm.node.workload.clone())),
     };
-    (Client { ip, port, peer, namespace }, tls)
+    (Client { ip, port, peer, namespace, workload }, tls)
 }
 
 #[cfg(test)]

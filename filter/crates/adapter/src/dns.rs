@@ -38,7 +38,7 @@ pub fn on_query(ctx: u32, bytes: &[u8], client: &Rc<Client>, transport: &'static
         vm.count(Stat::Queries, 1);
         let version = vm.policy.version;
         let decision =
-            if enforce { vm.policy.decide(&q.name, &client.namespace, now / 1_000_000).map(|d| d.action) } else { None };
+            if enforce { vm.policy.decide(&q.name, &client.namespace, &client.workload, now / 1_000_000).map(|d| d.action) } else { None };
         let mut pending = Pending {
             query: QueryInfo::from_message(&msg, q),
             client: Rc::clone(client),

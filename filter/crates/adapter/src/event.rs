@@ -23,6 +23,9 @@ pub struct Client {
     /// The namespace policy scopes apply to: the SPIFFE peer's, else the node's.
     #[serde(skip)]
     pub namespace: String,
+    /// The workload policy scopes apply to: the SPIFFE peer's service account, else the node's workload.
+    #[serde(skip)]
+    pub workload: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

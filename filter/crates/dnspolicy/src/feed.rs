@@ -55,6 +55,9 @@ fn num(line: usize, s: Option<&str>, what: &str) -> Result<u64, FeedError> {
 
 fn name(line: usize, s: Option<&str>) -> Result<String, FeedError> {
     let Some(s) = s else { return err(line, "missing name") };
+    if s == "." {
+        return Ok(crate::policy::ROOT.to_string()); // the root: every name
+    }
     let s = s.strip_suffix('.').unwrap_or(s);
     let ok = !s.is_empty()
         && s.len() <= MAX_LINE_NAME
@@ -70,10 +73,15 @@ fn name(line: usize, s: Option<&str>) -> Result<String, FeedError> {
 fn scope(line: usize, s: Option<&str>) -> Result<Scope, FeedError> {
     match s {
         Some("*") => Ok(Scope::Global),
-        Some(s) => match s.strip_prefix("ns:") {
-            Some(ns) if !ns.is_empty() => Ok(Scope::Namespace(std::rc::Rc::from(ns))),
-            _ => err(line, format!("invalid scope {s:?} (expected * or ns:<namespace>)")),
-        },
+        Some(s) => {
+            if let Some(ns) = s.strip_prefix("ns:").filter(|ns| !ns.is_empty() && !ns.contains('/')) {
+                return Ok(Scope::Namespace(std::rc::Rc::from(ns)));
+            }
+            match s.strip_prefix("wl:").and_then(|w| w.split_once('/')) {
+                Some((ns, wl)) if !ns.is_empty() && !wl.is_empty() => Ok(Scope::Workload(ns.into(), wl.into())),
+                _ => err(line, format!("invalid scope {s:?} (expected *, ns:<namespace> or wl:<namespace>/<workload>)")),
+            }
+        }
         None => err(line, "missing scope"),
     }
 }

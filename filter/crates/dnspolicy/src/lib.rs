@@ -11,11 +11,12 @@
 //! ```
 //!
 //! `origin` is `o` (operator rule) or `d` (detector verdict); `scope` is `*`
-//! (global) or `ns:<namespace>`; `match` is `e` (exact name) or `s` (the name
+//! (global), `ns:<namespace>` or `wl:<namespace>/<workload>`; a name of `.` is
+//! the root (a default-deny scope's catch-all); `match` is `e` (exact name) or `s` (the name
 //! and everything under it); `expires` is epoch seconds, 0 for never. A
 //! snapshot holds `+` lines only and replaces the table; a delta applies to
 //! the table at version `base`. A rule is identified by (origin, scope,
-//! match, name); a `-` line removes the origin's rules on the name in that
+//! match, action, name); a `-` line removes the origin's rules on the name in that
 //! scope, so a changed entry travels as `-` then `+`. The body is authenticated by an HMAC-SHA256
 //! signature carried beside it ([`verify`]).
 //!
@@ -30,5 +31,5 @@ mod policy;
 mod sign;
 
 pub use feed::{for_each_change, parse_feed, parse_header, Change, Feed, FeedError, FeedKind, Header, MAX_LINE_NAME};
-pub use policy::{Action, Decision, MatchKind, Origin, Policy, Rule, Scope};
+pub use policy::{Action, Decision, MatchKind, Origin, Policy, Rule, Scope, ROOT};
 pub use sign::{sign_hex, verify, SignatureError};

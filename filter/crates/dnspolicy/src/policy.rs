@@ -2,8 +2,10 @@
 //!
 //! Precedence (the same as the feed server documents and explains):
 //!
-//! 1. operator rules: the most specific scope that has a matching rule wins
-//!    (namespace over global); within it a block beats an allow;
+//! 1. operator rules: the most specific match wins: scope first (workload,
+//!    then namespace, then global), then the longer matching name (a rule on
+//!    the root "." is the least specific: default-deny), and at equal
+//!    specificity a block beats an allow;
 //! 2. so an operator `allow` keeps detector verdicts away from the name; an
 //!    operator `log` or `shadow` mark yields only to a detector block;
 //! 3. detector verdicts, namespace scope before global;
@@ -75,25 +77,35 @@ pub enum Origin {
 pub enum Scope {
     Global,
     Namespace(Rc<str>),
+    /// (namespace, workload)
+    Workload(Rc<str>, Rc<str>),
 }
 
+/// The key of rules set on the root ("."): they cover every name. A
+/// default-deny scope is a catch-all blocking rule there, which any more
+/// specific allow outranks.
+pub const ROOT: &str = "";
+
 impl Scope {
-    fn applies(&self, namespace: &str) -> bool {
+    fn applies(&self, namespace: &str, workload: &str) -> bool {
         match self {
             Scope::Global => true,
             Scope::Namespace(ns) => &**ns == namespace,
+            Scope::Workload(ns, wl) => &**ns == namespace && &**wl == workload,
         }
     }
     fn specificity(&self) -> u8 {
         match self {
             Scope::Global => 0,
             Scope::Namespace(_) => 1,
+            Scope::Workload(..) => 2,
         }
     }
     pub fn text(&self) -> String {
         match self {
             Scope::Global => "*".into(),
             Scope::Namespace(ns) => format!("ns:{ns}"),
+            Scope::Workload(ns, wl) => format!("wl:{ns}/{wl}"),
         }
     }
 }
@@ -165,8 +177,12 @@ impl Policy {
 
     fn upsert(&mut self, name: String, rule: Rule) {
         let rules = self.rules.entry(name.into_boxed_str()).or_default();
-        match rules.iter_mut().find(|r| r.origin == rule.origin && r.scope == rule.scope && r.kind == rule.kind) {
-            Some(r) => *r = rule,
+        match rules
+            .iter_mut()
+            .find(|r| r.origin == rule.origin && r.scope == rule.scope && r.kind == rule.kind && r.action == rule.action)
+        {
+            // the same rule twice: it lasts as long as the longer-lived copy
+            Some(r) => r.expires = if r.expires == 0 || rule.expires == 0 { 0 } else { r.expires.max(rule.expires) },
             None => {
                 rules.push(rule);
                 self.len += 1;
@@ -244,53 +260,59 @@ impl Policy {
             names.sort_unstable();
             for name in names {
                 out.push('\t');
-                out.push_str(name);
+                out.push_str(if name.is_empty() { "." } else { name });
                 out.push('\n');
             }
         }
         out.into_bytes()
     }
 
-    /// The decision for `qname` (lower-case, no trailing dot) asked from
-    /// `namespace` at `now_s`, or None if no rule applies. One hash lookup
-    /// per label of the name.
-    pub fn decide<'a>(&'a self, qname: &'a str, namespace: &str, now_s: u64) -> Option<Decision<'a>> {
+    /// The decision for `qname` (lower-case, no trailing dot) asked by
+    /// `workload` in `namespace` at `now_s`, or None if no rule applies. One
+    /// hash lookup per label of the name, plus one for the root (where
+    /// default-deny scopes keep their catch-all rule).
+    pub fn decide<'a>(&'a self, qname: &'a str, namespace: &str, workload: &str, now_s: u64) -> Option<Decision<'a>> {
         if self.rules.is_empty() {
             return None;
         }
         let qname = qname.strip_suffix('.').unwrap_or(qname);
-        // best operator candidate: (scope specificity, blocks, name length); best detector: (scope, name length)
-        let mut operator: Option<((u8, bool, usize), Decision<'a>)> = None;
+        // best operator candidate: (scope, name length, blocks); best detector: (scope, name length)
+        let mut operator: Option<((u8, usize, bool), Decision<'a>)> = None;
         let mut detector: Option<((u8, usize), Decision<'a>)> = None;
-        let mut suffix = qname;
-        loop {
-            if let Some(rules) = self.rules.get(suffix) {
-                let exact = suffix.len() == qname.len();
-                for r in rules {
-                    if !(exact || r.kind == MatchKind::Suffix) || !r.scope.applies(namespace) || !r.live(now_s) {
-                        continue;
-                    }
-                    let d = Decision { action: r.action, rule: r, name: suffix };
-                    match r.origin {
-                        Origin::Operator => {
-                            let rank = (r.scope.specificity(), r.action.blocks(), suffix.len());
-                            if operator.as_ref().is_none_or(|(best, _)| rank > *best) {
-                                operator = Some((rank, d));
-                            }
+        let mut consider = |suffix: &'a str| {
+            let Some(rules) = self.rules.get(suffix) else { return };
+            let exact = suffix.len() == qname.len();
+            for r in rules {
+                if !(exact || r.kind == MatchKind::Suffix) || !r.scope.applies(namespace, workload) || !r.live(now_s) {
+                    continue;
+                }
+                let d = Decision { action: r.action, rule: r, name: suffix };
+                match r.origin {
+                    Origin::Operator => {
+                        let rank = (r.scope.specificity(), suffix.len(), r.action.blocks());
+                        if operator.as_ref().is_none_or(|(best, _)| rank > *best) {
+                            operator = Some((rank, d));
                         }
-                        Origin::Detector => {
-                            let rank = (r.scope.specificity(), suffix.len());
-                            if detector.as_ref().is_none_or(|(best, _)| rank > *best) {
-                                detector = Some((rank, d));
-                            }
+                    }
+                    Origin::Detector => {
+                        let rank = (r.scope.specificity(), suffix.len());
+                        if detector.as_ref().is_none_or(|(best, _)| rank > *best) {
+                            detector = Some((rank, d));
                         }
                     }
                 }
             }
+        };
+        let mut suffix = qname;
+        loop {
+            consider(suffix);
             match suffix.split_once('.') {
                 Some((_, rest)) if !rest.is_empty() => suffix = rest,
                 _ => break,
             }
+        }
+        if !qname.is_empty() {
+            consider(ROOT);
         }
         match operator {
             // an operator block or allow decides outright
@@ -316,7 +338,7 @@ mod tests {
     }
 
     fn act(p: &Policy, name: &str, ns: &str) -> Option<&'static str> {
-        p.decide(name, ns, 1_000).map(|d| d.action.as_str())
+        p.decide(name, ns, "web", 1_000).map(|d| d.action.as_str())
     }
 
     #[test]
@@ -373,7 +395,7 @@ mod tests {
         assert_eq!(act(&p, "x.example", "a"), Some("refused"));
         assert_eq!(act(&p, "x.example", "b"), Some("shadow"));
         assert_eq!(act(&p, "z.y.x.example", "b"), Some("nxdomain"));
-        assert_eq!(p.decide("z.y.x.example", "b", 0).unwrap().name, "y.x.example");
+        assert_eq!(p.decide("z.y.x.example", "b", "web", 0).unwrap().name, "y.x.example");
     }
 
     #[test]
@@ -392,6 +414,25 @@ mod tests {
         let gap = b"dnsguard-policy/1\tdelta\t9\t8\t0\n";
         assert!(p.apply(parse_feed(gap, 10).unwrap()).unwrap_err().contains("does not apply"));
         assert_eq!(p.version, 7);
+    }
+
+    #[test]
+    fn workload_scope_and_default_deny() {
+        let p = policy(concat!(
+            "@\to\tns:payments\ts\tnxdomain\t0\n\t.\n",
+            "+\to\tns:payments\ts\tallow\t0\tstripe.com\n",
+            "+\to\tns:payments\te\trefused\t0\tevil.stripe.com\n",
+            "+\to\twl:payments/batch\ts\tallow\t0\tpypi.org\n",
+            "+\td\t*\ts\tnxdomain\t0\tapi.stripe.com\n",
+        ));
+        let d = |name: &str, wl: &str| p.decide(name, "payments", wl, 1_000).map(|d| d.action.as_str());
+        assert_eq!(d("api.stripe.com", "web"), Some("allow")); // operator allow keeps the detector off
+        assert_eq!(d("evil.stripe.com", "web"), Some("refused")); // the longer name wins
+        assert_eq!(d("example.org", "web"), Some("nxdomain")); // default-deny
+        assert_eq!(d("pypi.org", "web"), Some("nxdomain"));
+        assert_eq!(d("files.pypi.org", "batch"), Some("allow")); // workload scope
+        assert_eq!(p.decide("example.org", "shop", "web", 1_000), None); // other namespaces: default-allow
+        assert_eq!(p.decide("api.stripe.com", "shop", "web", 1_000).map(|d| d.action.as_str()), Some("nxdomain"));
     }
 
     #[test]
