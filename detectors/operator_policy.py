@@ -57,7 +57,7 @@ class Scope:
     def __str__(self) -> str:
         if self.workload:
             return f"workload {self.namespace}/{self.workload}"
-        return f"namespace {self.namespace}" if self.namespace else "global"
+        return f"namespace {self.namespace}" if self.namespace else "the global scope"
 
     @classmethod
     def from_key(cls, key: str) -> Scope:

@@ -171,9 +171,10 @@ async def changes_since(
     client: Any, since: int
 ) -> tuple[int, dict[str, dict[str, Any] | None] | None]:
     """The version and, per key changed after ``since``, its current verdict
-    (None when deleted); the changes are None when the log has been trimmed past
-    ``since`` (the caller serves a snapshot instead)."""
-    version, out = await client.eval(_DELTA, 3, VERSION, VERDICTS, CHANGES, since)
+    (None when deleted) or, for an operator key ``o:scope|name``, the list of
+    its current entries; the changes are None when the log has been trimmed
+    past ``since`` (the caller serves a snapshot instead)."""
+    version, out = await client.eval(_DELTA, 4, VERSION, VERDICTS, CHANGES, OPERATOR, since)
     if not isinstance(out, list):
         return int(version), None
     pairs = iter(out)
@@ -184,3 +185,72 @@ async def changes_since(
 
 async def current_version(client: Any) -> int:
     return int(await client.get(VERSION) or 0)
+
+
+# One round trip, atomic: replace the operator rules by a new set (already diffed).
+_OPERATOR = """
+local nset = tonumber(ARGV[1])
+local version = redis.call('INCR', KEYS[1])
+local n = 0
+-- more changes than the log holds: log one reset, so every delta reader gets a snapshot
+local reset = (#ARGV - 2 - nset) > tonumber(ARGV[2])
+if reset then
+  redis.call('DEL', KEYS[3])
+  redis.call('XADD', KEYS[3], version .. '-0', 'version', version, 'op', 'reset', 'key', '')
+end
+local function log(hkey)
+  if reset then return end
+  local base = string.match(hkey, '^(.*)|[a-z]+|[a-z]+$')
+  n = n + 1
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], version .. '-' .. n, 'version', version, 'op', 'operator', 'key', 'o:' .. base)
+end
+for i = 3, 2 + 2 * nset, 2 do
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+  log(ARGV[i])
+end
+for i = 3 + 2 * nset, #ARGV do
+  redis.call('HDEL', KEYS[2], ARGV[i])
+  log(ARGV[i])
+end
+redis.call('HSET', KEYS[4], 'version', version)
+return version
+"""
+
+
+async def operator_entries(client: Any) -> dict[str, dict[str, Any]]:
+    raw = await client.hgetall(OPERATOR)
+    return {_text(k): json.loads(v) for k, v in raw.items()}
+
+
+async def diff_operator(
+    client: Any, entries: dict[str, dict[str, Any]]
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], list[str]]:
+    """(added, changed, removed keys) between the stored operator rules and ``entries``."""
+    current = await operator_entries(client)
+    added = {k: v for k, v in entries.items() if k not in current}
+    changed = {k: v for k, v in entries.items() if k in current and current[k] != v}
+    removed = sorted(set(current) - set(entries))
+    return added, changed, removed
+
+
+async def write_operator(
+    client: Any,
+    entries: dict[str, dict[str, Any]],
+    meta: dict[str, str],
+    changelog_max: int = 100_000,
+) -> tuple[int, int]:
+    """Make the stored operator rules equal ``entries`` as one new policy version
+    (no new version when nothing changes); returns (keys changed, version). A
+    change bigger than the change log is logged as one reset (readers get a
+    snapshot)."""
+    added, changed, removed = await diff_operator(client, entries)
+    upserts = {**added, **changed}
+    if not upserts and not removed:
+        return 0, int(await client.get(VERSION) or 0)
+    args: list[Any] = [len(upserts), changelog_max]
+    for k, v in upserts.items():
+        args += [k, json.dumps(v, sort_keys=True, separators=(",", ":"))]
+    args += removed
+    version = await client.eval(_OPERATOR, 4, VERSION, OPERATOR, CHANGES, OPERATOR_META, *args)
+    await client.hset(OPERATOR_META, mapping=meta)
+    return len(upserts) + len(removed), int(version)

@@ -179,3 +179,48 @@ def test_redis_away_is_503_so_filters_keep_their_policy() -> None:
             assert r.headers["Retry-After"] == "1"
 
     asyncio.run(main())
+
+
+def op_entry(name: str, action: str = "nxdomain", scope: str = "*", match: str = "suffix") -> dict:
+    return {"origin": "o", "scope": scope, "name": name, "match": match, "action": action,
+            "expires": 0.0, "source": "test"}  # fmt: skip
+
+
+def test_operator_rules_travel_in_snapshots_and_deltas(redis_url: str) -> None:
+    from streams.verdict_store import write_operator
+
+    async def body(client: TestClient, redis: Redis) -> None:
+        rules = {
+            "*|casino.example|suffix|nxdomain": op_entry("casino.example"),
+            "ns:pay|.|suffix|refused": op_entry(".", "refused", "ns:pay"),
+            "ns:pay|stripe.example|suffix|allow": op_entry("stripe.example", "allow", "ns:pay"),
+        }
+        changed, v1 = await write_operator(redis, rules, {"file": "p.yaml"})
+        assert changed == 3
+        assert (await write_operator(redis, rules, {"file": "p.yaml"})) == (0, v1)  # idempotent
+        snap = await (await client.get("/v1/policy?since=0", headers=AUTH)).text()
+        assert "@\to\tns:pay\ts\trefused\t0\n\t.\n" in snap and "\tcasino.example\n" in snap
+        # drop the casino rule, add an exact rule beside the stripe allow
+        rules.pop("*|casino.example|suffix|nxdomain")
+        rules["ns:pay|stripe.example|exact|refused"] = op_entry(
+            "stripe.example", "refused", "ns:pay", "exact"
+        )
+        _, v2 = await write_operator(redis, rules, {"file": "p.yaml"})
+        r = await client.get(f"/v1/policy?since={v1}", headers=AUTH)
+        lines = (await r.text()).splitlines()
+        assert lines[0].startswith(f"dnsguard-policy/1\tdelta\t{v2}\t{v1}\t")
+        assert lines[1:] == [
+            "-\to\t*\tcasino.example",
+            "-\to\tns:pay\tstripe.example",
+            "+\to\tns:pay\te\trefused\t0\tstripe.example",
+            "+\to\tns:pay\ts\tallow\t0\tstripe.example",
+        ]
+        # a change bigger than the change log: one reset entry, delta readers get a snapshot
+        many = {f"*|n{i}.example|suffix|nxdomain": op_entry(f"n{i}.example") for i in range(50)}
+        _, v3 = await write_operator(redis, many, {"file": "p.yaml"}, changelog_max=10)
+        assert await redis.xlen(CHANGES) == 1
+        r = await client.get(f"/v1/policy?since={v2}", headers=AUTH)
+        text = await r.text()
+        assert text.split("\t")[1] == "snapshot" and text.count("\n\t") == 50
+
+    run(redis_url, body)
