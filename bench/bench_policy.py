@@ -68,7 +68,9 @@ def large_policy(rules: int, category: int, version: int) -> bytes:
     ]  # fmt: skip
     rule_list.append(Rule(Scope(), "category", "ads", "nxdomain", 0.0, "", rules))
     ads = Category("ads", frozenset(f"c{i}.ads{i % 5000}.test" for i in range(category)))
-    entries = [e.as_dict() for e in compile_policy(OperatorPolicy(tuple(rule_list), (), {"ads": ads}))]
+    entries = [
+        e.as_dict() for e in compile_policy(OperatorPolicy(tuple(rule_list), (), {"ads": ads}))
+    ]
     return render_snapshot(version, entries, time.time())
 
 

@@ -71,10 +71,10 @@ def _stack(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from streams.demo import run_demo
+    from streams.live_demo import run_live_demo
     from streams.settings import load_stack_settings
 
-    return run_demo(load_stack_settings(), args.duration, args.keep)
+    return run_live_demo(load_stack_settings(), args.duration, args.keep)
 
 
 def _collector(args: argparse.Namespace) -> int:
@@ -157,6 +157,44 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    from streams.traffic import Stream, parse_target, run_streams
+
+    host, port = parse_target(args.target)
+    kinds = args.kind or ["browsing"]
+    streams = [Stream(kind, host, port, args.rate, args.pool) for kind in kinds]
+    print(
+        f"sending {', '.join(kinds)} at {args.rate} queries/s each to {host}:{port} for {args.duration}s"
+    )
+    asyncio.run(run_streams(streams, args.duration))
+    for s in streams:
+        print(f"{s.kind}: {s.sent} sent, answers {dict(s.rcodes)}, {s.errors} errors")
+    return 0 if all(s.sent > s.errors for s in streams) else 1
+
+
+def _resolver(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from streams.pcap import read_dns
+    from streams.upstream import Upstream, UpstreamServer, recorded_answers
+
+    upstream = Upstream()
+    if args.pcap:
+        upstream.recorded = recorded_answers(p.wire for p in read_dns(Path(args.pcap)))
+        print(f"replaying {len(upstream.recorded)} recorded answers from {args.pcap}")
+    with UpstreamServer(upstream, args.port, args.doh_port, args.host):
+        print(
+            f"resolver on {args.host}:{args.port} (DNS over TCP) and :{args.doh_port} (DoH, cleartext)",
+            flush=True,
+        )
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            return 0
+
+
 def _replay(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -211,7 +249,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["install", "up", "status", "down"])
     p.set_defaults(handler=_stack)
 
-    p = sub.add_parser("demo", help="run simulated workloads through the real stack and detectors")
+    p = sub.add_parser(
+        "demo",
+        help="the whole system for a minute: simulated pods through Envoy, detection, blocking",
+    )
     p.add_argument("--duration", type=float, default=60.0, help="seconds of simulated traffic")
     p.add_argument("--keep", action="store_true", help="leave the stack running afterwards")
     p.set_defaults(handler=_demo)
@@ -239,6 +280,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("worker", help="Faust worker: events from Kafka to alerts and verdicts")
     p.set_defaults(handler=_worker)
+
+    p = sub.add_parser("simulate", help="send simulated workloads' DNS queries (TCP) to a target")
+    p.add_argument("--target", required=True, help="HOST:PORT, e.g. an Envoy DNS listener")
+    p.add_argument("--kind", action="append", choices=["browsing", "dga", "tunnel", "nxstorm"],
+                   help="workload kind (repeatable; default browsing)")  # fmt: skip
+    p.add_argument("--rate", type=float, default=20.0, help="queries per second per kind")
+    p.add_argument("--duration", type=float, default=30.0, help="seconds")
+    p.add_argument(
+        "--pool", type=int, default=0, help="keep asking the first N names (0: always new)"
+    )
+    p.set_defaults(handler=_simulate)
+
+    p = sub.add_parser(
+        "resolver", help="a test resolver; with --pcap it answers with a capture's responses"
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=15353)
+    p.add_argument("--doh-port", type=int, default=15354)
+    p.add_argument("--pcap", default=None)
+    p.set_defaults(handler=_resolver)
 
     p = sub.add_parser(
         "feed", help="serve the Redis policy to the filters as signed snapshots/deltas"

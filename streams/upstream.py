@@ -3,7 +3,8 @@
 It answers from a rule table and records every query it receives, so tests
 can assert what reached the resolver (and what a filter kept from it):
 
-* names starting ``nx-`` (or listed in ``nxdomain``) get NXDOMAIN;
+* names starting ``nx-`` (or with a label prefix in ``nxdomain_prefixes``, or
+  under a name listed in ``nxdomain``) get NXDOMAIN;
 * names starting ``slow-`` are answered after ``slow_delay_s`` (pipelined
   queries then come back out of order);
 * names starting ``noanswer-`` get no answer at all;
@@ -16,6 +17,7 @@ import asyncio
 import hashlib
 import struct
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import dns.flags
@@ -52,12 +54,17 @@ def question_key(wire: bytes) -> bytes | None:
 @dataclass
 class Upstream:
     nxdomain: set[str] = field(default_factory=set)
+    nxdomain_prefixes: tuple[str, ...] = ("nx-",)
     # recorded answers (from a capture) by question_key(): replayed verbatim
     recorded: dict[bytes, bytes] = field(default_factory=dict)
     slow_delay_s: float = 0.3
     ttl: int = 300
     received: list[tuple[str, str, str]] = field(default_factory=list)  # (transport, name, type)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def _under_nxdomain(self, name: str) -> bool:
+        labels = name.split(".")
+        return any(".".join(labels[i:]) in self.nxdomain for i in range(len(labels)))
 
     async def answer(self, wire: bytes, transport: str) -> bytes | None:
         key = question_key(wire)
@@ -82,7 +89,7 @@ class Upstream:
             await asyncio.sleep(self.slow_delay_s)
         r = dns.message.make_response(q)
         r.flags |= dns.flags.RA
-        if name.startswith("nx-") or name in self.nxdomain:
+        if name.startswith(self.nxdomain_prefixes) or self._under_nxdomain(name):
             r.set_rcode(dns.rcode.NXDOMAIN)
         elif question is not None:
             if rtype == dns.rdatatype.A:
@@ -183,3 +190,13 @@ class UpstreamServer:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(10)
         self._loop.close()
+
+
+def recorded_answers(packets: Iterable[bytes]) -> dict[bytes, bytes]:
+    """The responses among ``packets`` (DNS wire messages from a capture), by
+    :func:`question_key`: what a replay resolver answers with."""
+    out: dict[bytes, bytes] = {}
+    for wire in packets:
+        if len(wire) >= 12 and wire[2] & 0x80 and (key := question_key(wire)) is not None:
+            out[key] = wire
+    return out
