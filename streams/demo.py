@@ -1,12 +1,8 @@
-"""``dnsguard demo``: the whole analytics path on the real local stack.
-
-Brings up Kafka, Redis and Envoy; produces simulated workloads' v1 events to
-``dnsguard.events`` (keyed by client); consumes them back, runs the detector
-pipeline on each batch, writes verdicts to Redis (versioned, with a change
-log) and alerts to a JSONL file; prints what it found; stops what it started.
-
-The Envoy filter and the Faust workers replace the producer and the in-process
-consumer here as they land; the detectors and the Redis contract are the same.
+"""The analytics path without Envoy or the worker: simulated workloads' v1
+events produced to Kafka, consumed back, run through the detector pipeline,
+verdicts into Redis and alerts into a JSONL file. An integration check of the
+Kafka and Redis contracts (``tests/integration/test_pipeline_stack.py``);
+``dnsguard demo`` (``streams/live_demo.py``) runs the whole system instead.
 """
 
 from __future__ import annotations
@@ -23,7 +19,6 @@ from detectors.events import EventError, from_v1
 from detectors.pipeline import Pipeline
 from detectors.verdicts import Decision
 from models import artifact
-from streams.settings import StackSettings
 from streams.simulate import DEFAULT_DATA, Simulator
 from streams.verdict_store import read_verdicts, write_verdicts
 
@@ -141,52 +136,3 @@ async def run_pipeline(
         await consumer.stop()
         await redis.aclose()
     return DemoResult(seen, findings, decisions, version, stored, alerts_path, bad)
-
-
-def run_demo(settings: StackSettings, duration_s: float, keep: bool) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
-    from streams.stack import Stack
-    from streams.topics import default_topics, ensure_topics
-
-    console = Console()
-    stack = Stack(settings)
-    running_before = {s.name for s in stack.status() if s.running}
-    console.print("[bold]dnsguard demo[/]: starting Kafka, Redis and Envoy ...")
-    stack.up()
-    try:
-        asyncio.run(ensure_topics(settings.kafka_bootstrap, default_topics()))
-        t0 = time.perf_counter()
-        result = asyncio.run(
-            run_pipeline(
-                settings.kafka_bootstrap,
-                settings.redis_url,
-                duration_s,
-                settings.state_dir / "demo",
-            )
-        )
-        secs = time.perf_counter() - t0
-        table = Table(title="alerts and verdicts")
-        for col in ("detector", "client", "name", "score", "disposition", "why"):
-            table.add_column(col, overflow="fold")
-        for d in result.decisions[:40]:
-            f = d.finding
-            table.add_row(
-                f.detector, f.client, f.name or "-", f"{f.score:.4f}", d.disposition, f.summary
-            )
-        console.print(table)
-        console.print(
-            f"{result.events} events through Kafka in {secs:.1f}s; findings {dict(result.findings)}; "
-            f"{len(result.verdicts_in_redis)} verdicts in Redis at policy version {result.policy_version}; "
-            f"undecodable {result.undecodable}"
-        )
-        console.print(
-            f"alerts: {result.alerts_path}\nRedis:  {settings.redis_url} (hash dnsguard:verdicts)"
-        )
-    finally:
-        if not keep:
-            started_here = [s for s in stack if s.name not in running_before]
-            for svc in reversed(started_here):
-                svc.stop()
-    return 0

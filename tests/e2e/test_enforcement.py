@@ -42,6 +42,7 @@ from tests.e2e.conftest import TOKEN, CollectorProcess, EnvoyProcess, events_for
 from tests.e2e.test_filter_events import framed, read_framed
 
 pytestmark = pytest.mark.e2e
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 FEED_KEY = ("k1", "feed-secret-0123456789")
 FEED_TOKEN = "feed-token"

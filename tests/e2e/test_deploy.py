@@ -1,0 +1,149 @@
+"""The deployment files in deploy/: Envoy bootstraps pass ``envoy --mode
+validate`` with the built module; Kubernetes manifests pass the schemas that
+kubernetes-validate ships (offline), and custom resources (Strimzi, Istio)
+carry the fields dnsguard relies on; every filter configuration in them is
+one the filter accepts."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from streams.stack import envoy_binary
+from tests.e2e.conftest import TlsMaterial
+
+pytestmark = pytest.mark.e2e
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+K8S_VERSION = "1.33.0"
+PLACEHOLDERS = {
+    "DNSGUARD_NAMESPACE": "shop", "DNSGUARD_WORKLOAD": "web", "DNSGUARD_POD": "web-7d9f",
+    "DNSGUARD_COLLECTOR_TOKEN": "t0ken", "DNSGUARD_FEED_TOKEN": "t0ken",
+    "DNSGUARD_FEED_KEY_ID": "k1", "DNSGUARD_FEED_KEY": "0123456789abcdef0123456789abcdef",
+}  # fmt: skip
+# the filter's configuration fields (filter/crates/adapter/src/config.rs, deny_unknown_fields)
+FILTER_FIELDS = {"mode", "collector_cluster", "collector_authority", "collector_path", "token", "batch_size",
+                 "flush_interval_ms", "max_inflight", "queue_max", "max_attempts", "collector_timeout_ms",
+                 "query_timeout_ms", "max_pending", "max_answers", "metadata_keys", "feed", "sinkhole"}  # fmt: skip
+FEED_FIELDS = {"cluster", "authority", "path", "token", "keys", "poll_interval_ms", "long_poll_ms",
+               "timeout_ms", "max_bytes", "max_rules"}  # fmt: skip
+
+
+def render(text: str) -> str:
+    for k, v in PLACEHOLDERS.items():
+        text = text.replace("${" + k + "}", v)
+    assert not re.findall(r"\$\{\w+\}", text)
+    return text
+
+
+def check_filter_config(cfg: dict) -> None:
+    assert cfg["mode"] in ("tcp", "doh")
+    assert cfg["collector_cluster"]
+    assert set(cfg) <= FILTER_FIELDS, set(cfg) - FILTER_FIELDS
+    feed = cfg["feed"]
+    assert set(feed) <= FEED_FIELDS
+    assert feed["cluster"]
+    assert 1 <= len(feed["keys"]) <= 2
+    assert all(len(k["secret"]) >= 16 for k in feed["keys"])
+
+
+@pytest.mark.parametrize("name", ["sidecar.yaml", "egress-gateway.yaml"])
+def test_envoy_bootstraps_validate(
+    name: str, wasm_module: Path, tls_material: TlsMaterial, tmp_path: Path
+) -> None:
+    text = render((DEPLOY / "envoy" / name).read_text())
+    text = text.replace("/etc/dnsguard/dnsguard_filter.wasm", str(wasm_module))
+    for src, dst in (("/etc/dnsguard/tls/tls.crt", tls_material.server_cert),
+                     ("/etc/dnsguard/tls/tls.key", tls_material.server_key),
+                     ("/etc/dnsguard/tls/ca.crt", tls_material.ca)):  # fmt: skip
+        text = text.replace(src, str(dst))
+    doc = yaml.safe_load(text)
+    plugins = [json.loads(f["typed_config"]["config"]["configuration"]["value"])
+               for lst in doc["static_resources"]["listeners"] for chain in lst["filter_chains"]
+               for f in chain["filters"] + [h for g in chain["filters"] for h in g.get("typed_config", {}).get("http_filters", [])]
+               if f["name"] in ("envoy.filters.network.wasm", "envoy.filters.http.wasm")]  # fmt: skip
+    assert plugins
+    for cfg in plugins:
+        check_filter_config(cfg)
+    path = tmp_path / name
+    path.write_text(text)
+    out = subprocess.run([str(envoy_binary()), "--mode", "validate", "-c", str(path), "--use-dynamic-base-id"],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    log = out.stdout + out.stderr
+    assert out.returncode == 0, log[-3000:]
+    assert "OK" in log, log[-3000:]
+
+
+def manifests(folder: str) -> list[dict]:
+    docs = []
+    for f in sorted((DEPLOY / folder).glob("*.yaml")):
+        docs += [d for d in yaml.safe_load_all(f.read_text()) if d]
+    return docs
+
+
+def test_kubernetes_manifests_match_the_schemas() -> None:
+    core = [d for d in manifests("k8s") if not d["apiVersion"].startswith("kafka.strimzi.io")]
+    assert {d["kind"] for d in core} >= {
+        "Namespace",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "StatefulSet",
+        "Job",
+    }
+    for d in core:
+        kubernetes_validate.validate(d, K8S_VERSION, strict=True)
+    names = {d["metadata"]["name"] for d in core if d["kind"] == "Deployment"}
+    assert names == {"dnsguard-collector", "dnsguard-worker", "dnsguard-feed", "dnsguard-publisher"}
+    for d in core:
+        if d["kind"] == "Deployment":
+            (c,) = d["spec"]["template"]["spec"]["containers"]
+            assert c["args"][0] in ("collector", "worker", "feed", "publish")
+            assert all(
+                "value" not in e or ("TOKEN" not in e["name"] and "KEYS" not in e["name"])
+                for e in c.get("env", [])
+            )
+
+
+def test_strimzi_resources_carry_what_dnsguard_relies_on() -> None:
+    docs = manifests("k8s")
+    kafka = next(d for d in docs if d["kind"] == "Kafka")
+    assert kafka["apiVersion"] == "kafka.strimzi.io/v1beta2"
+    assert kafka["spec"]["kafka"]["config"]["auto.create.topics.enable"] is False
+    assert {lst["port"] for lst in kafka["spec"]["kafka"]["listeners"]} >= {9092}
+    topics = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "KafkaTopic"}
+    assert set(topics) == {
+        "dnsguard.events",
+        "dnsguard.alerts",
+        "dnsguard.verdicts",
+        "dnsguard.events.dlq",
+    }
+    assert topics["dnsguard.verdicts"]["config"]["cleanup.policy"] == "compact"
+    worker = next(d for d in docs if d.get("metadata", {}).get("name") == "dnsguard-worker")
+    assert worker["spec"]["replicas"] <= topics["dnsguard.events"]["partitions"]
+    for d in docs:
+        if d["kind"] in ("KafkaTopic", "KafkaNodePool"):
+            assert d["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+
+
+def test_istio_resources_configure_the_filter() -> None:
+    docs = [yaml.safe_load(render(yaml.safe_dump(d))) for d in manifests("istio")]
+    plugins = [d for d in docs if d["kind"] == "WasmPlugin"]
+    assert {p["spec"]["type"] for p in plugins} == {"NETWORK", "HTTP"}
+    for p in plugins:
+        assert p["apiVersion"] == "extensions.istio.io/v1alpha1"
+        assert p["spec"]["url"].startswith("oci://")
+        check_filter_config(p["spec"]["pluginConfig"])
+    (ef,) = [d for d in docs if d["kind"] == "EnvoyFilter"]
+    (patch,) = ef["spec"]["configPatches"]
+    assert patch["applyTo"] == "NETWORK_FILTER"
+    assert patch["patch"]["operation"] == "INSERT_BEFORE"
+    check_filter_config(
+        json.loads(patch["patch"]["value"]["typed_config"]["config"]["configuration"]["value"])
+    )
