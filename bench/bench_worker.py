@@ -251,6 +251,7 @@ def main() -> None:
                 "median_events_per_s": med,
                 "ratio": ratio,
                 "rounds": rates,
+                "latency": {"rate_events_per_s": RATE, **latency},
             },
             indent=2,
         )

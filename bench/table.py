@@ -1,0 +1,136 @@
+"""The README's benchmark table, generated from bench/results/*.json.
+
+``python bench/table.py`` prints it; ``python bench/table.py --write`` puts it
+into README.md between the ``bench:start`` / ``bench:end`` markers. A unit
+test fails when the README and the results disagree, so the table is never
+edited by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+README = ROOT / "README.md"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+Row = tuple[str, str, str, str, str]
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "not met"
+
+
+def filter_rows(d: dict[str, Any]) -> list[Row]:
+    rows = []
+    for name, shape in (("pipelined", "pipelined DNS/TCP, 4 conns x 8 in flight"),
+                        ("query-per-connection", "a new TCP connection per query")):  # fmt: skip
+        w = d["workloads"][name]
+        m, s = w["medians"], w["summary"]
+        f, b = m["envoy + dnsguard filter"], m["envoy tcp_proxy"]
+        rows.append((
+            f"filter, {shape}", "`bench/bench_filter.py`",
+            f"{f['qps']:,.0f} q/s, {f['envoy_cpu_us_per_query']:.2f} us Envoy CPU/query",
+            f"tcp_proxy alone: {b['qps']:,.0f} q/s, {b['envoy_cpu_us_per_query']:.2f} us",
+            f"+{s['added_envoy_cpu_us_per_query']:.2f} us/query (<= 8: {_met(s['added_envoy_cpu_us_per_query'] <= 8)}); "
+            f"{s['qps_ratio_filter_vs_tcp_proxy']:.2f}x q/s (>= 0.88: {_met(s['qps_ratio_filter_vs_tcp_proxy'] >= 0.88)})",
+        ))  # fmt: skip
+    return rows
+
+
+def policy_rows(d: dict[str, Any]) -> list[Row]:
+    s, m = d["summary"], d["medians"]
+    large, empty = m["enforce, large policy"], m["enforce, empty policy"]
+    return [(
+        f"filter with {s['rules']:,} policy rules (100k operator rules + 1M category entries)", "`bench/bench_policy.py`",
+        f"{large['envoy_cpu_us_per_query']:.2f} us Envoy CPU/query, {large['qps']:,.0f} q/s",
+        f"empty policy: {empty['envoy_cpu_us_per_query']:.2f} us, {empty['qps']:,.0f} q/s",
+        f"+{s['added_cpu_us_large_vs_empty_policy']:.2f} us/query (<= 1: {_met(s['added_cpu_us_large_vs_empty_policy'] <= 1)}); "
+        f"snapshot {s['snapshot_bytes'] / 1e6:.1f} MB, new version applied in Envoy in {s['new_version_applied_s']:.2f} s",
+    )]  # fmt: skip
+
+
+def propagation_rows(d: dict[str, Any]) -> list[Row]:
+    lp, poll = d["summary"]["long-poll"], d["summary"]["poll-1s"]
+    return [(
+        f"first malicious query to first query blocked in Envoy ({lp['runs']} runs, whole loop)", "`bench/bench_propagation.py`",
+        f"long poll (default): p50 {lp['p50_ms']:.0f} ms, p99 {lp['p99_ms']:.0f} ms",
+        f"1 s polling: p50 {poll['p50_ms']:.0f} ms, p99 {poll['p99_ms']:.0f} ms",
+        f"p99 <= 1 s: {_met(lp['p99_ms'] <= 1000)}",
+    )]  # fmt: skip
+
+
+def collector_rows(d: dict[str, Any]) -> list[Row]:
+    m = d["median_events_per_s"]
+    return [(
+        f"collector into Kafka ({d['events']:,} events, batches of {d['batch']})", "`bench/bench_collector.py`",
+        f"{m['collector (HTTP -> Kafka)']:,.0f} events/s", f"bare aiokafka producer: {m['bare aiokafka producer']:,.0f} events/s",
+        f"{d['ratio']:.2f}x (>= 0.7: {_met(d['ratio'] >= 0.7)})",
+    )]  # fmt: skip
+
+
+def dga_rows(d: dict[str, Any]) -> list[Row]:
+    m = d["median_names_per_s"]
+    return [(
+        f"DGA scoring, batches of {d['batch']:,}, one core", "`bench/bench_dga.py`",
+        f"{m['dnsguard']:,.0f} names/s; cached {m['cached']:,.0f}",
+        f"scikit-learn on the same features: {m['sklearn']:,.0f} names/s",
+        f"{m['dnsguard'] / m['sklearn']:.2f}x sklearn; >= 200,000 names/s: {_met(m['dnsguard'] >= 200_000)}",
+    )]  # fmt: skip
+
+
+def worker_rows(d: dict[str, Any]) -> list[Row]:
+    m = d["median_events_per_s"]
+    rows: list[Row] = [(
+        f"worker, pre-filled topic to verdicts ({d['events']:,} events)", "`bench/bench_worker.py`",
+        f"{m['dnsguard worker']:,.0f} events/s", f"bare aiokafka consumer: {m['bare aiokafka consumer']:,.0f} events/s",
+        f"{d['ratio']:.2f}x (>= 0.5x and >= 30,000/s: {_met(d['ratio'] >= 0.5 and m['dnsguard worker'] >= 30_000)})",
+    )]  # fmt: skip
+    if "latency" in d:
+        lat = d["latency"]
+        rows.append((
+            f"worker, event to verdict in Redis at {lat['rate_events_per_s']:,} events/s", "same",
+            f"p50 {lat['p50_ms']:,.0f} ms, p99 {lat['p99_ms']:,.0f} ms", "-",
+            f"p99 <= 300 ms: {_met(lat['p99_ms'] <= 300)}",
+        ))  # fmt: skip
+    return rows
+
+
+def memory_rows(d: dict[str, Any]) -> list[Row]:
+    b = d["bytes_per_client_median"]
+    return [("detector state per client", "`bench/bench_detector_memory.py`", f"{b:,.0f} bytes", "-",
+             f"<= 2 KiB: {_met(b <= 2048)}")]  # fmt: skip
+
+
+SOURCES: list[tuple[str, Callable[[dict[str, Any]], list[Row]]]] = [
+    ("filter.json", filter_rows), ("policy.json", policy_rows), ("propagation.json", propagation_rows),
+    ("collector.json", collector_rows), ("dga.json", dga_rows), ("worker.json", worker_rows),
+    ("detector_memory.json", memory_rows),
+]  # fmt: skip
+
+
+def table(results: Path = RESULTS) -> str:
+    lines = ["| benchmark | command | dnsguard | baseline (same run) | target |", "| --- | --- | --- | --- | --- |"]
+    for name, rows in SOURCES:
+        path = results / name
+        if path.exists():
+            lines += ["| " + " | ".join(r) + " |" for r in rows(json.loads(path.read_text()))]
+    return "\n".join(lines) + "\n"
+
+
+def spliced(readme: str, body: str) -> str:
+    head, _, rest = readme.partition(START)
+    _, _, tail = rest.partition(END)
+    return f"{head}{START}\n{body}{END}{tail}"
+
+
+if __name__ == "__main__":
+    if "--write" in sys.argv:
+        README.write_text(spliced(README.read_text(), table()))
+    else:
+        sys.stdout.write(table())
