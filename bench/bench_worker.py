@@ -187,8 +187,8 @@ def latency_run(bootstrap: str, redis_url: str, work: Path) -> dict[str, float]:
     r = redis_sync.Redis.from_url(env["DNSGUARD_REDIS_URL"])
     verdicts = {k.decode(): json.loads(v) for k, v in r.hgetall("dnsguard:verdicts").items()}
     lat = []
-    for entry_id, fields in r.xrange("dnsguard:changes"):
-        ms = int(entry_id.decode().split("-")[0])
+    for _, fields in r.xrange("dnsguard:changes"):
+        ms = int(fields[b"at"])  # Redis time when the verdict was written
         v = verdicts.get(fields[b"key"].decode())
         if v is not None:
             lat.append(ms / 1000 - v["created"])

@@ -8,7 +8,8 @@ Keys (prefix ``dnsguard:``):
 * ``verdicts:expiry`` sorted set ``scope|name`` scored by expiry (epoch seconds);
 * ``operator``        hash ``scope|name|match|action`` -> compiled operator rule JSON
   (``dnsguard policy apply``); its changes are logged as ``o:scope|name``;
-* ``changes``         stream of ``{version, op, key}`` entries, capped at
+* ``changes``         stream of ``{version, at, op, key}`` entries (``at``: Redis
+  time in ms), capped at
   ``changelog_max``; entry ids are ``<version>-<n>``, so the changes after a
   version are one XRANGE away.
 
@@ -37,6 +38,7 @@ OPERATOR_META = PREFIX + "operator:meta"
 
 # One round trip, atomic: upsert each verdict unless an equal-or-newer copy is stored.
 _UPSERT = """
+local function now_ms() local t = redis.call('TIME'); return string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000)) end
 local changed = 0
 local version = tonumber(redis.call('GET', KEYS[1]) or '0')
 for i = 1, #ARGV - 1, 3 do
@@ -47,7 +49,7 @@ for i = 1, #ARGV - 1, 3 do
     changed = changed + 1
     redis.call('HSET', KEYS[2], key, body)
     redis.call('ZADD', KEYS[3], expires, key)
-    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[#ARGV], version .. '-' .. changed, 'version', version, 'op', 'upsert', 'key', key)
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[#ARGV], version .. '-' .. changed, 'version', version, 'at', now_ms(), 'op', 'upsert', 'key', key)
   end
 end
 return {changed, version}
@@ -56,13 +58,14 @@ return {changed, version}
 
 # One round trip, atomic: remove verdicts whose expiry has passed, as one new version.
 _PRUNE = """
+local function now_ms() local t = redis.call('TIME'); return string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000)) end
 local keys = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 if #keys == 0 then return {0, tonumber(redis.call('GET', KEYS[1]) or '0')} end
 local version = redis.call('INCR', KEYS[1])
 for i, key in ipairs(keys) do
   redis.call('HDEL', KEYS[2], key)
   redis.call('ZREM', KEYS[3], key)
-  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], version .. '-' .. i, 'version', version, 'op', 'delete', 'key', key)
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], version .. '-' .. i, 'version', version, 'at', now_ms(), 'op', 'delete', 'key', key)
 end
 return {#keys, version}
 """
@@ -189,6 +192,7 @@ async def current_version(client: Any) -> int:
 
 # One round trip, atomic: replace the operator rules by a new set (already diffed).
 _OPERATOR = """
+local function now_ms() local t = redis.call('TIME'); return string.format('%d', t[1] * 1000 + math.floor(t[2] / 1000)) end
 local nset = tonumber(ARGV[1])
 local version = redis.call('INCR', KEYS[1])
 local n = 0
@@ -196,13 +200,13 @@ local n = 0
 local reset = (#ARGV - 2 - nset) > tonumber(ARGV[2])
 if reset then
   redis.call('DEL', KEYS[3])
-  redis.call('XADD', KEYS[3], version .. '-0', 'version', version, 'op', 'reset', 'key', '')
+  redis.call('XADD', KEYS[3], version .. '-0', 'version', version, 'at', now_ms(), 'op', 'reset', 'key', '')
 end
 local function log(hkey)
   if reset then return end
   local base = string.match(hkey, '^(.*)|[a-z]+|[a-z]+$')
   n = n + 1
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], version .. '-' .. n, 'version', version, 'op', 'operator', 'key', 'o:' .. base)
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[2], version .. '-' .. n, 'version', version, 'at', now_ms(), 'op', 'operator', 'key', 'o:' .. base)
 end
 for i = 3, 2 + 2 * nset, 2 do
   redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
