@@ -115,7 +115,10 @@ SOURCES: list[tuple[str, Callable[[dict[str, Any]], list[Row]]]] = [
 
 
 def table(results: Path = RESULTS) -> str:
-    lines = ["| benchmark | command | dnsguard | baseline (same run) | target |", "| --- | --- | --- | --- | --- |"]
+    lines = [
+        "| benchmark | command | dnsguard | baseline (same run) | target |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for name, rows in SOURCES:
         path = results / name
         if path.exists():

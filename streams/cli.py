@@ -124,10 +124,8 @@ def _feed(args: argparse.Namespace) -> int:
 def _publish(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    import redis.asyncio as aioredis
-
     from streams.publisher import PublishOptions, publish_from_redis, watch
-    from streams.settings import load_stack_settings
+    from streams.settings import load_stack_settings, redis_auth_from_env
 
     url = os.environ.get("DNSGUARD_REDIS_URL") or load_stack_settings().redis_url
     drop = frozenset(a for a in args.drop.split(",") if a)
@@ -141,7 +139,7 @@ def _publish(args: argparse.Namespace) -> int:
     )
 
     async def run() -> None:
-        client = aioredis.from_url(url)
+        client = redis_auth_from_env().client(url)
         try:
             if args.watch:
                 await watch(client, opts, args.interval)

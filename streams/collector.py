@@ -71,6 +71,7 @@ class KafkaSink:
                 linger_ms=self.settings.linger_ms,
                 max_batch_size=512 * 1024,
                 request_timeout_ms=int(self.settings.produce_timeout_s * 1000),
+                **self.settings.kafka_security.aiokafka_kwargs(),
             )
             try:
                 await producer.start()

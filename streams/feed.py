@@ -31,7 +31,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from redis.exceptions import RedisError
@@ -154,7 +153,7 @@ class Metrics:
 class FeedServer:
     def __init__(self, settings: FeedSettings, client: Any | None = None) -> None:
         self.settings = settings
-        self.redis: Any = client or aioredis.from_url(settings.redis_url)
+        self.redis: Any = client or settings.redis_auth.client(settings.redis_url)
         self.metrics = Metrics.create()
         self._key_id, key = settings.keys[0]
         self._secret = key.reveal().encode()

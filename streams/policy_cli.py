@@ -31,9 +31,9 @@ def _redis_url() -> str:
 
 
 def _client() -> Any:
-    import redis.asyncio as aioredis
+    from streams.settings import redis_auth_from_env
 
-    return aioredis.from_url(_redis_url())
+    return redis_auth_from_env().client(_redis_url())
 
 
 def operator_hash_key(e: Entry) -> str:

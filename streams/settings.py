@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from streams.errors import ConfigError
 
@@ -76,6 +77,9 @@ class StackSettings:
     envoy_admin_port: int = 19901
     ready_timeout_s: float = 90.0
     kafka_version: str = field(default="3.9.1")
+    # an extra SASL_PLAINTEXT (PLAIN) listener, for trying authenticated clients locally
+    kafka_sasl_port: int | None = None
+    kafka_sasl_users: tuple[tuple[str, Secret], ...] = ()
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -119,6 +123,125 @@ class Secret:
     __str__ = __repr__
 
 
+KAFKA_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaSecurity:
+    """How clients authenticate to Kafka: TLS (CA, optional client certificate)
+    and/or SASL (PLAIN or SCRAM). Shared by the collector, workers and tools."""
+
+    protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "PLAIN"
+    sasl_username: str = ""
+    sasl_password: Secret = field(default_factory=lambda: Secret(""))
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+    def validate(self) -> KafkaSecurity:
+        if self.protocol not in KAFKA_PROTOCOLS:
+            raise ConfigError(
+                f"{ENV_PREFIX}KAFKA_SECURITY_PROTOCOL={self.protocol!r}: expected one of {', '.join(KAFKA_PROTOCOLS)}"
+            )
+        if self.protocol.startswith("SASL"):
+            if self.sasl_mechanism not in SASL_MECHANISMS:
+                raise ConfigError(
+                    f"{ENV_PREFIX}KAFKA_SASL_MECHANISM={self.sasl_mechanism!r}: expected one of {', '.join(SASL_MECHANISMS)}"
+                )
+            if not self.sasl_username or not self.sasl_password:
+                raise ConfigError(
+                    f"{ENV_PREFIX}KAFKA_SASL_USERNAME and {ENV_PREFIX}KAFKA_SASL_PASSWORD are required with {self.protocol}"
+                )
+        for name, path in (("SSL_CAFILE", self.ssl_cafile), ("SSL_CERTFILE", self.ssl_certfile),
+                           ("SSL_KEYFILE", self.ssl_keyfile)):  # fmt: skip
+            if path is not None and not path.is_file():
+                raise ConfigError(f"{ENV_PREFIX}KAFKA_{name}={path}: no such file")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ConfigError(f"{ENV_PREFIX}KAFKA_SSL_CERTFILE and _KEYFILE go together")
+        return self
+
+    def ssl_context(self) -> Any:
+        if not self.protocol.endswith("SSL"):
+            return None
+        import ssl
+
+        ctx = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
+        if self.ssl_certfile is not None and self.ssl_keyfile is not None:
+            ctx.load_cert_chain(str(self.ssl_certfile), str(self.ssl_keyfile))
+        return ctx
+
+    def aiokafka_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for aiokafka producers, consumers and admin clients."""
+        kw: dict[str, Any] = {"security_protocol": self.protocol}
+        if self.protocol.endswith("SSL"):
+            kw["ssl_context"] = self.ssl_context()
+        if self.protocol.startswith("SASL"):
+            kw |= {"sasl_mechanism": self.sasl_mechanism, "sasl_plain_username": self.sasl_username,
+                   "sasl_plain_password": self.sasl_password.reveal()}  # fmt: skip
+        return kw
+
+    def faust_credentials(self) -> Any:
+        """``broker_credentials`` for the Faust app (None for PLAINTEXT)."""
+        import faust
+
+        if self.protocol == "PLAINTEXT":
+            return None
+        if self.protocol == "SSL":
+            return faust.SSLCredentials(self.ssl_context())
+        return faust.SASLCredentials(
+            username=self.sasl_username,
+            password=self.sasl_password.reveal(),
+            mechanism=self.sasl_mechanism,
+            ssl_context=self.ssl_context(),
+        )
+
+
+def load_kafka_security(e: _Env) -> KafkaSecurity:
+    def path(name: str) -> Path | None:
+        raw = e.raw(name)
+        return Path(raw).expanduser() if raw else None
+
+    return KafkaSecurity(
+        protocol=(e.raw("KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT").upper(),
+        sasl_mechanism=(e.raw("KAFKA_SASL_MECHANISM") or "PLAIN").upper(),
+        sasl_username=e.raw("KAFKA_SASL_USERNAME") or "",
+        sasl_password=Secret(e.raw("KAFKA_SASL_PASSWORD") or ""),
+        ssl_cafile=path("KAFKA_SSL_CAFILE"),
+        ssl_certfile=path("KAFKA_SSL_CERTFILE"),
+        ssl_keyfile=path("KAFKA_SSL_KEYFILE"),
+    ).validate()
+
+
+@dataclass(frozen=True, slots=True)
+class RedisAuth:
+    """Redis ACL credentials (``AUTH username password``), kept out of the URL."""
+
+    username: str = ""
+    password: Secret = field(default_factory=lambda: Secret(""))
+
+    def client(self, url: str, **kw: Any) -> Any:
+        import redis.asyncio as aioredis
+
+        if self.username:
+            kw["username"] = self.username
+        if self.password:
+            kw["password"] = self.password.reveal()
+        return aioredis.from_url(url, **kw)
+
+
+def redis_auth_from_env(env: Mapping[str, str] | None = None) -> RedisAuth:
+    return load_redis_auth(_Env(os.environ if env is None else env))
+
+
+def load_redis_auth(e: _Env) -> RedisAuth:
+    auth = RedisAuth(e.raw("REDIS_USERNAME") or "", Secret(e.raw("REDIS_PASSWORD") or ""))
+    if auth.username and not auth.password:
+        raise ConfigError(f"{ENV_PREFIX}REDIS_USERNAME needs {ENV_PREFIX}REDIS_PASSWORD")
+    return auth
+
+
 @dataclass(frozen=True, slots=True)
 class CollectorSettings:
     """The HTTP collector: where it listens, what it accepts, where events go."""
@@ -135,6 +258,7 @@ class CollectorSettings:
     dlq_topic: str = "dnsguard.events.dlq"
     linger_ms: int = 5
     produce_timeout_s: float = 10.0
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
 
     def validate(self) -> CollectorSettings:
         if not self.path.startswith("/"):
@@ -163,6 +287,7 @@ def load_collector_settings(env: Mapping[str, str] | None = None) -> CollectorSe
         kafka_bootstrap=e.raw("KAFKA_BOOTSTRAP") or stack.kafka_bootstrap,
         events_topic=e.raw("EVENTS_TOPIC") or "dnsguard.events",
         dlq_topic=e.raw("DLQ_TOPIC") or "dnsguard.events.dlq",
+        kafka_security=load_kafka_security(e),
     ).validate()
 
 
@@ -194,6 +319,8 @@ class WorkerSettings:
     # Partitions of the per-client tables' changelogs: must equal the events
     # topic's (the worker reads it from Kafka at start).
     table_partitions: int = 6
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    redis_auth: RedisAuth = field(default_factory=RedisAuth)
 
     def validate(self) -> WorkerSettings:
         if not 0 < self.dga_threshold < 1:
@@ -239,6 +366,8 @@ def load_worker_settings(env: Mapping[str, str] | None = None) -> WorkerSettings
         allowlist_top_n=e.integer("ALLOWLIST_TOP_N", 10_000, minimum=0),
         shadow=shadow_raw in ("true", "1", "yes"),
         session_timeout_s=e.integer("WORKER_SESSION_TIMEOUT_S", 30, minimum=6),
+        kafka_security=load_kafka_security(e),
+        redis_auth=load_redis_auth(e),
     ).validate()
 
 
@@ -257,6 +386,7 @@ class FeedSettings:
     max_wait_ms: int = 30_000
     watch_interval_ms: int = 25
     prune_interval_s: float = 5.0
+    redis_auth: RedisAuth = field(default_factory=RedisAuth)
 
     def validate(self) -> FeedSettings:
         if not self.keys:
@@ -302,6 +432,7 @@ def load_feed_settings(env: Mapping[str, str] | None = None) -> FeedSettings:
         redis_url=e.raw("REDIS_URL") or stack.redis_url,
         max_bytes=e.integer("FEED_MAX_BYTES", 30 * 1024 * 1024, minimum=1024),
         max_wait_ms=e.integer("FEED_MAX_WAIT_MS", 30_000, minimum=0),
+        redis_auth=load_redis_auth(e),
     ).validate()
 
 
@@ -319,4 +450,10 @@ def load_stack_settings(env: Mapping[str, str] | None = None) -> StackSettings:
         redis_maxmemory_mb=e.integer("REDIS_MAXMEMORY_MB", 256, minimum=16),
         envoy_admin_port=e.port("ENVOY_ADMIN_PORT", 19901),
         ready_timeout_s=float(e.integer("READY_TIMEOUT_S", 90, minimum=1)),
+        kafka_sasl_port=e.port("KAFKA_SASL_PORT", 1) if e.raw("KAFKA_SASL_PORT") else None,
+        kafka_sasl_users=(
+            ((e.raw("KAFKA_SASL_USERNAME") or "", Secret(e.raw("KAFKA_SASL_PASSWORD") or "")),)
+            if e.raw("KAFKA_SASL_PORT")
+            else ()
+        ),
     ).validate()

@@ -299,6 +299,17 @@ class Kafka(Service):
             "log.segment.bytes": str(64 * 1024 * 1024),
             "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
         }
+        if s.kafka_sasl_port is not None:
+            # clients authenticate with SASL/PLAIN here; brokers and controllers stay on PLAINTEXT
+            sasl = f"SASL_PLAINTEXT://127.0.0.1:{s.kafka_sasl_port}"
+            users = " ".join(f'user_{u}="{p.reveal()}"' for u, p in s.kafka_sasl_users)
+            props["listeners"] += "," + sasl
+            props["advertised.listeners"] += "," + sasl
+            props["listener.security.protocol.map"] += ",SASL_PLAINTEXT:SASL_PLAINTEXT"
+            props["sasl.enabled.mechanisms"] = "PLAIN"
+            props["listener.name.sasl_plaintext.plain.sasl.jaas.config"] = (
+                f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};"
+            )
         self.config_path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         (self.home / "log4j.properties").write_text(
             "log4j.rootLogger=WARN, stdout\n"

@@ -7,8 +7,12 @@ partition count and config (the verdict topic is compacted: key ``scope|name``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from streams.errors import StackError
+
+if TYPE_CHECKING:
+    from streams.settings import KafkaSecurity
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,13 +37,16 @@ def default_topics(events_partitions: int = 6) -> tuple[TopicSpec, ...]:
 
 
 async def ensure_topics(
-    bootstrap: str, specs: tuple[TopicSpec, ...] | list[TopicSpec]
+    bootstrap: str,
+    specs: tuple[TopicSpec, ...] | list[TopicSpec],
+    security: KafkaSecurity | None = None,
 ) -> list[str]:
     """Create the topics that do not exist yet; return the names created."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import KafkaError
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    kw = security.aiokafka_kwargs() if security is not None else {}
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000, **kw)
     try:
         await admin.start()
         existing = set(await admin.list_topics())
@@ -55,12 +62,15 @@ async def ensure_topics(
         await admin.close()
 
 
-async def topic_partitions(bootstrap: str, topic: str) -> int | None:
+async def topic_partitions(
+    bootstrap: str, topic: str, security: KafkaSecurity | None = None
+) -> int | None:
     """The partition count of ``topic``, or None if it does not exist (or Kafka is away)."""
     from aiokafka import AIOKafkaClient
     from aiokafka.errors import KafkaError
 
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    kw = security.aiokafka_kwargs() if security is not None else {}
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=10000, **kw)
     try:
         await client.bootstrap()
         metadata = await client.fetch_all_metadata()

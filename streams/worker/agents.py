@@ -12,7 +12,6 @@ from typing import Any
 
 import faust
 from prometheus_client import generate_latest
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from detectors.events import DnsEvent, EventError, from_v1
@@ -40,7 +39,9 @@ class Worker:
         self.client_counts = self.app.Table(
             "client-counts", default=int, partitions=None, key_type=str, value_type=int
         ).tumbling(60.0, expires=3600.0)
-        self.redis = Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        self.redis = settings.redis_auth.client(
+            settings.redis_url, socket_timeout=2, socket_connect_timeout=2
+        )
         self.pending: deque[Verdict] = deque(maxlen=MAX_PENDING_VERDICTS)
         self.app.agent(self.topics["events"], name="dnsguard-events")(self.process)
         registry = self.metrics.registry
@@ -170,7 +171,9 @@ def run_worker(settings: WorkerSettings) -> None:
     from streams.topics import topic_partitions
 
     # tables are co-partitioned with the events topic: take its partition count
-    partitions = asyncio.run(topic_partitions(settings.kafka_bootstrap, settings.events_topic))
+    partitions = asyncio.run(
+        topic_partitions(settings.kafka_bootstrap, settings.events_topic, settings.kafka_security)
+    )
     if partitions:
         settings = replace(settings, table_partitions=partitions)
     worker = Worker(settings)

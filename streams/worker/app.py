@@ -88,6 +88,7 @@ def create_app(settings: WorkerSettings) -> faust.App:
     return faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
+        broker_credentials=settings.kafka_security.faust_credentials(),
         store="memory://",  # tables are rebuilt from their changelog topics on start
         datadir=str(settings.data_dir),
         web_port=settings.web_port,

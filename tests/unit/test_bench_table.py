@@ -11,5 +11,6 @@ pytestmark = pytest.mark.unit
 
 def test_readme_benchmark_table_matches_the_results() -> None:
     text = README.read_text()
-    assert START in text and END in text
+    assert START in text
+    assert END in text
     assert spliced(text, table()) == text, "run: python bench/table.py --write"

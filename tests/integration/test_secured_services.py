@@ -1,0 +1,180 @@
+"""Authenticated Kafka (SASL/PLAIN) and Redis (ACL user, default user off): the
+collector, a worker and the feed server work with credentials from the
+environment, and fail clearly without them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from redis.asyncio import Redis
+
+from streams.settings import KafkaSecurity, Secret, load_stack_settings
+from streams.simulate import Simulator
+from streams.stack import Kafka, Stack
+from streams.stack import Redis as RedisService
+from streams.topics import TopicSpec, ensure_topics
+from tests.conftest import free_ports
+
+pytestmark = pytest.mark.integration
+
+USER, PASSWORD = "dnsguard", "kafka-" + uuid.uuid4().hex
+REDIS_USER, REDIS_PASSWORD = "dnsguard", "redis-" + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    work = tmp_path_factory.mktemp("secured")
+    kafka, controller, sasl, redis = free_ports(4)
+    settings = replace(load_stack_settings({}), state_dir=work, kafka_port=kafka, kafka_controller_port=controller,
+                       redis_port=redis, kafka_heap_mb=512, kafka_sasl_port=sasl,
+                       kafka_sasl_users=((USER, Secret(PASSWORD)),))  # fmt: skip
+    stack = Stack(settings, (RedisService, Kafka))
+    stack.up()
+    try:
+        cli = ["redis-cli", "-p", str(redis)]
+        acl = f"ACL SETUSER {REDIS_USER} on >{REDIS_PASSWORD} ~dnsguard:* &* +@all"
+        subprocess.run([*cli, *acl.split()], check=True, capture_output=True)
+        subprocess.run([*cli, "ACL", "SETUSER", "default", "off"], check=True, capture_output=True)
+        yield {
+            "DNSGUARD_KAFKA_BOOTSTRAP": f"127.0.0.1:{sasl}",
+            "DNSGUARD_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "DNSGUARD_KAFKA_SASL_USERNAME": USER,
+            "DNSGUARD_KAFKA_SASL_PASSWORD": PASSWORD,
+            "DNSGUARD_REDIS_URL": f"redis://127.0.0.1:{redis}/0",
+            "DNSGUARD_REDIS_USERNAME": REDIS_USER,
+            "DNSGUARD_REDIS_PASSWORD": REDIS_PASSWORD,
+            "work": str(work),
+        }
+    finally:
+        stack.down()
+
+
+def security() -> KafkaSecurity:
+    return KafkaSecurity("SASL_PLAINTEXT", "PLAIN", USER, Secret(PASSWORD))
+
+
+def http_status(url: str, data: bytes | None = None, headers: dict[str, str] | None = None) -> int:
+    req = urllib.request.Request(url, data=data, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=15) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except urllib.error.URLError:
+        return 0  # not listening yet
+
+
+def test_worker_and_collector_with_sasl_kafka_and_redis_acl(secured: dict[str, str]) -> None:
+    env = {k: v for k, v in secured.items() if k != "work"}
+    bootstrap = env["DNSGUARD_KAFKA_BOOTSTRAP"]
+    tag = uuid.uuid4().hex[:6]
+    topics = {n: f"s{tag}.{n}" for n in ("events", "alerts", "verdicts", "dlq")}
+    asyncio.run(ensure_topics(bootstrap, [TopicSpec(t, 1) for t in topics.values()], security()))
+    web, col = free_ports(2)
+    work = Path(secured["work"])
+    worker_env = dict(os.environ, **env, DNSGUARD_WORKER_APP_ID=f"s{tag}", DNSGUARD_EVENTS_TOPIC=topics["events"],
+                      DNSGUARD_ALERTS_TOPIC=topics["alerts"], DNSGUARD_VERDICTS_TOPIC=topics["verdicts"],
+                      DNSGUARD_DLQ_TOPIC=topics["dlq"], DNSGUARD_WORKER_WEB_PORT=str(web),
+                      DNSGUARD_WORKER_DATA_DIR=str(work / "worker"))  # fmt: skip
+    with (work / "worker.log").open("ab") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=worker_env,
+                                  stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    collector_env = dict(os.environ, **env, DNSGUARD_COLLECTOR_PORT=str(col), DNSGUARD_EVENTS_TOPIC=topics["events"],
+                         DNSGUARD_DLQ_TOPIC=topics["dlq"])  # fmt: skip
+    with (work / "collector.log").open("ab") as log:
+        collector = subprocess.Popen([sys.executable, "-m", "streams.cli", "collector"], env=collector_env,
+                                     stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        sim = Simulator()
+        events = [e for e in sim.events(time.time() - 30, 30) if e["node"]["pod"] == "batch-1f0a"][
+            :20
+        ]
+        body = json.dumps(events).encode()
+        deadline = time.monotonic() + 30
+        while (
+            http_status(
+                f"http://127.0.0.1:{col}/v1/events", body, {"content-type": "application/json"}
+            )
+            != 202
+        ):
+            assert time.monotonic() < deadline, (work / "collector.log").read_text()[-2000:]
+            time.sleep(0.5)
+
+        async def verdicts() -> dict:
+            r = Redis.from_url(
+                env["DNSGUARD_REDIS_URL"], username=REDIS_USER, password=REDIS_PASSWORD
+            )
+            try:
+                return await r.hgetall("dnsguard:verdicts")
+            finally:
+                await r.aclose()
+
+        deadline = time.monotonic() + 90
+        while not asyncio.run(verdicts()):
+            assert worker.poll() is None, (work / "worker.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, (work / "worker.log").read_text()[-3000:]
+            time.sleep(1)
+    finally:
+        for p in (worker, collector):
+            p.terminate()
+            p.wait(30)
+
+
+def test_wrong_or_missing_credentials_fail_clearly(
+    secured: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    env = {k: v for k, v in secured.items() if k != "work"}
+
+    async def produce(password: str) -> None:
+        p = AIOKafkaProducer(bootstrap_servers=env["DNSGUARD_KAFKA_BOOTSTRAP"], security_protocol="SASL_PLAINTEXT",
+                             sasl_mechanism="PLAIN", sasl_plain_username=USER, sasl_plain_password=password)  # fmt: skip
+        try:
+            await p.start()
+        finally:
+            await p.stop()
+
+    asyncio.run(produce(PASSWORD))
+    from aiokafka.errors import KafkaConnectionError
+
+    with pytest.raises(KafkaConnectionError):
+        asyncio.run(produce("wrong"))
+    assert "SaslAuthenticationFailed" in caplog.text
+
+    async def redis_without_auth() -> None:
+        r = Redis.from_url(env["DNSGUARD_REDIS_URL"])
+        try:
+            await r.get("dnsguard:policy:version")
+        finally:
+            await r.aclose()
+
+    with pytest.raises(Exception, match=r"(?i)auth|noperm"):
+        asyncio.run(redis_without_auth())
+    # the feed server: with the ACL user it serves, without it it answers 503 (filters keep their policy)
+    from streams.feed import FeedServer
+    from streams.settings import load_feed_settings
+
+    async def feed_status(with_auth: bool) -> int:
+        from aiohttp.test_utils import TestClient, TestServer
+
+        feed_env = dict(env, DNSGUARD_FEED_KEYS="k1:0123456789abcdef-key")
+        if not with_auth:
+            feed_env.pop("DNSGUARD_REDIS_USERNAME")
+            feed_env.pop("DNSGUARD_REDIS_PASSWORD")
+        async with TestClient(TestServer(FeedServer(load_feed_settings(feed_env)).app())) as client:
+            return (await client.get("/v1/policy?since=0")).status
+
+    assert asyncio.run(feed_status(True)) == 200
+    assert asyncio.run(feed_status(False)) == 503
