@@ -321,8 +321,13 @@ class WorkerSettings:
     table_partitions: int = 6
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
     redis_auth: RedisAuth = field(default_factory=RedisAuth)
+    alert_format: str = "ocsf"  # or "ecs"
 
     def validate(self) -> WorkerSettings:
+        if self.alert_format not in ("ocsf", "ecs"):
+            raise ConfigError(
+                f"{ENV_PREFIX}ALERT_FORMAT={self.alert_format!r}: expected ocsf or ecs"
+            )
         if not 0 < self.dga_threshold < 1:
             raise ConfigError(f"{ENV_PREFIX}DGA_THRESHOLD={self.dga_threshold}: must be in (0, 1)")
         if self.batch_max < 1 or self.batch_within_s <= 0:
@@ -368,6 +373,7 @@ def load_worker_settings(env: Mapping[str, str] | None = None) -> WorkerSettings
         session_timeout_s=e.integer("WORKER_SESSION_TIMEOUT_S", 30, minimum=6),
         kafka_security=load_kafka_security(e),
         redis_auth=load_redis_auth(e),
+        alert_format=(e.raw("ALERT_FORMAT") or "ocsf").lower(),
     ).validate()
 
 

@@ -20,7 +20,7 @@ from detectors.verdicts import Verdict
 from streams.settings import WorkerSettings
 from streams.verdict_store import encode, write_verdicts
 from streams.worker.app import WorkerMetrics, build_pipeline, create_app, topic_config
-from streams.worker.outputs import alert_id, ocsf_alert
+from streams.worker.outputs import alert_id, ecs_alert, ocsf_alert
 
 log = logging.getLogger("dnsguard.worker")
 MAX_PENDING_VERDICTS = 100_000
@@ -75,6 +75,9 @@ class Worker:
             self.observe_lag(batch)
             await self.publish(events)
 
+    def render_alert(self, d: Any) -> dict[str, Any]:
+        return ecs_alert(d) if self.settings.alert_format == "ecs" else ocsf_alert(d)
+
     def observe_lag(self, batch: list[faust.EventT]) -> None:
         """Consumer lag: records between the newest offset seen and each partition's end."""
         newest: dict[Any, int] = {}
@@ -117,7 +120,7 @@ class Worker:
             uid = alert_id(d)
             if await self.first_time(uid):
                 await self.topics["alerts"].send(
-                    key=uid.encode(), value=json.dumps(ocsf_alert(d)).encode()
+                    key=uid.encode(), value=json.dumps(self.render_alert(d)).encode()
                 )
             if d.verdict is not None:
                 verdicts.append(d.verdict)

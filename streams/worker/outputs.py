@@ -1,4 +1,5 @@
-"""Alerts as OCSF DNS Activity (class 4003) and their de-duplication.
+"""Alerts as OCSF DNS Activity (class 4003), or as Elastic Common Schema
+documents (``DNSGUARD_ALERT_FORMAT=ecs``), and their de-duplication.
 
 An alert's id is a hash of what it is about (detector, client, name, time),
 so replaying the same events yields the same ids; a Redis ``SET NX`` on the id
@@ -66,3 +67,43 @@ def ocsf_alert(d: Decision) -> dict[str, Any]:
             }
         },
     }
+
+
+ECS_VERSION = "8.11.0"
+ECS_SEVERITY = {1: 21, 2: 47, 3: 73, 4: 99}  # OCSF severity_id -> ECS event.severity (0-100)
+
+
+def ecs_alert(d: Decision) -> dict[str, Any]:
+    """The same alert in ECS field names (ECS core fields, dnsguard's own under ``dnsguard``)."""
+    import datetime as dt
+
+    f = d.finding
+    ns, _, pod = f.client.partition("/")
+    qname = f.evidence.get("qname") or f.name
+    severity = SEVERITY.get(f.detector, 1)
+    doc: dict[str, Any] = {
+        "@timestamp": dt.datetime.fromtimestamp(f.ts, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "ecs": {"version": ECS_VERSION},
+        "message": f.summary,
+        "event": {
+            "id": alert_id(d),
+            "kind": "alert",
+            "category": ["network", "threat"],
+            "type": ["protocol", "indicator"],
+            "dataset": "dnsguard.alerts",
+            "module": "dnsguard",
+            "action": f.detector,
+            "severity": ECS_SEVERITY[severity],
+            "risk_score": round(f.score * 100, 1),
+        },
+        "rule": {"name": f.detector, "description": f.summary, "ruleset": "dnsguard"},
+        "orchestrator": {"namespace": f.namespace or ns, "resource": {"type": "pod", "name": pod or f.client}},
+        "observer": {"vendor": "dnsguard", "product": "dnsguard", "type": "dns"},
+        "dnsguard": {"detector": f.detector, "score": f.score, "evidence": f.evidence, "disposition": d.disposition,
+                     "verdict": d.verdict.as_dict() if d.verdict is not None else None},
+    }  # fmt: skip
+    if qname:
+        doc["dns"] = {"type": "query", "question": {"name": qname}}
+        if f.name and f.name != qname:
+            doc["dns"]["question"]["registered_domain"] = f.name
+    return doc
