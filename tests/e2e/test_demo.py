@@ -22,7 +22,7 @@ def test_demo_detects_blocks_publishes_and_cleans_up(tmp_path: Path) -> None:
     env = dict(os.environ, DNSGUARD_STATE_DIR=str(tmp_path / "state"), DNSGUARD_KAFKA_PORT=str(kafka),
                DNSGUARD_KAFKA_CONTROLLER_PORT=str(controller), DNSGUARD_REDIS_PORT=str(redis),
                DNSGUARD_KAFKA_HEAP_MB="512", COLUMNS="160")  # fmt: skip
-    out = subprocess.run([sys.executable, "-m", "streams.cli", "demo", "--duration", "20"], env=env,
+    out = subprocess.run([sys.executable, "-m", "streams.cli", "demo", "--duration", "30"], env=env,
                          capture_output=True, text=True, timeout=400)  # fmt: skip
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     (run,) = (tmp_path / "state" / "demo").iterdir()
