@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
@@ -125,9 +124,8 @@ def _publish(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from streams.publisher import PublishOptions, publish_from_redis, watch
-    from streams.settings import load_stack_settings, redis_auth_from_env
+    from streams.settings import redis_from_env
 
-    url = os.environ.get("DNSGUARD_REDIS_URL") or load_stack_settings().redis_url
     drop = frozenset(a for a in args.drop.split(",") if a)
     opts = PublishOptions(
         out_dir=Path(args.out),
@@ -139,7 +137,7 @@ def _publish(args: argparse.Namespace) -> int:
     )
 
     async def run() -> None:
-        client = redis_auth_from_env().client(url)
+        client = redis_from_env()
         try:
             if args.watch:
                 await watch(client, opts, args.interval)

@@ -29,6 +29,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 
 from streams.event_schema import event_decoder, raw_list_decoder
 from streams.settings import CollectorSettings
+from streams.web import serve_app
 
 Record = tuple[bytes, bytes]  # (key, value)
 
@@ -257,13 +258,4 @@ class Collector:
 
 async def serve(settings: CollectorSettings, ready: asyncio.Event | None = None) -> None:
     """Run the collector until cancelled."""
-    runner = web.AppRunner(Collector(settings).app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
-    await site.start()
-    if ready is not None:
-        ready.set()
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await runner.cleanup()
+    await serve_app(Collector(settings).app(), settings.host, settings.port, ready)

@@ -37,6 +37,7 @@ from redis.exceptions import RedisError
 
 from streams import verdict_store
 from streams.settings import FeedSettings
+from streams.web import serve_app
 
 log = logging.getLogger("dnsguard.feed")
 
@@ -302,13 +303,4 @@ class FeedServer:
 
 async def serve(settings: FeedSettings, ready: asyncio.Event | None = None) -> None:
     """Run the feed server until cancelled."""
-    runner = web.AppRunner(FeedServer(settings).app(), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
-    await site.start()
-    if ready is not None:
-        ready.set()
-    try:
-        await asyncio.Event().wait()
-    finally:
-        await runner.cleanup()
+    await serve_app(FeedServer(settings).app(), settings.host, settings.port, ready)

@@ -24,16 +24,10 @@ from streams.errors import ConfigError
 from streams.policy_file import load_policy
 
 
-def _redis_url() -> str:
-    from streams.settings import load_stack_settings
-
-    return os.environ.get("DNSGUARD_REDIS_URL") or load_stack_settings().redis_url
-
-
 def _client() -> Any:
-    from streams.settings import redis_auth_from_env
+    from streams.settings import redis_from_env
 
-    return redis_auth_from_env().client(_redis_url())
+    return redis_from_env()
 
 
 def operator_hash_key(e: Entry) -> str:

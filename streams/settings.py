@@ -235,6 +235,14 @@ def redis_auth_from_env(env: Mapping[str, str] | None = None) -> RedisAuth:
     return load_redis_auth(_Env(os.environ if env is None else env))
 
 
+def redis_from_env(env: Mapping[str, str] | None = None) -> Any:
+    """A Redis client for the CLI tools: ``DNSGUARD_REDIS_URL`` (else the local
+    stack's) with the ACL credentials from the environment."""
+    source = os.environ if env is None else env
+    url = _Env(source).raw("REDIS_URL") or load_stack_settings(source).redis_url
+    return redis_auth_from_env(source).client(url)
+
+
 def load_redis_auth(e: _Env) -> RedisAuth:
     auth = RedisAuth(e.raw("REDIS_USERNAME") or "", Secret(e.raw("REDIS_PASSWORD") or ""))
     if auth.username and not auth.password:

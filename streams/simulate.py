@@ -69,7 +69,8 @@ class Simulator:
         self._counters[key] = i + 1
         return items[i % len(items)]
 
-    def _query(self, w: Workload) -> tuple[str, str, str, list[dict[str, Any]]]:
+    def draw(self, w: Workload) -> tuple[str, str, str, list[dict[str, Any]]]:
+        """The next query of workload ``w``: (name, type, expected rcode, answers)."""
         rng = self.rng
         if w.kind == "dga":
             return self._next("dga", self.dga), "A", "NXDOMAIN", []
@@ -97,7 +98,7 @@ class Simulator:
         schedule.sort()
         for qid, (ts, i) in enumerate(schedule):
             w = workloads[i]
-            name, qtype, rcode, answers = self._query(w)
+            name, qtype, rcode, answers = self.draw(w)
             yield {
                 "v": 1,
                 "ts": rfc3339(ts),

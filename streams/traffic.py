@@ -71,7 +71,7 @@ async def run_stream(
             if stream.pool and len(drawn) >= stream.pool:
                 name, qtype = drawn[stream.sent % stream.pool]
             else:
-                name, qtype, _, _ = sim._query(workload)
+                name, qtype, _, _ = sim.draw(workload)
                 drawn.append((name, qtype))
             wire = dns.message.make_query(name, dns.rdatatype.from_text(qtype)).to_wire()
             stream.sent += 1

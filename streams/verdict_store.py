@@ -157,9 +157,9 @@ def _pairs(flat: list[Any]) -> dict[str, Any]:
 
 
 async def snapshot(client: Any) -> tuple[int, dict[str, dict[str, Any]]]:
-    """The policy version and every stored verdict by key, read atomically."""
-    version, verdicts, _ = await client.eval(_SNAPSHOT, 3, VERSION, VERDICTS, OPERATOR)
-    return int(version), _pairs(verdicts)
+    """The policy version and every stored detector verdict by key, read atomically."""
+    version, verdicts, _ = await full_snapshot(client)
+    return version, verdicts
 
 
 async def full_snapshot(

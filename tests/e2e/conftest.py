@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -217,10 +217,14 @@ def rig(
             collector.stop()
 
 
-def events_for(
-    bootstrap: str, topic: str, names: set[str], timeout: float = 20.0
+def records_by_name(
+    bootstrap: str,
+    topic: str,
+    names: set[str],
+    name_of: Callable[[dict], str | None],
+    timeout: float = 20.0,
 ) -> dict[str, list[dict]]:
-    """Every event on ``topic`` whose query name is in ``names``, once all have arrived."""
+    """Every JSON record on ``topic`` whose ``name_of`` is in ``names``, once each name has one."""
 
     async def run() -> dict[str, list[dict]]:
         from aiokafka import AIOKafkaConsumer
@@ -236,11 +240,19 @@ def events_for(
                 batch = await consumer.getmany(timeout_ms=300)
                 for records in batch.values():
                     for r in records:
-                        ev = json.loads(r.value)
-                        if ev["query"]["name"] in names:
-                            found.setdefault(ev["query"]["name"], []).append(ev)
+                        record = json.loads(r.value)
+                        name = name_of(record)
+                        if name in names:
+                            found.setdefault(name, []).append(record)
             return found
         finally:
             await consumer.stop()
 
     return asyncio.run(run())
+
+
+def events_for(
+    bootstrap: str, topic: str, names: set[str], timeout: float = 20.0
+) -> dict[str, list[dict]]:
+    """Every v1 event on ``topic`` whose query name is in ``names``, once all have arrived."""
+    return records_by_name(bootstrap, topic, names, lambda ev: ev["query"]["name"], timeout)

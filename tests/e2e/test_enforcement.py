@@ -38,7 +38,14 @@ from streams.topics import TopicSpec, ensure_topics
 from streams.upstream import Upstream, UpstreamServer, address_for
 from streams.verdict_store import write_verdicts
 from tests.conftest import free_ports
-from tests.e2e.conftest import TOKEN, CollectorProcess, EnvoyProcess, events_for, wait_http
+from tests.e2e.conftest import (
+    TOKEN,
+    CollectorProcess,
+    EnvoyProcess,
+    events_for,
+    records_by_name,
+    wait_http,
+)
 from tests.e2e.test_filter_events import framed, read_framed
 
 pytestmark = pytest.mark.e2e
@@ -503,38 +510,16 @@ def test_the_loop_detects_dga_traffic_and_blocks_it_in_envoy(
             n.startswith("mail.") and n[5:] in dga for _, n, _ in loop_rig.upstream.received
         )
         assert loop_rig.query(benign[3]).rcode() == dns.rcode.NOERROR
-        alerts = alerts_on(loop_rig.bootstrap, worker.alerts, set(dga))
+        alerts = records_by_name(
+            loop_rig.bootstrap,
+            worker.alerts,
+            set(dga),
+            lambda a: (a.get("query") or {}).get("hostname"),
+        )
         assert set(alerts) == set(dga)
-        for alert in alerts.values():
+        for alert, *_ in alerts.values():
             assert alert["class_uid"] == 4003
             assert alert["disposition"] == "Blocked"
             assert alert["unmapped"]["dnsguard"]["detector"] == "dga"
     finally:
         worker.stop()
-
-
-def alerts_on(bootstrap: str, topic: str, names: set[str], timeout: float = 20) -> dict[str, dict]:
-    import json
-
-    async def run() -> dict[str, dict]:
-        from aiokafka import AIOKafkaConsumer
-
-        consumer = AIOKafkaConsumer(
-            topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
-        )
-        await consumer.start()
-        found: dict[str, dict] = {}
-        try:
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and set(found) != names:
-                for records in (await consumer.getmany(timeout_ms=300)).values():
-                    for r in records:
-                        alert = json.loads(r.value)
-                        name = (alert.get("query") or {}).get("hostname")
-                        if name in names:
-                            found[name] = alert
-            return found
-        finally:
-            await consumer.stop()
-
-    return asyncio.run(run())

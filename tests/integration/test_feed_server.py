@@ -84,16 +84,17 @@ def test_snapshot_then_304_then_delta(redis_url: str) -> None:
         assert sum(line.startswith("@\t") for line in lines) == 2  # global and ns:shop groups
         r = await client.get(f"/v1/policy?since={v1}", headers=AUTH)
         assert r.status == 304
-        _, v2 = await write_verdicts(redis, [verdict("c.example")])
+        c = verdict("c.example")
+        _, v2 = await write_verdicts(redis, [c])
         r = await client.get(f"/v1/policy?since={v1}", headers=AUTH)
         delta = await r.read()
         check_signature(r.headers, delta)
-        assert delta.decode().splitlines() == [
-            delta.decode().splitlines()[0],
+        head, *records = delta.decode().splitlines()
+        assert head.startswith(f"dnsguard-policy/1\tdelta\t{v2}\t{v1}\t")
+        assert records == [
             "-\td\t*\tc.example",
-            delta.decode().splitlines()[2],
+            f"+\td\t*\ts\tnxdomain\t{int(c.expires)}\tc.example",
         ]
-        assert delta.decode().startswith(f"dnsguard-policy/1\tdelta\t{v2}\t{v1}\t")
 
     run(redis_url, body)
 

@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
-use crate::feed::{for_each_change, parse_header, Change, Feed, FeedKind};
+use crate::feed::{for_each_change, parse_header, Change, FeedKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -149,30 +149,6 @@ impl Policy {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
-    }
-
-    /// Applies a parsed feed: a snapshot replaces the table, a delta must
-    /// start at this table's version. Versions only move forward.
-    pub fn apply(&mut self, feed: Feed) -> Result<(), String> {
-        if feed.version <= self.version {
-            return Err(format!("feed version {} is not newer than {}", feed.version, self.version));
-        }
-        match feed.kind {
-            FeedKind::Snapshot => {
-                self.rules.clear();
-                self.len = 0;
-            }
-            FeedKind::Delta if feed.base != self.version => {
-                return Err(format!("delta from {} does not apply to version {}", feed.base, self.version));
-            }
-            FeedKind::Delta => {}
-        }
-        for change in feed.changes {
-            self.change(change);
-        }
-        self.version = feed.version;
-        self.generated = feed.generated;
-        Ok(())
     }
 
     fn upsert(&mut self, name: String, rule: Rule) {
@@ -333,7 +309,7 @@ mod tests {
     fn policy(lines: &str) -> Policy {
         let body = format!("dnsguard-policy/1\tsnapshot\t5\t0\t100\n{lines}");
         let mut p = Policy::default();
-        p.apply(parse_feed(body.as_bytes(), 1000).unwrap()).unwrap();
+        p.apply_body(body.as_bytes(), 1000).unwrap();
         p
     }
 
@@ -403,16 +379,16 @@ mod tests {
         let mut p = policy("+\td\t*\ts\tnxdomain\t0\ta.example\n+\td\t*\ts\tnxdomain\t0\tb.example\n");
         assert_eq!(p.len(), 2);
         let delta = b"dnsguard-policy/1\tdelta\t7\t5\t200\n-\td\t*\ta.example\n+\td\tns:q\ts\trefused\t0\tc.example\n";
-        p.apply(parse_feed(delta, 10).unwrap()).unwrap();
+        p.apply_body(delta, 10).unwrap();
         assert_eq!((p.version, p.len()), (7, 2));
         assert_eq!(act(&p, "a.example", "q"), None);
         assert_eq!(act(&p, "c.example", "q"), Some("refused"));
         // replaying the same delta, an older snapshot, or a delta from another base is refused
-        assert!(p.apply(parse_feed(delta, 10).unwrap()).is_err());
+        assert!(p.apply_body(delta, 10).is_err());
         let old = b"dnsguard-policy/1\tsnapshot\t6\t0\t0\n";
-        assert!(p.apply(parse_feed(old, 10).unwrap()).unwrap_err().contains("not newer"));
+        assert!(p.apply_body(old, 10).unwrap_err().contains("not newer"));
         let gap = b"dnsguard-policy/1\tdelta\t9\t8\t0\n";
-        assert!(p.apply(parse_feed(gap, 10).unwrap()).unwrap_err().contains("does not apply"));
+        assert!(p.apply_body(gap, 10).unwrap_err().contains("does not apply"));
         assert_eq!(p.version, 7);
     }
 
@@ -459,7 +435,7 @@ mod tests {
     fn snapshot_round_trips() {
         let p = policy("+\to\tns:shop\te\tsinkhole\t99\ta.example\n+\td\t*\ts\tnxdomain\t0\tb.example\n");
         let mut q = Policy::default();
-        q.apply(parse_feed(&p.to_snapshot(), 10).unwrap()).unwrap();
+        q.apply_body(&p.to_snapshot(), 10).unwrap();
         assert_eq!(q.to_snapshot(), p.to_snapshot());
         assert_eq!((q.version, q.generated, q.len()), (5, 100, 2));
     }
