@@ -66,6 +66,8 @@ def client_identity(node: Mapping[str, Any], client: Mapping[str, Any]) -> str:
 
 def from_v1(event: Mapping[str, Any]) -> DnsEvent:
     """Decode the fields detectors use from a v1 event dict."""
+    if not isinstance(event, Mapping):
+        raise EventError(f"event: expected an object, got {type(event).__name__}")
     if event.get("v") != 1:
         raise EventError(f"v: expected 1, got {event.get('v')!r}")
     node = _obj(event, "node")

@@ -6,11 +6,19 @@ and the current one becomes previous, so a name not queried for two periods
 is forgotten. ``error_rate`` is the false-positive rate of one filter at
 ``capacity`` names (a false positive hides a new domain; it never invents
 one). During the first period of a scope everything is new, so no findings
-are emitted until it has been observed for ``warmup_s``.
+are emitted until it has been observed for ``warmup_s``. A name found only
+in *previous* is added to *current*, so a name queried every period is never
+forgotten.
+
+Most queries are for names asked a moment ago, and a bloom lookup hashes the
+name several times; a bounded LRU of (scope, name) pairs known to be in the
+current filter answers those without touching the filters.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from pybloom_live import BloomFilter
@@ -28,12 +36,17 @@ class NewDomainSettings:
     rotate_s: float = 86_400.0
     warmup_s: float = 3_600.0
     max_scopes: int = 64
+    recent: int = 20_000  # LRU of (scope, name) pairs known to be in the current filter
+
+
+_tokens = itertools.count()
 
 
 class _ScopeFilters:
-    __slots__ = ("current", "epoch", "first_seen", "previous")
+    __slots__ = ("current", "epoch", "first_seen", "previous", "token")
 
     def __init__(self, capacity: int, error_rate: float) -> None:
+        self.token = next(_tokens)  # tells a scope from an evicted one of the same name
         self.current = BloomFilter(capacity=capacity, error_rate=error_rate)
         self.previous: BloomFilter | None = None
         self.epoch = -1
@@ -48,6 +61,9 @@ class NewlyObservedDomain:
         self.scopes: BoundedStates[str, _ScopeFilters] = BoundedStates(
             s.max_scopes, lambda: _ScopeFilters(s.capacity, s.error_rate)
         )
+        # (scope, name) -> (filters token, epoch) when the name went into that
+        # current filter; stale once the scope rotates or is evicted.
+        self.recent: OrderedDict[tuple[str, str], tuple[int, int]] = OrderedDict()
 
     def _rotate(self, st: _ScopeFilters, ts: float) -> None:
         s = self.settings
@@ -67,11 +83,24 @@ class NewlyObservedDomain:
             return []
         st = self.scopes.get(ev.namespace)
         self._rotate(st, ev.ts)
-        seen = domain in st.current or (st.previous is not None and domain in st.previous)
-        if seen:
+        key = (ev.namespace, domain)
+        recent = self.recent
+        if recent.get(key) == (st.token, st.epoch):
+            recent.move_to_end(key)
             return []
-        if len(st.current) < st.current.capacity:
+        seen = domain in st.current
+        if not seen:
+            seen = st.previous is not None and domain in st.previous
+            if len(st.current) >= st.current.capacity:
+                return [] if seen else self._finding(ev, domain, st)
             st.current.add(domain)
+        recent[key] = (st.token, st.epoch)
+        recent.move_to_end(key)
+        if len(recent) > self.settings.recent:
+            recent.popitem(last=False)
+        return [] if seen else self._finding(ev, domain, st)
+
+    def _finding(self, ev: DnsEvent, domain: str, st: _ScopeFilters) -> list[Finding]:
         if ev.ts - st.first_seen < self.settings.warmup_s:
             return []
         return [

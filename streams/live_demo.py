@@ -156,7 +156,6 @@ class Demo:
                                             "DNSGUARD_FEED_TOKEN": token})  # fmt: skip
         self.spawn("worker", [*py, "worker"], {**common, "DNSGUARD_WORKER_WEB_PORT": str(self.ports["worker"]),
                                                 "DNSGUARD_WORKER_DATA_DIR": str(self.out / "worker"),
-                                                "DNSGUARD_WORKER_BATCH_WITHIN_MS": "100",
                                                 "DNSGUARD_ALLOWLIST_FILE": str(DEFAULT_DATA / "benign_top.csv")})  # fmt: skip
         self.spawn(
             "publisher", [*py, "publish", "--watch", "--out", str(self.out / "blocklist")], common

@@ -310,10 +310,9 @@ class WorkerSettings:
     alerts_topic: str = "dnsguard.alerts"
     verdicts_topic: str = "dnsguard.verdicts"
     dlq_topic: str = "dnsguard.events.dlq"
+    # events per batch at most: a batch is what one fetch returns, handled as
+    # soon as it arrives (no waiting to fill it)
     batch_max: int = 1000
-    # a batch is processed when full or when its first event has waited this long:
-    # the floor of detection latency at low rates
-    batch_within_s: float = 0.2
     web_port: int = 16066  # Faust web server: /metrics (Prometheus)
     data_dir: Path = Path("/tmp/dnsguard-worker")
     dga_threshold: float = 0.999
@@ -338,8 +337,8 @@ class WorkerSettings:
             )
         if not 0 < self.dga_threshold < 1:
             raise ConfigError(f"{ENV_PREFIX}DGA_THRESHOLD={self.dga_threshold}: must be in (0, 1)")
-        if self.batch_max < 1 or self.batch_within_s <= 0:
-            raise ConfigError("worker batch size and wait must be positive")
+        if self.batch_max < 1:
+            raise ConfigError(f"{ENV_PREFIX}WORKER_BATCH_MAX={self.batch_max}: must be positive")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(
                 f"{ENV_PREFIX}REDIS_URL={self.redis_url!r}: expected redis://, rediss:// or unix://"
@@ -371,7 +370,6 @@ def load_worker_settings(env: Mapping[str, str] | None = None) -> WorkerSettings
         verdicts_topic=e.raw("VERDICTS_TOPIC") or "dnsguard.verdicts",
         dlq_topic=e.raw("DLQ_TOPIC") or "dnsguard.events.dlq",
         batch_max=e.integer("WORKER_BATCH_MAX", 1000, minimum=1),
-        batch_within_s=e.integer("WORKER_BATCH_WITHIN_MS", 200, minimum=1) / 1000,
         web_port=e.port("WORKER_WEB_PORT", 16066),
         data_dir=e.path("WORKER_DATA_DIR", stack.state_dir / "worker"),
         dga_threshold=threshold,

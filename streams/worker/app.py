@@ -15,6 +15,7 @@ from detectors.pipeline import DetectorSettings, Pipeline
 from detectors.verdicts import PolicySettings
 from models import artifact
 from streams.settings import WorkerSettings
+from streams.worker.batch import BatchApp
 
 
 @dataclass
@@ -83,9 +84,9 @@ def build_pipeline(settings: WorkerSettings) -> Pipeline:
     )
 
 
-def create_app(settings: WorkerSettings) -> faust.App:
+def create_app(settings: WorkerSettings) -> BatchApp:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    return BatchApp(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         broker_credentials=settings.kafka_security.faust_credentials(),
@@ -98,10 +99,9 @@ def create_app(settings: WorkerSettings) -> faust.App:
         topic_replication_factor=1,
         producer_acks=-1,
         processing_guarantee="at_least_once",
-        stream_buffer_maxsize=64 * settings.batch_max,
         consumer_max_fetch_size=8 * 1024 * 1024,
         broker_commit_every=10_000,
-        broker_max_poll_records=10 * settings.batch_max,
+        broker_max_poll_records=settings.batch_max,  # one fetch is one batch
         table_cleanup_interval=30.0,
         broker_session_timeout=float(settings.session_timeout_s),
         broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 10),

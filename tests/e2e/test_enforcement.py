@@ -437,7 +437,6 @@ class WorkerProcess:
             DNSGUARD_DLQ_TOPIC=rig.topic + ".dlq",
             DNSGUARD_WORKER_WEB_PORT=str(self.web_port),
             DNSGUARD_WORKER_DATA_DIR=str(work / "worker"),
-            DNSGUARD_WORKER_BATCH_WITHIN_MS="100",
         )
         self.log = work / "worker.log"
         with self.log.open("ab") as fh:

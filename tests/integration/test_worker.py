@@ -71,6 +71,8 @@ def test_worker_turns_events_into_alerts_verdicts_and_dead_letters(
     ]
     values.insert(10, (b"bad", b"{not json"))
     values.insert(20, (b"bad", json.dumps({"v": 1, "ts": "2026-01-01T00:00:00.000000Z"}).encode()))
+    values.insert(30, (b"bad", b"[]"))  # JSON, but not an object
+    values.insert(40, (b"bad", b"\xff\xfe"))  # not UTF-8
     asyncio.run(_produce(kafka_bootstrap, topics["events"], values))
 
     (web,) = free_ports(1)
@@ -102,7 +104,7 @@ def test_worker_turns_events_into_alerts_verdicts_and_dead_letters(
             while time.monotonic() < deadline:
                 dead = await _read(kafka_bootstrap, topics["dlq"], 1.0)
                 stored = await read_verdicts(client)
-                if len(dead) == 2 and stored:
+                if len(dead) == 4 and stored:
                     await asyncio.sleep(3)  # let the last batches land
                     return await read_verdicts(client)
             raise AssertionError(f"worker produced nothing in time:\n{log.read_text()[-3000:]}")
@@ -120,7 +122,7 @@ def test_worker_turns_events_into_alerts_verdicts_and_dead_letters(
         proc.wait(30)
     for name in (
         "dnsguard_worker_events_total",
-        "dnsguard_worker_dlq_total 2.0",
+        "dnsguard_worker_dlq_total 4.0",
         "dnsguard_worker_consumer_lag{",
     ):
         assert name in metrics, name
@@ -133,7 +135,7 @@ def test_worker_turns_events_into_alerts_verdicts_and_dead_letters(
         ]
     assert all(k.startswith("global|") for k in stored)
     dead = [json.loads(v) for v in asyncio.run(_read(kafka_bootstrap, topics["dlq"]))]
-    assert len(dead) == 2
+    assert len(dead) == 4
     assert {d["topic"] for d in dead} == {topics["events"]}
     assert all(isinstance(d["offset"], int) and d["error"] for d in dead)
     alerts = [json.loads(v) for v in asyncio.run(_read(kafka_bootstrap, topics["alerts"]))]
