@@ -129,7 +129,7 @@ RATE = int(os.environ.get("BENCH_RATE", "5000"))
 LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "20"))
 
 
-async def paced(bootstrap: str, topic: str) -> int:
+async def paced(bootstrap: str, topic: str, seconds: float, seed: int = 11) -> int:
     """Produce live simulated events at RATE events/s, each stamped when sent."""
     from streams.simulate import DEFAULT_WORKLOADS, Workload
 
@@ -138,13 +138,13 @@ async def paced(bootstrap: str, topic: str) -> int:
     workloads = tuple(
         Workload(w.namespace, w.pod, w.ip, w.kind, w.qps * RATE / total) for w in DEFAULT_WORKLOADS
     )
-    sim = Simulator(seed=11)
+    sim = Simulator(seed=seed)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=2)
     await producer.start()
     sent = 0
     try:
         t0 = time.time()
-        for e in sim.events(t0, LATENCY_SECONDS, workloads):
+        for e in sim.events(t0, seconds, workloads):
             due = time.time()
             from streams.simulate import rfc3339
 
@@ -178,8 +178,14 @@ def latency_run(bootstrap: str, redis_url: str, work: Path) -> dict[str, float]:
     proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
-        time.sleep(12)  # join the group before the clock starts
-        sent = asyncio.run(paced(bootstrap, "lat.events"))
+        # Warm up: the worker joins the group, gets its partitions and has
+        # processed a first stream of events before the clock starts.
+        warm = asyncio.run(paced(bootstrap, "lat.events", 3.0, seed=5))
+        deadline = time.monotonic() + 120
+        while processed(web) < warm and time.monotonic() < deadline:
+            time.sleep(0.2)
+        t_start = time.time()
+        sent = asyncio.run(paced(bootstrap, "lat.events", LATENCY_SECONDS))
         time.sleep(5)
     finally:
         proc.terminate()
@@ -190,7 +196,7 @@ def latency_run(bootstrap: str, redis_url: str, work: Path) -> dict[str, float]:
     for _, fields in r.xrange("dnsguard:changes"):
         ms = int(fields[b"at"])  # Redis time when the verdict was written
         v = verdicts.get(fields[b"key"].decode())
-        if v is not None:
+        if v is not None and v["created"] >= t_start:
             lat.append(ms / 1000 - v["created"])
     r.close()
     lat.sort()

@@ -89,7 +89,7 @@ def worker_rows(d: dict[str, Any]) -> list[Row]:
     rows: list[Row] = [(
         f"worker, pre-filled topic to verdicts ({d['events']:,} events)", "`bench/bench_worker.py`",
         f"{m['dnsguard worker']:,.0f} events/s", f"bare aiokafka consumer: {m['bare aiokafka consumer']:,.0f} events/s",
-        f"{d['ratio']:.2f}x (>= 0.5x and >= 30,000/s: {_met(d['ratio'] >= 0.5 and m['dnsguard worker'] >= 30_000)})",
+        f"{d['ratio']:.2f}x (>= 0.5x: {_met(d['ratio'] >= 0.5)}); >= 30,000/s: {_met(m['dnsguard worker'] >= 30_000)}",
     )]  # fmt: skip
     if "latency" in d:
         lat = d["latency"]
