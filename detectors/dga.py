@@ -35,7 +35,7 @@ from detectors.features import (
 from detectors.names import PublicSuffixList, default_psl, normalise
 
 FloatArray = npt.NDArray[np.float64]
-LENGTH_GROUPS = (10, 16, 24, 1 << 30)
+LENGTH_GROUPS = (16, 1 << 30)
 
 
 @dataclass(frozen=True, slots=True)

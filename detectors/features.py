@@ -226,21 +226,30 @@ def dictionary_segmentation(
         all_letters = all_letters[:span] & letters[k - 1 : k - 1 + span]
         if k >= WORD_MIN:
             fits = np.arange(span)[:, None] + k <= lengths[None, :]
-            hit = dictionary.contains(code) & all_letters & fits
-            if hit.any():
-                hits.append((k, hit))
+            # look up only all-letter spans inside the label
+            where = np.flatnonzero(all_letters & fits)
+            if where.size:
+                found = where[dictionary.contains(code.reshape(-1)[where])]
+                if found.size:
+                    hit = np.zeros((span, n), dtype=bool)
+                    hit.reshape(-1)[found] = True
+                    hits.append((k, hit))
     best = np.zeros((width + 1, n), dtype=np.int64)
-    scratch = np.empty(n, dtype=np.int64)
-    neg = np.int64(-(1 << 40))
-    for p in range(1, width + 1):
-        row = best[p]
-        row[:] = best[p - 1]
-        for k, hit in hits:
-            if k > p:
+    if hits:
+        # gain[i, j]: what a word of length ks[i] starting at column j adds, or a
+        # large negative where there is none; one gather and one max per position.
+        ks = np.array([k for k, _ in hits], dtype=np.int64)
+        gain = np.full((len(hits), width, n), -(1 << 40), dtype=np.int64)
+        for i, (k, hit) in enumerate(hits):
+            gain[i, : hit.shape[0]][hit] = k * 64 - 1
+        for p in range(1, width + 1):
+            usable = np.flatnonzero(ks <= p)
+            if usable.size == 0:
+                best[p] = best[p - 1]
                 continue
-            np.add(best[p - k], k * 64 - 1, out=scratch)
-            np.copyto(scratch, neg, where=~hit[p - k])
-            np.maximum(row, scratch, out=row)
+            starts = p - ks[usable]
+            cand = (best[starts] + gain[usable, starts]).max(axis=0)
+            np.maximum(best[p - 1], cand, out=best[p])
     final = best[lengths, np.arange(n)]
     covered = (final + 63) // 64
     words = covered * 64 - final
@@ -275,12 +284,12 @@ def split_batch(names: Sequence[str], psl: PublicSuffixList | None = None) -> Ba
     labels: list[str] = []
     suffixes: list[str] = []
     subs = np.zeros(len(names), dtype=np.int64)
+    parts = psl.label_and_suffix
     for i, name in enumerate(names):
-        s = psl.split(name)
-        labels.append(s.label)
-        suffixes.append(s.suffix)
-        if s.subdomain:
-            subs[i] = s.subdomain.count(".") + 1
+        label, suffix, sub = parts(name)
+        labels.append(label)
+        suffixes.append(suffix)
+        subs[i] = sub
     return Batch(labels, suffixes, subs)
 
 

@@ -103,6 +103,22 @@ class PublicSuffixList:
             i -= 1
             candidate = labels[i] + "." + candidate
 
+    def label_and_suffix(self, name: str) -> tuple[str, str, int]:
+        """``(label, suffix, subdomain label count)`` of ``split(name)``, without
+        building a ``SplitName`` (the DGA features split every scored name)."""
+        norm = normalise(name)
+        labels = norm.split(".") if norm else [""]
+        start = self.suffix_start(labels)
+        if start <= 0:
+            return "", norm, 0
+        label = labels[start - 1]
+        if start == 1:
+            return label, norm[len(label) + 1 :], 0
+        sub_len = len(norm) - len(label) - 1  # the subdomain, its dot, label, dot, suffix
+        suffix = ".".join(labels[start:])
+        sub_len -= len(suffix) + 1
+        return label, suffix, (norm.count(".", 0, sub_len) + 1) if sub_len > 0 else 0
+
     def split(self, name: str) -> SplitName:
         norm = normalise(name)
         labels = norm.split(".") if norm else [""]

@@ -37,3 +37,14 @@ def test_wildcard_and_exception_rules() -> None:
 
 def test_bundled_list_is_loaded() -> None:
     assert len(default_psl()) > 5000
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["www.google.com", "a.b.example.co.uk", "a..b.com", ".b.com", "..com", "x..y..co.uk", "com",
+     "", ".", " A.B.Co.Uk ", "x.com.", "a.b.c.d.kawasaki.jp", "www.city.kawasaki.jp", "x.y.ck"],
+)  # fmt: skip
+def test_label_and_suffix_agrees_with_split(name: str) -> None:
+    s = default_psl().split(name)
+    subdomain_labels = s.subdomain.count(".") + 1 if s.subdomain else 0
+    assert default_psl().label_and_suffix(name) == (s.label, s.suffix, subdomain_labels)
