@@ -55,10 +55,11 @@ class Pipeline:
     ) -> None:
         self.settings = s = settings or DetectorSettings()
         self.dga = DgaDetector(CachedScorer(model, s.dga.cache_entries), s.dga)
+        self.rate = RateAnomaly(s.rate)  # its baselines outlive a worker: see streams/worker
         self.per_event: list[EventDetector] = [
             NxdomainStorm(s.nxdomain),
             Tunneling(s.tunnel),
-            RateAnomaly(s.rate),
+            self.rate,
             FastFlux(s.fast_flux),
         ]
         if s.enable_new_domain:

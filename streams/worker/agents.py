@@ -41,6 +41,9 @@ class Worker:
         self.client_counts = self.app.Table(
             "client-counts", default=int, partitions=None, key_type=str, value_type=int
         ).tumbling(60.0, expires=3600.0)
+        # Per-client query-rate baselines (the rate detector's state), so that a
+        # restarted worker, or one taking over a partition, does not start cold.
+        self.baselines = self.app.Table("rate-baselines", partitions=None, key_type=str)
         self.redis = settings.redis_auth.client(
             settings.redis_url, socket_timeout=2, socket_connect_timeout=2
         )
@@ -67,11 +70,21 @@ class Worker:
             n, _ = per_client.get(ev.client, (0, record))
             per_client[ev.client] = (n + 1, record)
         # One changelog write per client and batch, not per event.
+        rate = self.pipeline.rate
         for client, (n, record) in per_client.items():
-            self.client_counts[client].apply(operator.add, n, event=self.app.as_event(record))
+            event = self.app.as_event(record)
+            self.client_counts[client].apply(operator.add, n, event=event)
+            saved = None if rate.clients.peek(client) else self.baselines.get(client)
+            if saved is not None and rate.restore(client, saved):
+                self.metrics.baselines_restored.inc()
         events.sort(key=lambda e: e.ts)
         self.observe_lag(records)
         await self.publish(events)
+        for client, (_, record) in per_client.items():
+            baseline = rate.snapshot(client)
+            if baseline is not None:
+                event = self.app.as_event(record)  # held: Faust keeps only a weak reference
+                self.baselines[client] = baseline
 
     def render_alert(self, d: Any) -> dict[str, Any]:
         return ecs_alert(d) if self.settings.alert_format == "ecs" else ocsf_alert(d)

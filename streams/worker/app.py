@@ -28,6 +28,7 @@ class WorkerMetrics:
     latency: Histogram
     lag: Gauge
     pending_verdicts: Gauge
+    baselines_restored: Counter
 
     @classmethod
     def create(cls) -> WorkerMetrics:
@@ -56,6 +57,11 @@ class WorkerMetrics:
             ),
             pending_verdicts=Gauge(
                 "dnsguard_worker_pending_verdicts", "Verdicts waiting for Redis", registry=r
+            ),
+            baselines_restored=Counter(
+                "dnsguard_worker_baselines_restored",
+                "Query-rate baselines taken up from the changelog-backed table",
+                registry=r,
             ),
         )
 

@@ -160,7 +160,8 @@ class BatchApp(faust.App):
         """Make ``record`` Faust's current event, as a stream does before each event.
 
         Table writes need it: a table key's changelog partition is the partition
-        of the event being processed.
+        of the event being processed. Faust holds it by weak reference, so the
+        caller keeps the returned event while it writes.
         """
         tp = TP(record.topic, record.partition)
         message = cast(BatchConsumer, self.consumer)._to_message(tp, record)

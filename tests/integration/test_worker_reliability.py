@@ -116,14 +116,18 @@ class Rig:
         raise AssertionError(f"timed out; worker log:\n{self.log.read_text()[-3000:]}")
 
 
-def _events_processed(port: int) -> float:
+def _metric(port: int, name: str) -> float:
     import urllib.request
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
         for line in r.read().decode().splitlines():
-            if line.startswith("dnsguard_worker_events_total"):
+            if line.startswith(name + " "):
                 return float(line.split()[1])
     return 0.0
+
+
+def _events_processed(port: int) -> float:
+    return _metric(port, "dnsguard_worker_events_total")
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
@@ -153,8 +157,13 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_and_duplicates_no_alert(
         proc = rig.start()
         rig.wait_for(lambda: expected <= rig.verdict_keys())
         time.sleep(3)
+        # the restarted worker took up the query-rate baselines from the changelog
+        restored = _metric(
+            int(rig.env["DNSGUARD_WORKER_WEB_PORT"]), "dnsguard_worker_baselines_restored_total"
+        )
     finally:
         stop(proc)
+    assert restored > 0
     assert rig.verdict_keys() == expected
     dead = [json.loads(v) for v in asyncio.run(_read(kafka_bootstrap, rig.topics["dlq"]))]
     assert {(d["partition"], d["offset"]) for d in dead}

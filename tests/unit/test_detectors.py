@@ -95,6 +95,24 @@ def test_rate_quiet_when_steady_and_during_cold_start() -> None:
     assert run(cold, burst) == []  # no baseline yet: no verdict on a new client
 
 
+def test_rate_baseline_restored_elsewhere_continues_as_if_uninterrupted() -> None:
+    settings = RateSettings(interval_s=10, warmup_intervals=12, min_count=200)
+    steady = traffic.browsing(0, 300, 3)
+    spike = traffic.browsing(300, 10, 100, seed=2) + traffic.browsing(310, 20, 3, seed=3)
+    whole = RateAnomaly(settings)
+    expected = run(whole, steady + spike)
+    first = RateAnomaly(settings)
+    run(first, steady)
+    clients = {ev.client for ev in steady}
+    saved = {c: first.snapshot(c) for c in clients}
+    taken_over = RateAnomaly(settings)  # another worker, or this one after a restart
+    assert all(taken_over.restore(c, v) for c, v in saved.items() if v is not None)
+    assert run(taken_over, spike) == expected != []
+    cold = RateAnomaly(settings)
+    assert run(cold, spike) == []  # without the baseline the spike goes unseen
+    assert not taken_over.restore(next(iter(clients)), [0, 0, 0.0, 0.0, 0])  # live state wins
+
+
 # -- newly observed domains --------------------------------------------------------
 def test_new_domain_after_warmup_only_once() -> None:
     det = NewlyObservedDomain(NewDomainSettings(warmup_s=60, rotate_s=3600, capacity=10_000))
@@ -114,6 +132,27 @@ def test_new_domain_forgets_after_two_rotations() -> None:
     assert run(det, [traffic.event(10, "a-site.com")])  # first ever: new
     assert run(det, [traffic.event(150, "a-site.com")]) == []  # in the previous filter
     assert run(det, [traffic.event(350, "a-site.com")])  # two periods unseen: new again
+
+
+def test_new_domain_queried_every_period_is_never_forgotten() -> None:
+    det = NewlyObservedDomain(NewDomainSettings(warmup_s=0, rotate_s=100, capacity=1000))
+    assert run(det, [traffic.event(10, "a-site.com")])
+    for t in (20, 150, 250, 350, 450, 455):  # once or more every period
+        assert run(det, [traffic.event(t, "a-site.com")]) == [], t
+
+
+def test_new_domain_cache_does_not_outlive_rotation_or_scope() -> None:
+    s = NewDomainSettings(warmup_s=0, rotate_s=100, capacity=1000, max_scopes=1, recent=4)
+    det = NewlyObservedDomain(s)
+    assert run(det, [traffic.event(10, "a-site.com")])
+    assert run(det, [traffic.event(11, "a-site.com")]) == []  # answered by the cache
+    assert run(det, [traffic.event(350, "a-site.com")])  # the cache entry is stale by now
+    other = traffic.event(360, "a-site.com")
+    other_scope = type(other)(
+        **{**{f: getattr(other, f) for f in other.__slots__}, "namespace": "x"}
+    )
+    assert run(det, [other_scope])  # another scope evicts the first (max_scopes=1)
+    assert run(det, [traffic.event(361, "a-site.com")])  # so its cached names are gone too
 
 
 def test_new_domain_ignores_nxdomain() -> None:
