@@ -63,9 +63,9 @@ async def ensure_topics(
 
 
 async def topic_partitions(
-    bootstrap: str, topic: str, security: KafkaSecurity | None = None
-) -> int | None:
-    """The partition count of ``topic``, or None if it does not exist (or Kafka is away)."""
+    bootstrap: str, topics: list[str], security: KafkaSecurity | None = None
+) -> dict[str, int | None] | None:
+    """Partition count of each topic (None where it does not exist), or None if Kafka is away."""
     from aiokafka import AIOKafkaClient
     from aiokafka.errors import KafkaError
 
@@ -74,8 +74,7 @@ async def topic_partitions(
     try:
         await client.bootstrap()
         metadata = await client.fetch_all_metadata()
-        parts = metadata.partitions_for_topic(topic)
-        return len(parts) if parts else None
+        return {t: len(metadata.partitions_for_topic(t) or ()) or None for t in topics}
     except KafkaError:
         return None
     finally:

@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from detectors.events import DnsEvent, EventError
 from detectors.pipeline import Pipeline
 from detectors.verdicts import Verdict
+from streams.errors import ConfigError
 from streams.settings import WorkerSettings
 from streams.verdict_store import encode, write_verdicts
 from streams.worker.app import WorkerMetrics, build_pipeline, create_app, topic_config
@@ -184,12 +185,24 @@ def run_worker(settings: WorkerSettings) -> None:
 
     from streams.topics import topic_partitions
 
-    # tables are co-partitioned with the events topic: take its partition count
-    partitions = asyncio.run(
-        topic_partitions(settings.kafka_bootstrap, settings.events_topic, settings.kafka_security)
+    topics = [
+        settings.events_topic,
+        settings.alerts_topic,
+        settings.verdicts_topic,
+        settings.dlq_topic,
+    ]
+    layout = asyncio.run(
+        topic_partitions(settings.kafka_bootstrap, topics, settings.kafka_security)
     )
-    if partitions:
-        settings = replace(settings, table_partitions=partitions)
+    if layout is not None:  # Kafka answered (if it is away, Faust waits for it)
+        missing = [t for t in topics if layout[t] is None]
+        if missing:
+            raise ConfigError(
+                f"Kafka topics missing: {', '.join(missing)} (auto-creation is off; "
+                "`dnsguard stack up` creates the default ones)"
+            )
+        # tables are co-partitioned with the events topic: take its partition count
+        settings = replace(settings, table_partitions=layout[settings.events_topic] or 1)
     worker = Worker(settings)
     worker.app.main = None  # type: ignore[attr-defined]
     worker.app.finalize()

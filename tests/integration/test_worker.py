@@ -146,3 +146,29 @@ def test_worker_turns_events_into_alerts_verdicts_and_dead_letters(
     assert len(ids) == len(set(ids))  # no duplicate alerts
     verdict_records = asyncio.run(_read(kafka_bootstrap, topics["verdicts"]))
     assert {json.loads(v)["name"] for v in verdict_records} >= dga_names
+
+
+def test_worker_refuses_to_start_when_an_output_topic_is_missing(
+    kafka_bootstrap: str, redis_url: str, tmp_path: Path
+) -> None:
+    tag = uuid.uuid4().hex[:8]
+    asyncio.run(ensure_topics(kafka_bootstrap, [TopicSpec(f"m{tag}.events", 2)]))
+    env = dict(
+        os.environ,
+        DNSGUARD_KAFKA_BOOTSTRAP=kafka_bootstrap,
+        DNSGUARD_REDIS_URL=redis_url,
+        DNSGUARD_WORKER_APP_ID=f"m{tag}",
+        DNSGUARD_EVENTS_TOPIC=f"m{tag}.events",
+        DNSGUARD_ALERTS_TOPIC=f"m{tag}.alerts",  # none of the outputs exist
+        DNSGUARD_VERDICTS_TOPIC=f"m{tag}.verdicts",
+        DNSGUARD_DLQ_TOPIC=f"m{tag}.dlq",
+        DNSGUARD_WORKER_WEB_PORT=str(free_ports(1)[0]),
+        DNSGUARD_WORKER_DATA_DIR=str(tmp_path / "worker"),
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "streams.cli", "worker"], env=env, capture_output=True, timeout=60
+    )
+    assert done.returncode == 2
+    err = done.stderr.decode()
+    assert f"m{tag}.alerts, m{tag}.verdicts, m{tag}.dlq" in err
+    assert f"m{tag}.events" not in err.split("missing:")[1]

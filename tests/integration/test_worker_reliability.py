@@ -119,10 +119,13 @@ class Rig:
 def _metric(port: int, name: str) -> float:
     import urllib.request
 
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
-        for line in r.read().decode().splitlines():
-            if line.startswith(name + " "):
-                return float(line.split()[1])
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(name + " "):
+                    return float(line.split()[1])
+    except OSError:  # not serving yet
+        pass
     return 0.0
 
 
@@ -185,10 +188,12 @@ def test_redis_away_for_a_while_then_back_nothing_lost(
     rig = Rig(kafka_bootstrap, f"redis://127.0.0.1:{port}/0", tmp_path)
     expected = rig.expected_dga_keys()
     proc = rig.start()
+    web = int(rig.env["DNSGUARD_WORKER_WEB_PORT"])
     try:
-        time.sleep(8)  # the worker joins its group
+        rig.produce(rig.values[:50])
+        rig.wait_for(lambda: _events_processed(web) > 0)  # joined and working
         redis_stack.down()
-        rig.produce(rig.values)  # events arrive while Redis is down
+        rig.produce(rig.values[50:])  # events arrive while Redis is down
         time.sleep(10)
         assert proc.poll() is None, "the worker died while Redis was down"
         redis_stack.up()
