@@ -32,7 +32,7 @@ from detectors.features import (
     split_batch,
     statistics,
 )
-from detectors.names import PublicSuffixList, default_psl, normalise
+from detectors.names import PublicSuffixList, default_psl, split_name
 
 FloatArray = npt.NDArray[np.float64]
 LENGTH_GROUPS = (16, 1 << 30)
@@ -109,8 +109,11 @@ class DgaModel:
 class CachedScorer:
     """An LRU cache of scores in front of a model; repeated names cost a dict hit.
 
-    Keys are normalised names; ``max_entries`` bounds memory (about 120 bytes
-    per entry for typical names).
+    A name's score depends only on its registrable domain and on how many
+    labels stand in front of it (the features never read the subdomain's
+    text), so that pair is the key: ``a1.cdn.example.com`` and
+    ``b2.cdn.example.com`` share one entry and one model call. ``max_entries``
+    bounds memory (about 150 bytes per entry for typical names).
     """
 
     def __init__(self, model: DgaModel, max_entries: int = 100_000) -> None:
@@ -118,17 +121,23 @@ class CachedScorer:
             raise ValueError("max_entries must be >= 1")
         self.model = model
         self.max_entries = max_entries
-        self._cache: OrderedDict[str, float] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, int], float] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
     def __len__(self) -> int:
         return len(self._cache)
 
+    @staticmethod
+    def key(name: str) -> tuple[str, int]:
+        s = split_name(name)
+        return s.registrable, (s.subdomain.count(".") + 1 if s.subdomain else 0)
+
     def score_batch(self, names: Iterable[str]) -> FloatArray:
-        keys = [normalise(n) for n in names]
+        names = list(names)
+        keys = [self.key(n) for n in names]
         out = np.empty(len(keys))
-        missing: dict[str, list[int]] = {}
+        missing: dict[tuple[str, int], list[int]] = {}
         cache = self._cache
         for i, key in enumerate(keys):
             value = cache.get(key)
@@ -141,7 +150,7 @@ class CachedScorer:
         self.misses += len(missing)
         if missing:
             fresh = list(missing)
-            scores = self.model.score_batch(fresh)
+            scores = self.model.score_batch([names[missing[k][0]] for k in fresh])
             for key, score in zip(fresh, scores, strict=True):
                 for i in missing[key]:
                     out[i] = score

@@ -7,6 +7,7 @@ engine can dead-letter the message with a reason.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -39,8 +40,14 @@ class DnsEvent:
 
 
 def parse_ts(value: Any) -> float:
-    if isinstance(value, int | float):
-        return float(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            ts = float(value)
+        except OverflowError:
+            ts = math.inf
+        if not math.isfinite(ts):
+            raise EventError(f"ts: not a finite number: {value!r}")
+        return ts
     if not isinstance(value, str):
         raise EventError("ts: expected an RFC 3339 string")
     try:
@@ -96,7 +103,7 @@ def from_v1(event: Mapping[str, Any]) -> DnsEvent:
             answers = tuple(
                 Answer(str(a["type"]), int(a["ttl"]), str(a["data"])) for a in raw_answers
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise EventError(f"response.answers: malformed answer ({exc})") from exc
     return DnsEvent(
         ts=parse_ts(event.get("ts")),

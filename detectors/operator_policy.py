@@ -9,11 +9,13 @@ Precedence (the filter's ``dnspolicy::Policy::decide`` implements the same;
    most specific wins: scope first (workload, then namespace, then global),
    then the longer matching name (a default-deny scope is a catch-all rule on
    the root, the least specific name there is); at equal specificity a block
-   beats an allow, and an allow beats a ``log`` mark.
+   beats an allow, and an allow beats a ``log`` mark; between two blocks,
+   ``nxdomain`` beats ``refused`` beats ``sinkhole``.
 2. So an operator **allow** keeps detector verdicts off the name in that scope,
    and an operator **block** beats everything.
 3. **Detector verdicts** fill the rest (namespace before global, then the
-   longer name). An operator ``log`` mark yields only to a detector block.
+   longer name, then the stronger action as above). An operator ``log`` mark
+   yields only to a detector block.
 4. Nothing matched: the query is allowed (the scope's default-allow).
 
 Every decision names what decided it (:class:`Decision`), which is what
@@ -152,8 +154,14 @@ class Entry:
                    d.get("source", ""))  # fmt: skip
 
 
+# At equal specificity the stronger action wins: a block over an allow over a
+# mark, and among blocks nxdomain, then refused, then sinkhole. A total order,
+# so a decision never depends on the order rules were listed or stored in.
+_PRECEDENCE = {"nxdomain": 5, "refused": 4, "sinkhole": 3, "allow": 2, "log": 1, "shadow": 1}
+
+
 def _action_rank(action: str) -> int:
-    return 2 if action in BLOCKING else 1 if action == "allow" else 0
+    return _PRECEDENCE.get(action, 0)
 
 
 def _lasts(e: Entry) -> float:
@@ -227,14 +235,14 @@ def _suffixes(qname: str) -> Iterator[str]:
 
 def _pick(candidates: Iterable[tuple[Entry, str]]) -> Decision:
     operator: tuple[tuple[int, int, int], Entry, str] | None = None
-    detector: tuple[tuple[int, int], Entry, str] | None = None
+    detector: tuple[tuple[int, int, int], Entry, str] | None = None
     for e, on in candidates:
         if e.origin == "o":
             rank_o = (e.scope.level, len(on), _action_rank(e.action))
             if operator is None or rank_o > operator[0]:
                 operator = (rank_o, e, on)
         else:
-            rank_d = (e.scope.level, len(on))
+            rank_d = (e.scope.level, len(on), _action_rank(e.action))
             if detector is None or rank_d > detector[0]:
                 detector = (rank_d, e, on)
     if operator is not None:

@@ -92,11 +92,11 @@ class Worker:
 
     def observe_lag(self, batch: list[ConsumerRecord]) -> None:
         """Consumer lag: records between the newest offset seen and each partition's end."""
-        newest: dict[TP, int] = {}
-        for r in batch:
-            tp = TP(r.topic, r.partition)
-            newest[tp] = max(newest.get(tp, -1), r.offset)
-        for tp, offset in newest.items():
+        newest: dict[tuple[str, int], int] = {}
+        for r in batch:  # a fetch lists each partition's records in offset order
+            newest[r.topic, r.partition] = r.offset
+        for (topic, partition), offset in newest.items():
+            tp = TP(topic, partition)
             try:
                 highwater = self.app.consumer.highwater(tp)
             except (KeyError, AttributeError):  # not known yet for this partition

@@ -62,6 +62,19 @@ def test_cached_scorer_matches_model_and_bounds_memory(model) -> None:  # type: 
     assert scorer.hits >= 2
 
 
+def test_names_sharing_registrable_and_depth_score_alike(model) -> None:  # type: ignore[no-untyped-def]
+    """What the cache key relies on: the subdomain's text never changes a score."""
+    m, _ = model
+    names = ["a1.cdn.example.com", "zz9-q.cdn.example.com", "x.y.example.com", "q.example.com"]
+    s = m.score_batch(names)
+    assert s[0] == s[1] == s[2]  # same registrable domain, two labels in front
+    scorer = CachedScorer(m)
+    np.testing.assert_array_equal(scorer.score_batch(names), s)
+    assert scorer.misses == 2  # four names, two model inputs
+    scorer.score_batch(["other.cdn.example.com", "r.example.com"])
+    assert (scorer.misses, scorer.hits) == (2, 2)
+
+
 def test_load_refuses_other_feature_version(tmp_path: Path) -> None:
     stem = tmp_path / "m"
     for suffix in (".npz", ".json"):

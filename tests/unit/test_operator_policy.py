@@ -283,3 +283,32 @@ def test_the_filters_matcher_agrees_with_direct_evaluation(
         d = evaluate_directly(policy, verdicts, name, ns, wl, now)
         expected = f"{d.action}\t{'-' if d.matched is None else d.matched or '.'}"
         assert line == expected, (name, ns, wl, snap.read_text())
+
+
+@pytest.mark.parametrize("first", ["refused", "nxdomain"])
+def test_equal_specificity_blocks_resolve_by_action_not_by_order(
+    policy_decide: Path, tmp_path: Path, first: str
+) -> None:
+    """Two blocks on one name in one scope: nxdomain wins whichever is listed
+    first, in Python and in the filter's matcher (found by the property test)."""
+    second = "nxdomain" if first == "refused" else "refused"
+    ns1 = Scope.from_key("ns:ns1")
+    rules = tuple(
+        Rule(ns1, "exact", "a.test", a, 0.0, "", i) for i, a in enumerate((first, second))
+    )
+    policy = OperatorPolicy(rules, (), {})
+    verdicts = [{"scope": "ns:ns1", "name": "a.test", "match": "exact", "action": a, "expires": 0}
+                for a in ("shadow", "sinkhole", "shadow")]  # fmt: skip
+    for vs in ([], verdicts):
+        entries = [e.as_dict() for e in compile_policy(policy)] + vs
+        direct = evaluate_directly(policy, vs, "a.test", "ns1", "w1", 100)
+        compiled = CompiledPolicy(compile_policy(policy) + [verdict_entry(v) for v in vs])
+        assert direct.action == compiled.decide("a.test", "ns1", "w1", 100).action == "nxdomain"
+        snap = tmp_path / "policy"
+        snap.write_bytes(render_snapshot(1, entries, now=0))
+        out = subprocess.run([str(policy_decide), str(snap)], input="a.test\tns1\tw1\t100\n",
+                             capture_output=True, text=True, check=True)  # fmt: skip
+        assert out.stdout.split("\t")[0] == "nxdomain"
+    # detector verdicts alone: the block beats the shadow marks around it
+    only = OperatorPolicy((), (), {})
+    assert evaluate_directly(only, verdicts, "a.test", "ns1", "w1", 100).action == "sinkhole"

@@ -98,3 +98,18 @@ def test_mutated_events_decode_or_fail_identically(
 def test_garbage_fails_as_the_reference_does(raw: bytes) -> None:
     assert fast(raw) == reference(raw)
     assert isinstance(fast(raw), tuple)  # an error, never an event
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [(("response", "answers", 0, "ttl"), float("inf")), (("ts",), float("nan")),
+     (("ts",), 10**400), (("ts",), True)],
+)  # fmt: skip
+def test_non_finite_and_oversized_numbers_are_event_errors(
+    path: tuple[str | int, ...], value: Any
+) -> None:
+    raw = json.dumps(with_(ANSWERED, path, value)).encode()  # Infinity/NaN: Python's JSON extension
+    result = fast(raw)
+    assert result == reference(raw)
+    assert isinstance(result, tuple)
+    assert result[0] is EventError

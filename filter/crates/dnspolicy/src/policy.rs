@@ -5,10 +5,12 @@
 //! 1. operator rules: the most specific match wins: scope first (workload,
 //!    then namespace, then global), then the longer matching name (a rule on
 //!    the root "." is the least specific: default-deny), and at equal
-//!    specificity a block beats an allow;
+//!    specificity the stronger action wins ([`Action::precedence`]: a block
+//!    beats an allow beats a mark; nxdomain, refused, sinkhole among blocks);
 //! 2. so an operator `allow` keeps detector verdicts away from the name; an
 //!    operator `log` or `shadow` mark yields only to a detector block;
-//! 3. detector verdicts, namespace scope before global;
+//! 3. detector verdicts, namespace scope before global, then the longer
+//!    name, then the stronger action;
 //! 4. nothing matched: the query is allowed.
 //!
 //! Within one step a longer (more specific) matching name is preferred, and
@@ -58,6 +60,18 @@ impl Action {
     /// Answered by the filter instead of the upstream resolver.
     pub fn blocks(self) -> bool {
         matches!(self, Action::Nxdomain | Action::Refused | Action::Sinkhole)
+    }
+
+    /// At equal specificity the higher one wins. A total order, so a decision
+    /// never depends on the order rules arrive in the feed.
+    pub fn precedence(self) -> u8 {
+        match self {
+            Action::Nxdomain => 5,
+            Action::Refused => 4,
+            Action::Sinkhole => 3,
+            Action::Allow => 2,
+            Action::Log | Action::Shadow => 1,
+        }
     }
 }
 
@@ -252,9 +266,9 @@ impl Policy {
             return None;
         }
         let qname = qname.strip_suffix('.').unwrap_or(qname);
-        // best operator candidate: (scope, name length, blocks); best detector: (scope, name length)
-        let mut operator: Option<((u8, usize, bool), Decision<'a>)> = None;
-        let mut detector: Option<((u8, usize), Decision<'a>)> = None;
+        // best candidate of each origin by (scope, name length, action precedence)
+        let mut operator: Option<((u8, usize, u8), Decision<'a>)> = None;
+        let mut detector: Option<((u8, usize, u8), Decision<'a>)> = None;
         let mut consider = |suffix: &'a str| {
             let Some(rules) = self.rules.get(suffix) else { return };
             let exact = suffix.len() == qname.len();
@@ -265,13 +279,13 @@ impl Policy {
                 let d = Decision { action: r.action, rule: r, name: suffix };
                 match r.origin {
                     Origin::Operator => {
-                        let rank = (r.scope.specificity(), suffix.len(), r.action.blocks());
+                        let rank = (r.scope.specificity(), suffix.len(), r.action.precedence());
                         if operator.as_ref().is_none_or(|(best, _)| rank > *best) {
                             operator = Some((rank, d));
                         }
                     }
                     Origin::Detector => {
-                        let rank = (r.scope.specificity(), suffix.len());
+                        let rank = (r.scope.specificity(), suffix.len(), r.action.precedence());
                         if detector.as_ref().is_none_or(|(best, _)| rank > *best) {
                             detector = Some((rank, d));
                         }
