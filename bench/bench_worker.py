@@ -131,7 +131,7 @@ LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "20"))
 
 async def paced(bootstrap: str, topic: str, seconds: float, seed: int = 11) -> int:
     """Produce live simulated events at RATE events/s, each stamped when sent."""
-    from streams.simulate import DEFAULT_WORKLOADS, Workload
+    from streams.simulate import DEFAULT_WORKLOADS, Workload, rfc3339
 
     # Scale the simulated workloads so that together they produce RATE events/s.
     total = sum(w.qps for w in DEFAULT_WORKLOADS)
@@ -146,8 +146,6 @@ async def paced(bootstrap: str, topic: str, seconds: float, seed: int = 11) -> i
         t0 = time.time()
         for e in sim.events(t0, seconds, workloads):
             due = time.time()
-            from streams.simulate import rfc3339
-
             target = t0 + sent / RATE
             if target > due:
                 await asyncio.sleep(target - due)

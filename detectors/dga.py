@@ -131,7 +131,7 @@ class CachedScorer:
     @staticmethod
     def key(name: str) -> tuple[str, int]:
         s = split_name(name)
-        return s.registrable, (s.subdomain.count(".") + 1 if s.subdomain else 0)
+        return s.registrable, s.subdomain_labels
 
     def score_batch(self, names: Iterable[str]) -> FloatArray:
         names = list(names)

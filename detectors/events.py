@@ -63,12 +63,14 @@ def _obj(event: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     return value
 
 
-def client_identity(node: Mapping[str, Any], client: Mapping[str, Any]) -> str:
-    ns = node.get("namespace") or ""
-    pod = node.get("pod") or node.get("workload") or ""
-    if pod:
-        return f"{ns}/{pod}" if ns else str(pod)
-    return str(client.get("ip") or "unknown")
+def client_identity(namespace: str, pod: str, workload: str, ip: str) -> str:
+    """Who asked: ``namespace/pod`` (the workload when there is no pod), else the
+    client IP. The collector keys Kafka records by it and the worker keys its
+    per-client state by it, so both must compute it here."""
+    who = pod or workload
+    if who:
+        return f"{namespace}/{who}" if namespace else who
+    return ip or "unknown"
 
 
 def from_v1(event: Mapping[str, Any]) -> DnsEvent:
@@ -107,7 +109,12 @@ def from_v1(event: Mapping[str, Any]) -> DnsEvent:
             raise EventError(f"response.answers: malformed answer ({exc})") from exc
     return DnsEvent(
         ts=parse_ts(event.get("ts")),
-        client=client_identity(node, client),
+        client=client_identity(
+            str(node.get("namespace") or ""),
+            str(node.get("pod") or ""),
+            str(node.get("workload") or ""),
+            str(client.get("ip") or ""),
+        ),
         namespace=str(node.get("namespace") or ""),
         qname=normalise(name),
         qtype=qtype.upper(),

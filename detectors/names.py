@@ -25,6 +25,10 @@ class SplitName:
     def registrable(self) -> str:
         return f"{self.label}.{self.suffix}" if self.label else self.suffix
 
+    @property
+    def subdomain_labels(self) -> int:
+        return self.subdomain.count(".") + 1 if self.subdomain else 0
+
 
 def normalise(name: str) -> str:
     """Lower-case, strip surrounding whitespace and the trailing root dot."""
@@ -103,33 +107,28 @@ class PublicSuffixList:
             i -= 1
             candidate = labels[i] + "." + candidate
 
-    def label_and_suffix(self, name: str) -> tuple[str, str, int]:
-        """``(label, suffix, subdomain label count)`` of ``split(name)``, without
-        building a ``SplitName`` (the DGA features split every scored name)."""
+    def _labels(self, name: str) -> tuple[str, list[str], int]:
         norm = normalise(name)
         labels = norm.split(".") if norm else [""]
-        start = self.suffix_start(labels)
+        return norm, labels, self.suffix_start(labels)
+
+    def label_and_suffix(self, name: str) -> tuple[str, str, int]:
+        """``(label, suffix, subdomain_labels)`` of ``split(name)``, without
+        building a ``SplitName`` (the DGA features split every scored name)."""
+        norm, labels, start = self._labels(name)
         if start <= 0:
             return "", norm, 0
-        label = labels[start - 1]
-        if start == 1:
-            return label, norm[len(label) + 1 :], 0
-        sub_len = len(norm) - len(label) - 1  # the subdomain, its dot, label, dot, suffix
-        suffix = ".".join(labels[start:])
-        sub_len -= len(suffix) + 1
-        return label, suffix, (norm.count(".", 0, sub_len) + 1) if sub_len > 0 else 0
+        # labels[:start - 1] are the subdomain's; joined they are empty only as "" alone
+        subdomain_labels = start - 1 if start > 2 or labels[0] else 0
+        return labels[start - 1], ".".join(labels[start:]), subdomain_labels
 
     def split(self, name: str) -> SplitName:
-        norm = normalise(name)
-        labels = norm.split(".") if norm else [""]
-        start = self.suffix_start(labels)
+        norm, labels, start = self._labels(name)
         if start <= 0:
             return SplitName(norm, "", "", norm)
-        if start == 1:
-            return SplitName(norm, "", labels[0], norm[len(labels[0]) + 1 :])
-        sub = ".".join(labels[: start - 1])
-        label = labels[start - 1]
-        return SplitName(norm, sub, label, norm[len(sub) + len(label) + 2 :])
+        return SplitName(
+            norm, ".".join(labels[: start - 1]), labels[start - 1], ".".join(labels[start:])
+        )
 
 
 @functools.cache

@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from detectors.events import client_identity
+
 SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "dns-event-v1.schema.json"
 
 U16 = Annotated[int, msgspec.Meta(ge=0, le=65535)]
@@ -79,12 +81,9 @@ class Event(msgspec.Struct, forbid_unknown_fields=True):
     policy_version: Annotated[int, msgspec.Meta(ge=0)]
 
     def client_key(self) -> str:
-        """Kafka key: the client identity (namespace/pod when known, else the IP)."""
-        if self.node.pod:
-            return (
-                f"{self.node.namespace}/{self.node.pod}" if self.node.namespace else self.node.pod
-            )
-        return self.client.ip
+        """Kafka key: the client identity the worker keys its per-client state by."""
+        n = self.node
+        return client_identity(n.namespace, n.pod, n.workload, self.client.ip)
 
 
 event_decoder = msgspec.json.Decoder(Event)

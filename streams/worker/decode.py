@@ -16,7 +16,7 @@ from typing import Literal
 
 import msgspec
 
-from detectors.events import Answer, DnsEvent, from_v1, parse_ts
+from detectors.events import Answer, DnsEvent, client_identity, from_v1, parse_ts
 from detectors.names import normalise
 
 
@@ -66,15 +66,10 @@ def decode_event(raw: bytes | str) -> DnsEvent:
     except msgspec.DecodeError:
         return from_v1(json.loads(raw))  # the reference path: same result or same error
     node = e.node
-    pod = node.pod or node.workload
-    if pod:
-        client = f"{node.namespace}/{pod}" if node.namespace else pod
-    else:
-        client = e.client.ip or "unknown"
     r = e.response
     return DnsEvent(
         ts=parse_ts(e.ts),
-        client=client,
+        client=client_identity(node.namespace, node.pod, node.workload, e.client.ip),
         namespace=node.namespace,
         qname=normalise(e.query.name),
         qtype=e.query.type.upper(),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import jsonschema
@@ -17,8 +18,9 @@ pytestmark = pytest.mark.unit
 SCHEMA = json.loads(SCHEMA_PATH.read_text())
 
 
-def mutate(path: list[str | int], value: Any) -> dict[str, Any]:
-    ev = copy.deepcopy(event())
+def with_field(event: dict[str, Any], path: Sequence[str | int], value: Any) -> dict[str, Any]:
+    """A copy of ``event`` with the field at ``path`` set to ``value`` (removed for KeyError)."""
+    ev = copy.deepcopy(event)
     target: Any = ev
     for key in path[:-1]:
         target = target[key]
@@ -27,6 +29,10 @@ def mutate(path: list[str | int], value: Any) -> dict[str, Any]:
     else:
         target[path[-1]] = value
     return ev
+
+
+def mutate(path: list[str | int], value: Any) -> dict[str, Any]:
+    return with_field(event(), path, value)
 
 
 CASES = [

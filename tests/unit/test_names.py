@@ -46,5 +46,6 @@ def test_bundled_list_is_loaded() -> None:
 )  # fmt: skip
 def test_label_and_suffix_agrees_with_split(name: str) -> None:
     s = default_psl().split(name)
-    subdomain_labels = s.subdomain.count(".") + 1 if s.subdomain else 0
+    subdomain_labels = len(s.subdomain.split(".")) if s.subdomain else 0
     assert default_psl().label_and_suffix(name) == (s.label, s.suffix, subdomain_labels)
+    assert s.subdomain_labels == subdomain_labels

@@ -3,7 +3,6 @@ event, or the same error with the same message."""
 
 from __future__ import annotations
 
-import copy
 import json
 import time
 from typing import Any
@@ -13,8 +12,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detectors.events import EventError, from_v1
+from streams.event_schema import event_decoder
 from streams.simulate import Simulator
 from streams.worker.decode import decode_event
+from tests.unit.test_collector import event as collector_event
+from tests.unit.test_event_schema import with_field
 
 pytestmark = pytest.mark.unit
 
@@ -50,18 +52,6 @@ def test_simulated_traffic_decodes_identically() -> None:
     assert {fast(json.dumps(e).encode()).rcode for e in events} >= {"NOERROR", "NXDOMAIN"}
 
 
-def with_(event: dict[str, Any], path: tuple[str | int, ...], value: Any) -> dict[str, Any]:
-    ev = copy.deepcopy(event)
-    target: Any = ev
-    for key in path[:-1]:
-        target = target[key]
-    if value is KeyError:
-        del target[path[-1]]
-    else:
-        target[path[-1]] = value
-    return ev
-
-
 BASE = simulated(50)
 ANSWERED = next(e for e in BASE if e["response"] and e["response"]["answers"])
 PATHS: list[tuple[str | int, ...]] = [
@@ -85,7 +75,7 @@ def test_mutated_events_decode_or_fail_identically(
 ) -> None:
     event = ANSWERED if which == "answered" else BASE[7]
     try:
-        mutated = with_(event, path, value)
+        mutated = with_field(event, path, value)
     except (KeyError, IndexError, TypeError):
         return  # the path does not exist in this event
     raw = json.dumps(mutated).encode()
@@ -108,8 +98,28 @@ def test_garbage_fails_as_the_reference_does(raw: bytes) -> None:
 def test_non_finite_and_oversized_numbers_are_event_errors(
     path: tuple[str | int, ...], value: Any
 ) -> None:
-    raw = json.dumps(with_(ANSWERED, path, value)).encode()  # Infinity/NaN: Python's JSON extension
+    raw = json.dumps(
+        with_field(ANSWERED, path, value)
+    ).encode()  # Infinity/NaN: Python's JSON extension
     result = fast(raw)
     assert result == reference(raw)
     assert isinstance(result, tuple)
     assert result[0] is EventError
+
+
+@pytest.mark.parametrize(
+    ("pod", "workload", "namespace", "identity"),
+    [("web-1", "web", "shop", "shop/web-1"), ("", "gateway", "edge", "edge/gateway"),
+     ("", "", "edge", "10.1.2.3"), ("web-1", "web", "", "web-1")],
+)  # fmt: skip
+def test_collector_key_and_worker_identity_agree(
+    pod: str, workload: str, namespace: str, identity: str
+) -> None:
+    """The worker's per-client state is co-partitioned with the records only if
+    the collector keys each record by the identity the worker computes."""
+    ev = collector_event()
+    ev["node"].update(pod=pod, workload=workload, namespace=namespace)
+    ev["client"]["ip"] = "10.1.2.3"
+    raw = json.dumps(ev).encode()
+    assert event_decoder.decode(raw).client_key() == identity
+    assert decode_event(raw).client == identity
