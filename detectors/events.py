@@ -7,11 +7,12 @@ engine can dead-letter the message with a reason.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from detectors.names import normalise
 
@@ -20,14 +21,16 @@ class EventError(ValueError):
     """A v1 event lacks a field detectors need, or has it in the wrong shape."""
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
+class Answer(NamedTuple):
     rtype: str
     ttl: int
     data: str
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: the worker builds one per event, and a frozen dataclass takes three
+# times as long to build (every field goes through object.__setattr__). Nothing
+# writes to an event after it is decoded.
+@dataclass(slots=True)
 class DnsEvent:
     ts: float  # seconds since the epoch
     client: str  # stable client identity: namespace/pod, else the client IP
@@ -37,6 +40,12 @@ class DnsEvent:
     rcode: str | None  # None when the query went unanswered
     answers: tuple[Answer, ...] = ()
     action: str = "allowed"
+
+
+@functools.lru_cache(maxsize=4096)
+def _utc_second(prefix: str) -> int:
+    """Epoch seconds of ``YYYY-MM-DDTHH:MM:SS`` in UTC (events of one batch share a few)."""
+    return int(datetime.fromisoformat(prefix + "+00:00").timestamp())
 
 
 def parse_ts(value: Any) -> float:
@@ -50,6 +59,20 @@ def parse_ts(value: Any) -> float:
         return ts
     if not isinstance(value, str):
         raise EventError("ts: expected an RFC 3339 string")
+    # The form the filter writes, ``2026-01-02T03:04:05.123456Z``: the second from
+    # a cache, the microseconds added exactly as datetime.timestamp() would.
+    micros = value[20:26]
+    if (
+        len(value) == 27
+        and value[19] == "."
+        and value[26] == "Z"
+        and micros.isascii()
+        and micros.isdigit()
+    ):
+        try:
+            return (_utc_second(value[:19]) * 1_000_000 + int(micros)) / 1_000_000
+        except ValueError as exc:
+            raise EventError(f"ts: not RFC 3339: {value!r}") from exc
     try:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
     except ValueError as exc:

@@ -126,10 +126,11 @@ class Worker:
         for ev in events[-1:]:
             self.metrics.latency.observe(max(0.0, now - ev.ts))
         verdicts = []
-        for d in result.decisions:
+        uids = [alert_id(d) for d in result.decisions]
+        fresh = await self.first_times(uids)
+        for d, uid, first in zip(result.decisions, uids, fresh, strict=True):
             self.metrics.findings.labels(detector=d.finding.detector).inc()
-            uid = alert_id(d)
-            if await self.first_time(uid):
+            if first:
                 await self.topics["alerts"].send(
                     key=uid.encode(), value=json.dumps(self.render_alert(d)).encode()
                 )
@@ -142,19 +143,22 @@ class Worker:
         self.pending.extend(verdicts)
         await self.flush_verdicts()
 
-    async def first_time(self, uid: str) -> bool:
-        """True unless this alert was already published (Redis SET NX on its id).
+    async def first_times(self, uids: list[str]) -> list[bool]:
+        """For each alert id, whether it was not published before (Redis SET NX on
+        it), in one round trip for the whole batch.
 
         While Redis is unreachable alerts are published anyway: at least once.
         """
+        if not uids:
+            return []
+        ttl = self.settings.alert_dedup_ttl_s
         try:
-            return bool(
-                await self.redis.set(
-                    f"dnsguard:alert:{uid}", b"1", nx=True, ex=self.settings.alert_dedup_ttl_s
-                )
-            )
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for uid in uids:
+                    pipe.set(f"dnsguard:alert:{uid}", b"1", nx=True, ex=ttl)
+                return [bool(r) for r in await pipe.execute()]
         except (RedisError, OSError):
-            return True
+            return [True] * len(uids)
 
     async def flush_verdicts(self) -> None:
         """Write pending verdicts with bounded retries; keep them for the next batch if Redis is away."""

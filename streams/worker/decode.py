@@ -68,12 +68,12 @@ def decode_event(raw: bytes | str) -> DnsEvent:
     node = e.node
     r = e.response
     return DnsEvent(
-        ts=parse_ts(e.ts),
-        client=client_identity(node.namespace, node.pod, node.workload, e.client.ip),
-        namespace=node.namespace,
-        qname=normalise(e.query.name),
-        qtype=e.query.type.upper(),
-        rcode=None if r is None else r.rcode,
-        answers=() if r is None else tuple(Answer(a.type, a.ttl, a.data) for a in r.answers),
-        action=e.action or "allowed",
+        parse_ts(e.ts),
+        client_identity(node.namespace, node.pod, node.workload, e.client.ip),
+        node.namespace,
+        normalise(e.query.name),
+        e.query.type.upper(),
+        None if r is None else r.rcode,
+        tuple([Answer(a.type, a.ttl, a.data) for a in r.answers]) if r and r.answers else (),
+        e.action or "allowed",
     )

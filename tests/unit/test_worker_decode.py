@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detectors.events import EventError, from_v1
+from detectors.events import EventError, from_v1, parse_ts
 from streams.event_schema import event_decoder
 from streams.simulate import Simulator
 from streams.worker.decode import decode_event
@@ -123,3 +124,61 @@ def test_collector_key_and_worker_identity_agree(
     raw = json.dumps(ev).encode()
     assert event_decoder.decode(raw).client_key() == identity
     assert decode_event(raw).client == identity
+
+
+def fromisoformat_ts(value: str) -> Any:
+    """``parse_ts``'s general path: what every accepted string must agree with."""
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return EventError
+
+
+def parse_or_error(value: str) -> Any:
+    try:
+        return parse_ts(value)
+    except EventError:
+        return EventError
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
+    )
+)
+def test_filter_timestamps_parse_as_fromisoformat_does(moment: datetime) -> None:
+    """The filter's ``...T..:..:...ffffffZ`` form takes a cached fast path; its result
+    is bit-for-bit the general path's."""
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    assert len(text) == 27
+    assert parse_ts(text) == fromisoformat_ts(text) == moment.timestamp()
+
+
+@given(
+    st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1)),
+    st.integers(0, 18),
+    st.sampled_from("0123456789-:T .Z+zt\u0663"),
+    st.text(alphabet="0123456789\u0663a ", min_size=6, max_size=6),
+)
+def test_fast_path_shaped_strings_agree_with_fromisoformat(
+    moment: datetime, at: int, char: str, micros: str
+) -> None:
+    """A string of the fast path's shape (one character of a valid second possibly
+    changed, any six characters for the microseconds) is accepted or refused as
+    the general path would."""
+    head = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    head = head[:at] + char + head[at + 1 :]
+    text = f"{head}.{micros}Z"
+    assert parse_or_error(text) == fromisoformat_ts(text)
+
+
+def test_fast_path_edges() -> None:
+    for text in (
+        "2026-11-25T12:00:00.000000Z",
+        "2026-11-25T23:59:59.999999Z",
+        "2026-11-25 12:00:00.123456Z",
+        "2026-11-25T12:00:60.000000Z",  # no leap seconds: refused by both
+        "2026-02-30T12:00:00.000000Z",
+        "2026-11-25T12:00:00.12345\u0663Z",  # a non-ASCII digit
+    ):
+        assert parse_or_error(text) == fromisoformat_ts(text), text
