@@ -135,26 +135,27 @@ class CachedScorer:
 
     def score_batch(self, names: Iterable[str]) -> FloatArray:
         names = list(names)
-        keys = [self.key(n) for n in names]
-        out = np.empty(len(keys))
+        out = [0.0] * len(names)
         missing: dict[tuple[str, int], list[int]] = {}
         cache = self._cache
-        for i, key in enumerate(keys):
-            value = cache.get(key)
+        key = self.key
+        for i, name in enumerate(names):
+            k = key(name)
+            value = cache.get(k)
             if value is None:
-                missing.setdefault(key, []).append(i)
+                missing.setdefault(k, []).append(i)
             else:
-                cache.move_to_end(key)
+                cache.move_to_end(k)
                 out[i] = value
-        self.hits += len(keys) - sum(len(v) for v in missing.values())
+        self.hits += len(names) - sum(len(v) for v in missing.values())
         self.misses += len(missing)
         if missing:
             fresh = list(missing)
-            scores = self.model.score_batch([names[missing[k][0]] for k in fresh])
-            for key, score in zip(fresh, scores, strict=True):
-                for i in missing[key]:
+            scores = self.model.score_batch([names[missing[k][0]] for k in fresh]).tolist()
+            for k, score in zip(fresh, scores, strict=True):
+                for i in missing[k]:
                     out[i] = score
-                cache[key] = float(score)
+                cache[k] = score
             while len(cache) > self.max_entries:
                 cache.popitem(last=False)
-        return out
+        return np.array(out)

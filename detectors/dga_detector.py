@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from detectors.dga import CachedScorer
 from detectors.events import DnsEvent
 from detectors.findings import Finding
@@ -47,9 +49,8 @@ class DgaDetector:
         scores = self.scorer.score_batch([ev.qname for ev in events])
         out: list[Finding] = []
         threshold = self.settings.threshold
-        for ev, score in zip(events, scores, strict=True):
-            if score < threshold:
-                continue
+        for i in np.flatnonzero(scores >= threshold).tolist():
+            ev, score = events[i], float(scores[i])
             domain = split_name(ev.qname).registrable
             seen = self.alerted.get(domain)
             if ev.ts - seen.last_alert < self.settings.cooldown_s:
@@ -62,12 +63,12 @@ class DgaDetector:
                     client=ev.client,
                     namespace=ev.namespace,
                     name=domain,
-                    score=round(float(score), 6),
+                    score=round(score, 6),
                     summary=f"{ev.qname}: DGA score {score:.4f} >= {threshold} (asked by {ev.client})",
                     evidence={
                         "qname": ev.qname,
                         "registrable": domain,
-                        "score": round(float(score), 6),
+                        "score": round(score, 6),
                         "threshold": threshold,
                         "rcode": ev.rcode,
                     },

@@ -52,6 +52,8 @@ class FastFlux:
         self.names: BoundedStates[str, _NameState] = BoundedStates(s.max_names, _NameState)
 
     def update(self, ev: DnsEvent) -> list[Finding]:
+        if not ev.answers:
+            return []
         s = self.settings
         low = [a for a in ev.answers if a.rtype in ("A", "AAAA") and a.ttl <= s.max_ttl]
         if not low:

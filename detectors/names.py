@@ -10,7 +10,7 @@ snapshot shipped inside the ``tldextract`` package; nothing is downloaded.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 
 
@@ -20,14 +20,17 @@ class SplitName:
     subdomain: str
     label: str
     suffix: str
+    # ``label.suffix`` (or the suffix alone) and the number of subdomain labels:
+    # fields, not properties, because detectors read them for every event and
+    # splits are cached
+    registrable: str = field(init=False)
+    subdomain_labels: int = field(init=False)
 
-    @property
-    def registrable(self) -> str:
-        return f"{self.label}.{self.suffix}" if self.label else self.suffix
-
-    @property
-    def subdomain_labels(self) -> int:
-        return self.subdomain.count(".") + 1 if self.subdomain else 0
+    def __post_init__(self) -> None:
+        registrable = f"{self.label}.{self.suffix}" if self.label else self.suffix
+        object.__setattr__(self, "registrable", registrable)
+        depth = self.subdomain.count(".") + 1 if self.subdomain else 0
+        object.__setattr__(self, "subdomain_labels", depth)
 
 
 def normalise(name: str) -> str:

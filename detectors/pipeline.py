@@ -68,9 +68,14 @@ class Pipeline:
 
     def process(self, events: Sequence[DnsEvent]) -> BatchResult:
         findings: list[Finding] = []
-        for ev in events:
-            for det in self.per_event:
-                findings.extend(det.update(ev))
+        # Detector by detector: they share no state, so the order of updates
+        # across detectors does not matter, only each one's order of events.
+        for det in self.per_event:
+            update = det.update
+            for ev in events:
+                found = update(ev)
+                if found:
+                    findings.extend(found)
         findings.extend(self.dga.update_batch(events))
         findings.sort(key=lambda f: (f.ts, f.detector, f.client, f.name or ""))
         return BatchResult(findings, [self.policy.decide(f) for f in findings])
