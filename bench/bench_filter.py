@@ -3,7 +3,10 @@
 All three paths run in the same Envoy process (one worker thread), against the
 same canned responder (``dnsbench serve``), driven by the same load generator
 (``dnsbench load``: CONNS connections x PIPELINE queries in flight), in
-interleaved rounds. Envoy CPU per query comes from /proc/<pid>/stat
+interleaved rounds. Two more paths measure the floor under any proxy-wasm
+network filter in this Envoy: a module whose callbacks return at once
+(``filter/crates/wasm-floor``, "empty"), and the same module copying each
+read's bytes in, as any parser must ("read"). Envoy CPU per query comes from /proc/<pid>/stat
 (utime+stime) over each round. The filter ships every event to a real
 collector (JSONL sink), so shipping is included in its cost.
 
@@ -22,6 +25,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -33,6 +37,7 @@ from streams.stack import envoy_binary  # noqa: E402
 from tests.conftest import free_ports  # noqa: E402
 
 DNSBENCH = ROOT / "filter" / "target" / "release" / "dnsbench"
+FLOOR = ROOT / "filter" / "target" / "wasm32-unknown-unknown" / "release" / "wasm_floor.wasm"
 OUT = ROOT / "bench" / "results" / "filter.json"
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))
@@ -66,6 +71,36 @@ def load(port: int, conns: int, pipeline: int) -> dict[str, float]:
     return json.loads(out.stdout)
 
 
+def floor_listener(
+    name: str, port: int, behaviour: str, tcp_proxy: dict[str, Any]
+) -> dict[str, Any]:
+    """A DNS listener with the floor module ("empty" or "read") before tcp_proxy."""
+    wasm = {
+        "name": "envoy.filters.network.wasm",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm",
+            "config": {
+                "name": f"floor_{behaviour}",
+                "root_id": f"floor_{behaviour}",
+                "configuration": {
+                    "@type": "type.googleapis.com/google.protobuf.StringValue",
+                    "value": behaviour,
+                },
+                "vm_config": {
+                    "vm_id": "floor",
+                    "runtime": "envoy.wasm.runtime.v8",
+                    "code": {"local": {"filename": str(FLOOR)}},
+                },
+            },
+        },
+    }
+    return {
+        "name": name,
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+        "filter_chains": [{"filters": [wasm, tcp_proxy]}],
+    }
+
+
 def main() -> None:
     if not DNSBENCH.exists():
         subprocess.run(
@@ -73,7 +108,9 @@ def main() -> None:
             cwd=ROOT / "filter",
             check=True,
         )
-    admin, filt, plain, upstream, collector = free_ports(5)
+    if not FLOOR.exists():
+        subprocess.run([str(ROOT / "filter" / "build.sh"), "wasm-floor"], check=True)
+    admin, filt, plain, upstream, collector, empty, read = free_ports(7)
     work = Path(tempfile.mkdtemp(prefix="dnsguard-bench-"))
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -101,6 +138,10 @@ def main() -> None:
             admin=admin, dns_tcp=filt, upstream_dns=upstream, collector=collector, plain_tcp=plain
         )
         cfg = filter_bootstrap(ports, FilterOptions(token="bench", queue_max=100_000))
+        listeners = cfg["static_resources"]["listeners"]
+        tcp_proxy = next(x for x in listeners if x["name"] == "dns_plain")["filter_chains"][0]
+        listeners.append(floor_listener("floor_empty", empty, "empty", tcp_proxy["filters"][-1]))
+        listeners.append(floor_listener("floor_read", read, "read", tcp_proxy["filters"][-1]))
         (work / "envoy.yaml").write_text(yaml.safe_dump(cfg))
         envoy = subprocess.Popen(
             [
@@ -117,14 +158,20 @@ def main() -> None:
         procs.append(envoy)
         wait_ready(f"http://127.0.0.1:{admin}/ready", b"LIVE")
         load(filt, 4, 8)  # warm up
-        paths = {"direct": upstream, "envoy tcp_proxy": plain, "envoy + dnsguard filter": filt}
+        paths = {
+            "direct": upstream,
+            "envoy tcp_proxy": plain,
+            "envoy + empty wasm filter": empty,
+            "envoy + wasm filter reading data": read,
+            "envoy + dnsguard filter": filt,
+        }
         rounds: dict[str, dict[str, list[dict[str, float]]]] = {
             w[0]: {k: [] for k in paths} for w in WORKLOADS
         }
         for r in range(ROUNDS):
             for workload, conns, pipeline in WORKLOADS:
                 order = list(paths.items())
-                order = order[r % 3 :] + order[: r % 3]
+                order = order[r % len(order) :] + order[: r % len(order)]
                 for name, port in order:
                     c0 = cpu_seconds(envoy.pid)
                     res = load(port, conns, pipeline)
@@ -150,9 +197,13 @@ def main() -> None:
             for k, v in rounds[workload].items()
         }
         base, filt_m = med["envoy tcp_proxy"], med["envoy + dnsguard filter"]
+        floor = med["envoy + empty wasm filter"]
         summary = {
             "qps_ratio_filter_vs_tcp_proxy": filt_m["qps"] / base["qps"],
             "added_envoy_cpu_us_per_query": filt_m["envoy_cpu_us_per_query"]
+            - base["envoy_cpu_us_per_query"],
+            "qps_ratio_empty_wasm_vs_tcp_proxy": floor["qps"] / base["qps"],
+            "added_envoy_cpu_us_per_query_empty_wasm": floor["envoy_cpu_us_per_query"]
             - base["envoy_cpu_us_per_query"],
         }
         results[workload] = {"medians": med, "summary": summary, "rounds": rounds[workload]}
@@ -165,14 +216,18 @@ def main() -> None:
             f"\nDNS over TCP, {workload}: {shape}; {ROUNDS} interleaved rounds of {SECONDS:.0f}s, medians"
         )
         print(
-            f"{'path':26s} {'queries/s':>11s} {'p50 us':>8s} {'p99 us':>8s} {'Envoy CPU us/query':>19s}"
+            f"{'path':34s} {'queries/s':>11s} {'p50 us':>8s} {'p99 us':>8s} {'Envoy CPU us/query':>19s}"
         )
         for k, m in med.items():
             cpu = "-" if k == "direct" else f"{m['envoy_cpu_us_per_query']:.2f}"
-            print(f"{k:26s} {m['qps']:11,.0f} {m['p50_us']:8.0f} {m['p99_us']:8.0f} {cpu:>19s}")
+            print(f"{k:34s} {m['qps']:11,.0f} {m['p50_us']:8.0f} {m['p99_us']:8.0f} {cpu:>19s}")
         print(
             f"filter vs tcp_proxy: {summary['qps_ratio_filter_vs_tcp_proxy']:.3f}x queries/s (target >= 0.88), "
             f"+{summary['added_envoy_cpu_us_per_query']:.2f} us Envoy CPU per query (target <= 8)"
+        )
+        print(
+            f"floor, an empty Wasm filter vs tcp_proxy: {summary['qps_ratio_empty_wasm_vs_tcp_proxy']:.3f}x "
+            f"queries/s, +{summary['added_envoy_cpu_us_per_query_empty_wasm']:.2f} us Envoy CPU per query"
         )
     print(
         "\nfilter stats:",

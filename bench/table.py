@@ -26,6 +26,17 @@ def _met(ok: bool) -> str:
     return "met" if ok else "not met"
 
 
+def _floor(m: dict[str, Any], b: dict[str, Any]) -> str:
+    """The empty and the data-reading Wasm filters: the floor under any Wasm filter."""
+    parts = []
+    for key, label in (("envoy + empty wasm filter", "empty Wasm filter"),
+                       ("envoy + wasm filter reading data", "Wasm filter reading the bytes")):  # fmt: skip
+        if key in m:
+            parts.append(f"{label}: {m[key]['qps'] / b['qps']:.2f}x q/s, "
+                         f"{m[key]['envoy_cpu_us_per_query'] - b['envoy_cpu_us_per_query']:+.2f} us")  # fmt: skip
+    return "; ".join(parts)
+
+
 def filter_rows(d: dict[str, Any]) -> list[Row]:
     rows = []
     for name, shape in (("pipelined", "pipelined DNS/TCP, 4 conns x 8 in flight"),
@@ -36,7 +47,8 @@ def filter_rows(d: dict[str, Any]) -> list[Row]:
         rows.append((
             f"filter, {shape}", "`bench/bench_filter.py`",
             f"{f['qps']:,.0f} q/s, {f['envoy_cpu_us_per_query']:.2f} us Envoy CPU/query",
-            f"tcp_proxy alone: {b['qps']:,.0f} q/s, {b['envoy_cpu_us_per_query']:.2f} us",
+            f"tcp_proxy alone: {b['qps']:,.0f} q/s, {b['envoy_cpu_us_per_query']:.2f} us; "
+            + _floor(m, b),
             f"+{s['added_envoy_cpu_us_per_query']:.2f} us/query (<= 8: {_met(s['added_envoy_cpu_us_per_query'] <= 8)}); "
             f"{s['qps_ratio_filter_vs_tcp_proxy']:.2f}x q/s (>= 0.88: {_met(s['qps_ratio_filter_vs_tcp_proxy'] >= 0.88)})",
         ))  # fmt: skip

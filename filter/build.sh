@@ -6,7 +6,9 @@
 # rustup toolchain, or Debian's wasm-ld. See filter/README.md for why.
 #
 # Output: filter/target/wasm32-unknown-unknown/release/dnsguard_filter.wasm
+# (`build.sh wasm-floor` builds the benchmark's floor module instead).
 set -euo pipefail
+PACKAGE="${1:-dnsguard-filter}"
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 log() { printf '\033[1m[filter]\033[0m %s\n' "$*"; }
@@ -39,7 +41,7 @@ export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER="$linker"
 cd "$HERE"
 log "cargo build (wasm32-unknown-unknown, build-std, linker $(basename "$linker"))"
-/usr/bin/cargo build --locked --release -p dnsguard-filter \
+/usr/bin/cargo build --locked --release -p "$PACKAGE" \
   --target wasm32-unknown-unknown -Zbuild-std=std,panic_abort -q
-out="$HERE/target/wasm32-unknown-unknown/release/dnsguard_filter.wasm"
+out="$HERE/target/wasm32-unknown-unknown/release/${PACKAGE//-/_}.wasm"
 log "built $out ($(stat -c %s "$out") bytes)"
