@@ -53,6 +53,7 @@ def read_framed(sock: socket.socket) -> bytes:
 def test_tcp_queries_become_events_with_answers_and_attribution(rig: FilterRig) -> None:
     a, aaaa, nx = uniq("a-"), uniq("v6-"), "nx-" + uniq()
     port = rig.ports.dns_tcp
+    before = rig.envoy.stats()
     r1 = dns.query.tcp(dns.message.make_query(a, "A"), "127.0.0.1", port=port, timeout=5)
     dns.query.tcp(
         dns.message.make_query(aaaa, "AAAA", want_dnssec=True), "127.0.0.1", port=port, timeout=5
@@ -97,6 +98,15 @@ def test_tcp_queries_become_events_with_answers_and_attribution(rig: FilterRig) 
     assert ev_nx["response"]["rcode"] == "NXDOMAIN"
     assert ev_nx["response"]["answers"] == []
     assert ev_nx["response"]["min_ttl"] is None
+    # Envoy's counters: queries and responses are added on the filter's timer
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        now = rig.envoy.stats()
+        counted = [now.get(k, 0) - before.get(k, 0) for k in ("queries", "responses")]
+        if min(counted) >= 3:
+            break
+        time.sleep(0.1)
+    assert min(counted) >= 3, counted
 
 
 def test_split_reads_and_pipelined_out_of_order_answers(rig: FilterRig) -> None:

@@ -84,7 +84,7 @@ pub fn client(ctx: &dyn Context) -> (Client, bool) {
         Some((ns, p)) => (ns.to_string(), spiffe_part(p, "sa").unwrap_or_default().to_string()),
         None => crate::state::with(|vm| (vm.node.namespace.clone(), vm.node.workload.clone())),
     };
-    (Client { ip, port, peer, namespace, workload }, tls)
+    (Client::new(ip, port, peer, namespace, workload), tls)
 }
 
 #[cfg(test)]

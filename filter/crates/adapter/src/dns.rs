@@ -35,7 +35,7 @@ pub fn on_query(ctx: u32, bytes: &[u8], client: &Rc<Client>, transport: &'static
     };
     let now = now_micros();
     state::with(|vm| {
-        vm.count(Stat::Queries, 1);
+        vm.tally(Stat::Queries);
         let version = vm.policy.version;
         let decision =
             if enforce { vm.policy.decide(&q.name, &client.namespace, &client.workload, now / 1_000_000).map(|d| d.action) } else { None };
@@ -92,7 +92,7 @@ pub fn on_response(ctx: u32, bytes: &[u8]) {
     };
     let now = now_micros();
     state::with(|vm| {
-        vm.count(Stat::Responses, 1);
+        vm.tally(Stat::Responses);
         if let Some(p) = vm.take_pending(ctx, msg.header.id) {
             let same_question = msg.questions.first().is_none_or(|q| q.name == p.query.name);
             if same_question {

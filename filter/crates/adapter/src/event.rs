@@ -1,4 +1,11 @@
 //! v1 DNS events (see schemas/dns-event-v1.schema.json) built from parsed messages.
+//!
+//! Every event repeats the node's object (the same for the whole VM) and the
+//! client's (the same for a connection), so those are encoded once and spliced
+//! in; only the query, the response and a few scalars are encoded per event.
+
+use std::borrow::Cow;
+use std::io::Write;
 
 use dnswire::{class_name, rcode_name, type_name, Message, Question};
 use serde::Serialize;
@@ -26,6 +33,17 @@ pub struct Client {
     /// The workload policy scopes apply to: the SPIFFE peer's service account, else the node's workload.
     #[serde(skip)]
     pub workload: String,
+    /// This client's JSON object, encoded once for all its events.
+    #[serde(skip)]
+    pub json: String,
+}
+
+impl Client {
+    pub fn new(ip: String, port: u16, peer: Option<String>, namespace: String, workload: String) -> Client {
+        let mut c = Client { ip, port, peer, namespace, workload, json: String::new() };
+        c.json = serde_json::to_string(&c).unwrap_or_else(|_| "{}".to_string());
+        c
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -33,8 +51,8 @@ pub struct QueryInfo {
     pub id: u16,
     pub name: String,
     #[serde(rename = "type")]
-    pub qtype: String,
-    pub class: String,
+    pub qtype: Cow<'static, str>,
+    pub class: Cow<'static, str>,
     pub rd: bool,
     pub cd: bool,
     #[serde(rename = "do")]
@@ -59,14 +77,14 @@ impl QueryInfo {
 pub struct AnswerInfo {
     pub name: String,
     #[serde(rename = "type")]
-    pub rtype: String,
+    pub rtype: Cow<'static, str>,
     pub ttl: u32,
     pub data: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ResponseInfo {
-    pub rcode: String,
+    pub rcode: Cow<'static, str>,
     pub aa: bool,
     pub tc: bool,
     pub ra: bool,
@@ -94,11 +112,8 @@ impl ResponseInfo {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
 pub struct Event<'a> {
-    pub v: u8,
-    pub ts: String,
-    pub node: &'a Node,
+    pub ts_micros: u64,
     pub client: &'a Client,
     pub transport: &'static str,
     pub query: &'a QueryInfo,
@@ -108,14 +123,40 @@ pub struct Event<'a> {
     pub policy_version: u64,
 }
 
+impl Event<'_> {
+    /// The v1 JSON of this event, with the VM's node object given pre-encoded.
+    pub fn to_json(&self, node_json: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(384 + node_json.len() + self.client.json.len());
+        out.extend_from_slice(br#"{"v":1,"ts":""#);
+        write_rfc3339_micros(&mut out, self.ts_micros);
+        out.extend_from_slice(br#"","node":"#);
+        out.extend_from_slice(node_json.as_bytes());
+        out.extend_from_slice(br#","client":"#);
+        out.extend_from_slice(self.client.json.as_bytes());
+        out.extend_from_slice(br#","transport":""#);
+        out.extend_from_slice(self.transport.as_bytes()); // a fixed token: tcp, dot, doh
+        out.extend_from_slice(br#"","query":"#);
+        let _ = serde_json::to_writer(&mut out, self.query);
+        out.extend_from_slice(br#","response":"#);
+        let _ = serde_json::to_writer(&mut out, &self.response);
+        out.extend_from_slice(br#","latency_us":"#);
+        let _ = serde_json::to_writer(&mut out, &self.latency_us);
+        out.extend_from_slice(br#","action":""#);
+        out.extend_from_slice(self.action.as_bytes()); // a fixed token: allowed, shadow, blocked
+        out.extend_from_slice(br#"","policy_version":"#);
+        let _ = write!(out, "{}}}", self.policy_version);
+        out
+    }
+}
+
 /// RFC 3339 UTC with microseconds, from microseconds since the epoch.
-pub fn rfc3339_micros(micros: u64) -> String {
+fn write_rfc3339_micros(out: &mut Vec<u8>, micros: u64) {
     let secs = micros / 1_000_000;
     let frac = micros % 1_000_000;
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:06}Z", rem / 3600, (rem / 60) % 60, rem % 60)
+    let _ = write!(out, "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:06}Z", rem / 3600, (rem / 60) % 60, rem % 60);
 }
 
 /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian).
@@ -135,6 +176,60 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sample_response() -> ResponseInfo {
+        ResponseInfo {
+            rcode: "NOERROR".into(),
+            aa: false,
+            tc: false,
+            ra: true,
+            ad: false,
+            answers: vec![AnswerInfo { name: "ex\"ample.com".into(), rtype: "A".into(), ttl: 30, data: "192.0.2.1".into() }],
+            min_ttl: Some(30),
+        }
+    }
+
+    /// The spliced encoding is the plain serde encoding of the v1 event, field for field.
+    #[test]
+    fn spliced_json_equals_serde_encoding() {
+        let node = Node { id: "sidecar~1".into(), namespace: "shop\\x".into(), ..Node::default() };
+        let node_json = serde_json::to_string(&node).unwrap_or_default();
+        let client = Client::new("10.0.0.1".into(), 5353, Some("spiffe://td/ns/a/sa/b".into()), "a".into(), "b".into());
+        let query = QueryInfo { id: 7, name: "a\u{1}.example".into(), qtype: "TYPE999".into(), class: "IN".into(), rd: true, cd: false, dnssec_ok: true };
+        let response = sample_response();
+        for (resp, latency) in [(Some(&response), Some(12)), (None, None)] {
+            let event = Event {
+                ts_micros: 1_795_608_000_000_001,
+                client: &client,
+                transport: "dot",
+                query: &query,
+                response: resp,
+                latency_us: latency,
+                action: "shadow",
+                policy_version: 42,
+            };
+            let got: serde_json::Value = serde_json::from_slice(&event.to_json(&node_json)).unwrap_or_default();
+            let want = serde_json::json!({
+                "v": 1,
+                "ts": "2026-11-25T12:00:00.000001Z",
+                "node": &node,
+                "client": &client,
+                "transport": "dot",
+                "query": &query,
+                "response": resp,
+                "latency_us": latency,
+                "action": "shadow",
+                "policy_version": 42,
+            });
+            assert_eq!(got, want);
+        }
+    }
+
+    fn rfc3339_micros(micros: u64) -> String {
+        let mut out = Vec::new();
+        write_rfc3339_micros(&mut out, micros);
+        String::from_utf8(out).unwrap_or_default()
+    }
 
     #[test]
     fn formats_rfc3339_with_micros() {

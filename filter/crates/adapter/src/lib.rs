@@ -34,7 +34,7 @@ proxy_wasm::main! {{
 }}
 
 struct Batch {
-    events: Vec<String>,
+    events: Vec<Vec<u8>>,
     attempts: u32,
 }
 
@@ -57,7 +57,7 @@ impl Root {
             let batch = match self.retry.pop_front() {
                 Some(b) => b,
                 None => {
-                    let events: Vec<String> = state::with(|vm| {
+                    let events: Vec<Vec<u8>> = state::with(|vm| {
                         let n = vm.queue.len().min(cfg.batch_size);
                         vm.queue.drain(..n).collect()
                     });
@@ -74,15 +74,15 @@ impl Root {
     }
 
     fn send(&mut self, cfg: &Config, mut batch: Batch) -> bool {
-        let mut body = String::with_capacity(batch.events.iter().map(|e| e.len() + 1).sum::<usize>() + 2);
-        body.push('[');
+        let mut body = Vec::with_capacity(batch.events.iter().map(|e| e.len() + 1).sum::<usize>() + 2);
+        body.push(b'[');
         for (i, e) in batch.events.iter().enumerate() {
             if i > 0 {
-                body.push(',');
+                body.push(b',');
             }
-            body.push_str(e);
+            body.extend_from_slice(e);
         }
-        body.push(']');
+        body.push(b']');
         let auth = format!("Bearer {}", cfg.token);
         let mut headers = vec![
             (":method", "POST"),
@@ -97,7 +97,7 @@ impl Root {
         match self.dispatch_http_call(
             &cfg.collector_cluster,
             headers,
-            Some(body.as_bytes()),
+            Some(&body),
             vec![],
             Duration::from_millis(cfg.collector_timeout_ms),
         ) {
@@ -201,9 +201,11 @@ impl RootContext for Root {
             }
         };
         let node = attribution::node(self, &cfg.metadata_keys);
+        let node_json = serde_json::to_string(&node).unwrap_or_else(|_| "{}".to_string());
         state::with(|vm| {
             vm.define_metrics();
             vm.node = node;
+            vm.node_json = node_json;
             vm.queue_max = cfg.queue_max;
             vm.max_pending = cfg.max_pending;
             vm.max_answers = cfg.max_answers;
@@ -223,7 +225,10 @@ impl RootContext for Root {
         if let Some(cfg) = &self.config {
             let timeout_us = cfg.query_timeout_ms * 1000;
             let now = now_micros();
-            state::with(|vm| vm.sweep(now, timeout_us));
+            state::with(|vm| {
+                vm.sweep(now, timeout_us);
+                vm.flush_tallies();
+            });
         }
         self.flush();
         self.poll_feed();

@@ -9,9 +9,9 @@ use std::rc::Rc;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
-use crate::event::{rfc3339_micros, Client, Event, Node, QueryInfo, ResponseInfo};
+use crate::event::{Client, Event, Node, QueryInfo, ResponseInfo};
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Stat {
     Queries,
     Responses,
@@ -70,11 +70,16 @@ pub struct Pending {
 #[derive(Default)]
 pub struct VmState {
     pub node: Node,
-    pub queue: VecDeque<String>,
+    /// The node's JSON object, encoded once for every event of this VM.
+    pub node_json: String,
+    pub queue: VecDeque<Vec<u8>>,
     pub queue_max: usize,
     pub max_pending: usize,
     pub max_answers: usize,
     metric_ids: [Option<u32>; 13],
+    /// Counts of the per-message stats not yet added to Envoy's counters
+    /// (one host call per tick instead of one per message).
+    tallies: [u64; 13],
     gauge_ids: [Option<u32>; 3],
     /// The policy this VM enforces (a copy per VM, refreshed from shared data).
     pub policy: dnspolicy::Policy,
@@ -127,8 +132,25 @@ impl VmState {
         }
     }
 
+    /// Count a stat that moves with every message (queries, responses): added
+    /// to Envoy's counter by [`VmState::flush_tallies`] on the next tick.
+    pub fn tally(&mut self, stat: Stat) {
+        if let Some(t) = self.tallies.get_mut(stat as usize) {
+            *t += 1;
+        }
+    }
+
+    pub fn flush_tallies(&mut self) {
+        for (stat, _) in STAT_NAMES {
+            let n = self.tallies.get_mut(stat as usize).map_or(0, std::mem::take);
+            if n > 0 {
+                self.count(stat, n);
+            }
+        }
+    }
+
     /// Queue a serialized event; when full, the oldest is dropped and counted.
-    pub fn enqueue(&mut self, event: String) {
+    pub fn enqueue(&mut self, event: Vec<u8>) {
         while self.queue.len() >= self.queue_max.max(1) {
             self.queue.pop_front();
             self.count(Stat::EventsDropped, 1);
@@ -142,9 +164,7 @@ impl VmState {
 
     pub fn emit_as(&mut self, p: &Pending, response: Option<&ResponseInfo>, now: u64, action: &'static str) {
         let event = Event {
-            v: 1,
-            ts: rfc3339_micros(p.start_micros),
-            node: &self.node,
+            ts_micros: p.start_micros,
             client: &p.client,
             transport: p.transport,
             query: &p.query,
@@ -153,10 +173,8 @@ impl VmState {
             action,
             policy_version: p.policy_version,
         };
-        match serde_json::to_string(&event) {
-            Ok(s) => self.enqueue(s),
-            Err(_) => self.count(Stat::EventsDropped, 1),
-        }
+        let json = event.to_json(&self.node_json);
+        self.enqueue(json);
         if response.is_none() {
             self.count(Stat::Unanswered, 1);
         }

@@ -1,6 +1,8 @@
 //! Mnemonics for types, classes and response codes (RFC 3597 form otherwise).
 
-pub fn type_name(t: u16) -> String {
+use std::borrow::Cow;
+
+pub fn type_name(t: u16) -> Cow<'static, str> {
     let s = match t {
         1 => "A",
         2 => "NS",
@@ -47,23 +49,23 @@ pub fn type_name(t: u16) -> String {
         255 => "ANY",
         256 => "URI",
         257 => "CAA",
-        _ => return format!("TYPE{t}"),
+        _ => return Cow::Owned(format!("TYPE{t}")),
     };
-    s.to_string()
+    Cow::Borrowed(s)
 }
 
-pub fn class_name(c: u16) -> String {
-    match c {
-        1 => "IN".to_string(),
-        3 => "CH".to_string(),
-        4 => "HS".to_string(),
-        254 => "NONE".to_string(),
-        255 => "ANY".to_string(),
-        _ => format!("CLASS{c}"),
-    }
+pub fn class_name(c: u16) -> Cow<'static, str> {
+    Cow::Borrowed(match c {
+        1 => "IN",
+        3 => "CH",
+        4 => "HS",
+        254 => "NONE",
+        255 => "ANY",
+        _ => return Cow::Owned(format!("CLASS{c}")),
+    })
 }
 
-pub fn rcode_name(r: u16) -> String {
+pub fn rcode_name(r: u16) -> Cow<'static, str> {
     let s = match r {
         0 => "NOERROR",
         1 => "FORMERR",
@@ -85,7 +87,7 @@ pub fn rcode_name(r: u16) -> String {
         21 => "BADALG",
         22 => "BADTRUNC",
         23 => "BADCOOKIE",
-        _ => return format!("RCODE{r}"),
+        _ => return Cow::Owned(format!("RCODE{r}")),
     };
-    s.to_string()
+    Cow::Borrowed(s)
 }
