@@ -67,7 +67,7 @@ pub fn on_query(ctx: u32, bytes: &[u8], client: &Rc<Client>, transport: &'static
             Ok(answer) => {
                 vm.count(Stat::Blocked, 1);
                 if let Ok(parsed) = parse_message(&answer) {
-                    let info = ResponseInfo::from_message(&parsed, vm.max_answers);
+                    let info = ResponseInfo::from_message(parsed, vm.max_answers);
                     vm.emit_as(&pending, Some(&info), now, "blocked");
                 }
                 Outcome::Answer(answer)
@@ -96,7 +96,7 @@ pub fn on_response(ctx: u32, bytes: &[u8]) {
         if let Some(p) = vm.take_pending(ctx, msg.header.id) {
             let same_question = msg.questions.first().is_none_or(|q| q.name == p.query.name);
             if same_question {
-                let response = ResponseInfo::from_message(&msg, vm.max_answers);
+                let response = ResponseInfo::from_message(msg, vm.max_answers);
                 vm.emit(&p, Some(&response), now);
             } else {
                 // an answer to a different question under the same id: keep the query waiting

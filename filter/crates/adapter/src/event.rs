@@ -94,20 +94,27 @@ pub struct ResponseInfo {
 }
 
 impl ResponseInfo {
-    pub fn from_message(msg: &Message, max_answers: usize) -> ResponseInfo {
+    /// Takes the message apart: its names move into the event, uncopied.
+    pub fn from_message(msg: Message, max_answers: usize) -> ResponseInfo {
+        let (rcode, min_ttl) = (rcode_name(msg.rcode()), msg.min_answer_ttl());
+        let h = msg.header;
         ResponseInfo {
-            rcode: rcode_name(msg.rcode()),
-            aa: msg.header.aa(),
-            tc: msg.header.tc(),
-            ra: msg.header.ra(),
-            ad: msg.header.ad(),
+            rcode,
+            aa: h.aa(),
+            tc: h.tc(),
+            ra: h.ra(),
+            ad: h.ad(),
             answers: msg
                 .answers
-                .iter()
+                .into_iter()
                 .take(max_answers)
-                .map(|r| AnswerInfo { name: r.name.clone(), rtype: type_name(r.rtype), ttl: r.ttl, data: r.data_text() })
+                .map(|r| {
+                    let (rtype, ttl) = (type_name(r.rtype), r.ttl);
+                    let data = r.into_data_text();
+                    AnswerInfo { name: data.0, rtype, ttl, data: data.1 }
+                })
                 .collect(),
-            min_ttl: msg.min_answer_ttl(),
+            min_ttl,
         }
     }
 }

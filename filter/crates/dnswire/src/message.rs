@@ -99,6 +99,18 @@ pub struct Record {
 
 impl Record {
     /// RDATA in presentation form (``1.2.3.4``, ``2001:db8::1``, a name, ...).
+    /// The owner name and the data text, taking the record apart (a name in
+    /// the data moves out instead of being copied).
+    pub fn into_data_text(self) -> (String, String) {
+        match self.data {
+            RData::Name(n) => (self.name, n),
+            _ => {
+                let text = self.data_text();
+                (self.name, text)
+            }
+        }
+    }
+
     pub fn data_text(&self) -> String {
         match &self.data {
             RData::A(a) => format!("{}.{}.{}.{}", a[0], a[1], a[2], a[3]),

@@ -14,7 +14,7 @@ pub const MAX_POINTER_HOPS: usize = 64;
 /// `""` for the root; bytes outside `[a-z0-9-_*]` are written `\DDD`) and the
 /// offset just past the name *in place* (after the first pointer, if any).
 pub fn read_name(msg: &[u8], start: usize) -> Result<(String, usize), ParseError> {
-    let mut out = String::new();
+    let mut out = String::with_capacity(48);
     let mut pos = start;
     let mut end: Option<usize> = None;
     let mut wire_len = 0usize;
@@ -63,7 +63,18 @@ pub fn read_name(msg: &[u8], start: usize) -> Result<(String, usize), ParseError
     }
 }
 
+fn plain(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'*'
+}
+
 fn push_label(out: &mut String, label: &[u8]) {
+    // the common label, already in presentation form: one copy
+    if label.iter().all(|&b| plain(b)) {
+        if let Ok(text) = std::str::from_utf8(label) {
+            out.push_str(text);
+            return;
+        }
+    }
     for &b in label {
         let c = b.to_ascii_lowercase();
         if c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'*' {
