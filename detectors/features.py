@@ -41,6 +41,7 @@ NGRAM_BUCKETS = 1 << NGRAM_BITS
 _HASH_MULT = np.uint64(0x9E3779B97F4A7C15)
 WORD_MIN, WORD_MAX = 3, 11  # 41**11 < 2**64: word codes are exact
 WORD_BITS = 24
+SHORT = 4  # words and prefixes this short are looked up in a direct table (41**4 bytes)
 
 STAT_NAMES: tuple[str, ...] = (
     "length",
@@ -155,11 +156,62 @@ def _trigram_ids(enc: EncodedLabels) -> tuple[IntArray, npt.NDArray[np.bool_]]:
 
 
 @dataclass(frozen=True, slots=True)
-class Dictionary:
-    """Exact word set over codes, with a bitset in front of a sorted array."""
+class CodeSet:
+    """An exact set of word codes: a bitset in front of a sorted array."""
 
-    words: npt.NDArray[np.uint64]  # sorted word codes
+    codes: npt.NDArray[np.uint64]  # sorted, unique
     bitset: U8Array  # 2**WORD_BITS bits
+
+    @classmethod
+    def of(cls, codes: npt.NDArray[np.uint64]) -> CodeSet:
+        unique = np.unique(codes.astype(np.uint64))
+        bitset = np.zeros(1 << (WORD_BITS - 3), dtype=np.uint8)
+        h = _word_hash(unique)
+        np.bitwise_or.at(bitset, h >> 3, (1 << (h & 7)).astype(np.uint8))
+        return cls(unique, bitset)
+
+    def contains(self, codes: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
+        h = _word_hash(codes)
+        maybe = (self.bitset[h >> 3] >> (h & 7)) & 1 == 1
+        hits = np.flatnonzero(maybe)
+        if hits.size and self.codes.size:
+            cand = codes.reshape(-1)[hits]
+            pos = np.minimum(np.searchsorted(self.codes, cand), self.codes.size - 1)
+            out = np.zeros(codes.size, dtype=bool)
+            out[hits] = self.codes[pos] == cand
+            return out.reshape(codes.shape)
+        return np.zeros(codes.shape, dtype=bool)
+
+
+def _prefix_codes(words: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
+    """Codes of the proper prefixes, ``WORD_MIN`` characters or longer, of ``words``.
+
+    A code's length is its number of base-``ALPHABET`` digits (letters are never 0).
+    """
+    out = [np.zeros(0, dtype=np.uint64)]
+    base = np.uint64(ALPHABET)
+    for length in range(WORD_MIN + 1, WORD_MAX + 1):
+        lo, hi = ALPHABET ** (length - 1), ALPHABET**length
+        mine = words[(words >= np.uint64(lo)) & (words < np.uint64(hi))]
+        for keep in range(WORD_MIN, length):
+            out.append(mine // base ** np.uint64(length - keep))
+    return np.unique(np.concatenate(out))
+
+
+@dataclass(frozen=True, slots=True)
+class Dictionary:
+    """The segmentation's words, and every prefix of them (to stop extending a
+    span as soon as no word can start with it)."""
+
+    word_set: CodeSet
+    prefix_set: CodeSet
+    # codes of up to SHORT characters index this table directly: bit 0 a word,
+    # bit 1 a prefix (most lookups are of three or four characters)
+    short: U8Array
+
+    @property
+    def words(self) -> npt.NDArray[np.uint64]:
+        return self.word_set.codes
 
     @classmethod
     def from_words(cls, words: Sequence[str]) -> Dictionary:
@@ -177,23 +229,25 @@ class Dictionary:
 
     @classmethod
     def from_codes(cls, codes: npt.NDArray[np.uint64]) -> Dictionary:
-        words = np.unique(codes.astype(np.uint64))
-        bitset = np.zeros(1 << (WORD_BITS - 3), dtype=np.uint8)
-        h = _word_hash(words)
-        np.bitwise_or.at(bitset, h >> 3, (1 << (h & 7)).astype(np.uint8))
-        return cls(words, bitset)
+        words = CodeSet.of(codes)
+        prefixes = CodeSet.of(_prefix_codes(words.codes))
+        short = np.zeros(ALPHABET**SHORT, dtype=np.uint8)
+        for bit, group in ((1, words.codes), (2, prefixes.codes)):
+            small = group[group < np.uint64(short.size)].astype(np.int64)
+            short[small] |= np.uint8(bit)
+        return cls(words, prefixes, short)
+
+    def lookup(
+        self, codes: npt.NDArray[np.uint64], k: int
+    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+        """(is a word, is a prefix of a longer word) for codes of ``k`` characters."""
+        if k <= SHORT:
+            flags = self.short[codes.astype(np.int64)]
+            return (flags & 1) == 1, (flags & 2) == 2
+        return self.word_set.contains(codes), self.prefix_set.contains(codes)
 
     def contains(self, codes: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
-        h = _word_hash(codes)
-        maybe = (self.bitset[h >> 3] >> (h & 7)) & 1 == 1
-        hits = np.flatnonzero(maybe)
-        if hits.size and self.words.size:
-            cand = codes.reshape(-1)[hits]
-            pos = np.minimum(np.searchsorted(self.words, cand), self.words.size - 1)
-            out = np.zeros(codes.size, dtype=bool)
-            out[hits] = self.words[pos] == cand
-            return out.reshape(codes.shape)
-        return np.zeros(codes.shape, dtype=bool)
+        return self.word_set.contains(codes)
 
 
 def _word_hash(codes: npt.NDArray[np.uint64]) -> IntArray:
@@ -210,46 +264,51 @@ def dictionary_segmentation(
     by fewer words. Both are packed into one integer, ``chars * 64 - words``,
     so each step is a single maximum. Letters only; digits and hyphens are
     never covered. Arrays are position-major so every step reads contiguous rows.
+
+    Words are found by growing every run of letters one character at a time,
+    keeping only the spans that are still the start of some dictionary word:
+    after three or four characters few spans of a random label survive.
     """
     n = enc.codes.shape[0]
     width = enc.codes.shape[1] - 2
-    inner = np.ascontiguousarray(enc.codes[:, 1 : width + 1].T).astype(np.uint64)  # (width, n)
-    letters = (inner >= 1) & (inner <= 26)
-    lengths = enc.lengths
-    # hit[k][j]: a dictionary word of length k starts at column j (fits inside the label)
-    hits: list[tuple[int, npt.NDArray[np.bool_]]] = []
-    code = np.zeros((width, n), dtype=np.uint64)
-    all_letters = np.ones((width, n), dtype=bool)
-    for k in range(1, min(WORD_MAX, width) + 1):
-        span = width - k + 1
-        code = code[:span] * np.uint64(ALPHABET) + inner[k - 1 : k - 1 + span]
-        all_letters = all_letters[:span] & letters[k - 1 : k - 1 + span]
-        if k >= WORD_MIN:
-            fits = np.arange(span)[:, None] + k <= lengths[None, :]
-            # look up only all-letter spans inside the label
-            where = np.flatnonzero(all_letters & fits)
-            if where.size:
-                found = where[dictionary.contains(code.reshape(-1)[where])]
-                if found.size:
-                    hit = np.zeros((span, n), dtype=bool)
-                    hit.reshape(-1)[found] = True
-                    hits.append((k, hit))
+    # (width, n) position-major, flattened: span (start j, label i) is j * n + i
+    inner = np.ascontiguousarray(enc.codes[:, 1 : width + 1].T).reshape(-1)
+    is_letter = (inner >= 1) & (inner <= 26)  # the closing marker and padding are not
+    starts = np.flatnonzero(is_letter)
+    code = inner[starts].astype(np.uint64)
+    hits: list[tuple[int, npt.NDArray[np.int64]]] = []  # (length, starts of the words found)
+    base = np.uint64(ALPHABET)
+    for k in range(2, min(WORD_MAX, width) + 1):
+        # spans whose last column would be past the width: starts stay sorted,
+        # so they are the tail
+        inside = int(np.searchsorted(starts, (width - k + 1) * n))
+        starts, code = starts[:inside], code[:inside]
+        nxt = starts + (k - 1) * n
+        keep = is_letter[nxt]
+        starts, code = starts[keep], code[keep] * base + inner[nxt[keep]].astype(np.uint64)
+        if k < WORD_MIN:
+            continue
+        found, alive = dictionary.lookup(code, k)
+        if found.any():
+            hits.append((k, starts[found]))
+        if k < WORD_MAX:
+            starts, code = starts[alive], code[alive]
+        if starts.size == 0:
+            break
     best = np.zeros((width + 1, n), dtype=np.int64)
     if hits:
-        # gain[i, j]: what a word of length ks[i] starting at column j adds, or a
-        # large negative where there is none; one gather and one max per position.
+        # gain[p, i]: what a word of length ks[i] ending at p adds, or a large
+        # negative where there is none; one gather, add and max per position.
         ks = np.array([k for k, _ in hits], dtype=np.int64)
-        gain = np.full((len(hits), width, n), -(1 << 40), dtype=np.int64)
-        for i, (k, hit) in enumerate(hits):
-            gain[i, : hit.shape[0]][hit] = k * 64 - 1
+        gain = np.full((width + 1, len(hits), n), -(1 << 40), dtype=np.int64)
+        for i, (k, where) in enumerate(hits):
+            j, label = np.divmod(where, n)
+            gain[j + k, i, label] = k * 64 - 1
+        back = np.maximum(np.arange(width + 1)[:, None] - ks[None, :], 0)  # (width + 1, len(ks))
         for p in range(1, width + 1):
-            usable = np.flatnonzero(ks <= p)
-            if usable.size == 0:
-                best[p] = best[p - 1]
-                continue
-            starts = p - ks[usable]
-            cand = (best[starts] + gain[usable, starts]).max(axis=0)
+            cand = (best[back[p]] + gain[p]).max(axis=0)
             np.maximum(best[p - 1], cand, out=best[p])
+    lengths = enc.lengths
     final = best[lengths, np.arange(n)]
     covered = (final + 63) // 64
     words = covered * 64 - final
