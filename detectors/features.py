@@ -340,16 +340,8 @@ class Batch:
 
 def split_batch(names: Sequence[str], psl: PublicSuffixList | None = None) -> Batch:
     psl = psl if psl is not None else default_psl()
-    labels: list[str] = []
-    suffixes: list[str] = []
-    subs = np.zeros(len(names), dtype=np.int64)
-    parts = psl.label_and_suffix
-    for i, name in enumerate(names):
-        label, suffix, sub = parts(name)
-        labels.append(label)
-        suffixes.append(suffix)
-        subs[i] = sub
-    return Batch(labels, suffixes, subs)
+    labels, suffixes, depths = psl.label_and_suffix_many(names)
+    return Batch(labels, suffixes, np.array(depths, dtype=np.int64))
 
 
 def statistics(batch: Batch, enc: EncodedLabels, ctx: FeatureContext) -> FloatArray:

@@ -10,6 +10,7 @@ snapshot shipped inside the ``tldextract`` package; nothing is downloaded.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -115,15 +116,29 @@ class PublicSuffixList:
         labels = norm.split(".") if norm else [""]
         return norm, labels, self.suffix_start(labels)
 
-    def label_and_suffix(self, name: str) -> tuple[str, str, int]:
-        """``(label, suffix, subdomain_labels)`` of ``split(name)``, without
-        building a ``SplitName`` (the DGA features split every scored name)."""
-        norm, labels, start = self._labels(name)
-        if start <= 0:
-            return "", norm, 0
-        # labels[:start - 1] are the subdomain's; joined they are empty only as "" alone
-        subdomain_labels = start - 1 if start > 2 or labels[0] else 0
-        return labels[start - 1], ".".join(labels[start:]), subdomain_labels
+    def label_and_suffix_many(self, names: Iterable[str]) -> tuple[list[str], list[str], list[int]]:
+        """``(label, suffix, subdomain_labels)`` of ``split(name)`` for each name, as
+        three lists, without building ``SplitName``s (the DGA features split every
+        name they score)."""
+        suffix_start = self.suffix_start
+        labels_out: list[str] = []
+        suffixes: list[str] = []
+        depths: list[int] = []
+        add_label, add_suffix, add_depth = labels_out.append, suffixes.append, depths.append
+        for name in names:
+            norm = name.strip().rstrip(".").lower()  # normalise(), inlined
+            labels = norm.split(".") if norm else [""]
+            start = suffix_start(labels)
+            if start <= 0:
+                add_label("")
+                add_suffix(norm)
+                add_depth(0)
+                continue
+            add_label(labels[start - 1])
+            add_suffix(labels[start] if start == len(labels) - 1 else ".".join(labels[start:]))
+            # labels[:start - 1] are the subdomain's; joined they are empty only as "" alone
+            add_depth(start - 1 if start > 2 or labels[0] else 0)
+        return labels_out, suffixes, depths
 
     def split(self, name: str) -> SplitName:
         norm, labels, start = self._labels(name)

@@ -44,8 +44,10 @@ def test_bundled_list_is_loaded() -> None:
     ["www.google.com", "a.b.example.co.uk", "a..b.com", ".b.com", "..com", "x..y..co.uk", "com",
      "", ".", " A.B.Co.Uk ", "x.com.", "a.b.c.d.kawasaki.jp", "www.city.kawasaki.jp", "x.y.ck"],
 )  # fmt: skip
-def test_label_and_suffix_agrees_with_split(name: str) -> None:
+def test_label_and_suffix_many_agrees_with_split(name: str) -> None:
     s = default_psl().split(name)
     subdomain_labels = len(s.subdomain.split(".")) if s.subdomain else 0
-    assert default_psl().label_and_suffix(name) == (s.label, s.suffix, subdomain_labels)
+    labels, suffixes, depths = default_psl().label_and_suffix_many([name, "www.example.com"])
+    assert (labels[0], suffixes[0], depths[0]) == (s.label, s.suffix, subdomain_labels)
+    assert (labels[1], suffixes[1], depths[1]) == ("example", "com", 1)
     assert s.subdomain_labels == subdomain_labels
