@@ -80,6 +80,10 @@ class StackSettings:
     # an extra SASL_PLAINTEXT (PLAIN) listener, for trying authenticated clients locally
     kafka_sasl_port: int | None = None
     kafka_sasl_users: tuple[tuple[str, Secret], ...] = ()
+    # an extra SSL (TLS) listener: the broker's unencrypted PKCS#8 key and its
+    # certificate chain, in one PEM file
+    kafka_ssl_port: int | None = None
+    kafka_ssl_keystore: Path | None = None
 
     @property
     def kafka_bootstrap(self) -> str:
@@ -100,6 +104,14 @@ class StackSettings:
             raise ConfigError(f"local stack ports must be distinct, got {ports}")
         if self.kafka_heap_mb < 256:
             raise ConfigError(f"{ENV_PREFIX}KAFKA_HEAP_MB={self.kafka_heap_mb}: must be >= 256")
+        if (self.kafka_ssl_port is None) != (self.kafka_ssl_keystore is None):
+            raise ConfigError(
+                f"{ENV_PREFIX}KAFKA_SSL_PORT and {ENV_PREFIX}KAFKA_SSL_KEYSTORE go together"
+            )
+        if self.kafka_ssl_keystore is not None and not self.kafka_ssl_keystore.is_file():
+            raise ConfigError(
+                f"{ENV_PREFIX}KAFKA_SSL_KEYSTORE={self.kafka_ssl_keystore}: no such file"
+            )
         return self
 
 
@@ -452,6 +464,7 @@ def load_stack_settings(env: Mapping[str, str] | None = None) -> StackSettings:
     """Build :class:`StackSettings` from ``DNSGUARD_*`` environment variables."""
     source = os.environ if env is None else env
     e = _Env(source)
+    keystore = e.raw("KAFKA_SSL_KEYSTORE")
     return StackSettings(
         state_dir=e.path("STATE_DIR", default_state_dir(source)),
         cache_dir=e.path("CACHE_DIR", default_cache_dir(source)),
@@ -468,4 +481,6 @@ def load_stack_settings(env: Mapping[str, str] | None = None) -> StackSettings:
             if e.raw("KAFKA_SASL_PORT")
             else ()
         ),
+        kafka_ssl_port=e.port("KAFKA_SSL_PORT", 1) if e.raw("KAFKA_SSL_PORT") else None,
+        kafka_ssl_keystore=Path(keystore).expanduser() if keystore else None,
     ).validate()

@@ -310,6 +310,14 @@ class Kafka(Service):
             props["listener.name.sasl_plaintext.plain.sasl.jaas.config"] = (
                 f"org.apache.kafka.common.security.plain.PlainLoginModule required {users};"
             )
+        if s.kafka_ssl_port is not None and s.kafka_ssl_keystore is not None:
+            # clients connect over TLS here (server authentication only)
+            tls = f"SSL://127.0.0.1:{s.kafka_ssl_port}"
+            props["listeners"] += "," + tls
+            props["advertised.listeners"] += "," + tls
+            props["listener.security.protocol.map"] += ",SSL:SSL"
+            props["listener.name.ssl.ssl.keystore.type"] = "PEM"
+            props["listener.name.ssl.ssl.keystore.location"] = str(s.kafka_ssl_keystore)
         self.config_path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
         (self.home / "log4j.properties").write_text(
             "log4j.rootLogger=WARN, stdout\n"

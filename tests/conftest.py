@@ -9,9 +9,10 @@ missing: the fixture fails with the service's log tail instead.
 from __future__ import annotations
 
 import socket
+import subprocess
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,38 @@ from streams.settings import load_stack_settings
 from streams.stack import Kafka, Redis, Service, Stack
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@dataclass(frozen=True)
+class TlsMaterial:
+    ca: Path
+    server_cert: Path
+    server_key: Path
+    client_cert: Path
+    client_key: Path
+
+
+def make_tls_material(d: Path, client_uri: str) -> TlsMaterial:
+    """A throwaway CA (openssl), a server certificate for 127.0.0.1/localhost and a
+    client certificate carrying ``client_uri`` as its URI SAN; keys are PKCS#8 PEM."""
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+            "-days", "2", "-subj", "/CN=dnsguard test CA")  # fmt: skip
+    for name, ext in (
+        ("server", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
+        ("client", f"subjectAltName=URI:{client_uri}"),
+    ):
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                "-subj", f"/CN=dnsguard {name}")  # fmt: skip
+        (d / f"{name}.ext").write_text(ext + "\n")
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext")  # fmt: skip
+    return TlsMaterial(
+        d / "ca.pem", d / "server.pem", d / "server.key", d / "client.pem", d / "client.key"
+    )
 
 
 def free_ports(n: int) -> list[int]:

@@ -21,7 +21,7 @@ from streams.envoy_config import WASM_PATH, FilterOptions, FilterPorts, filter_b
 from streams.stack import envoy_binary
 from streams.topics import TopicSpec, ensure_topics
 from streams.upstream import Upstream, UpstreamServer
-from tests.conftest import free_ports
+from tests.conftest import TlsMaterial, free_ports, make_tls_material
 
 TOKEN = "e2e-token"
 
@@ -134,37 +134,10 @@ class CollectorProcess:
 CLIENT_SPIFFE = "spiffe://cluster.local/ns/shop/sa/web-sa"
 
 
-@dataclass(frozen=True)
-class TlsMaterial:
-    ca: Path
-    server_cert: Path
-    server_key: Path
-    client_cert: Path
-    client_key: Path
-
-
-def _openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
 @pytest.fixture(scope="session")
 def tls_material(tmp_path_factory: pytest.TempPathFactory) -> TlsMaterial:
     """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate with a SPIFFE URI."""
-    d = tmp_path_factory.mktemp("tls")
-    _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
-             "-days", "2", "-subj", "/CN=dnsguard test CA", cwd=d)  # fmt: skip
-    for name, ext in (
-        ("server", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
-        ("client", f"subjectAltName=URI:{CLIENT_SPIFFE}"),
-    ):
-        _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr",
-                 "-subj", f"/CN=dnsguard {name}", cwd=d)  # fmt: skip
-        (d / f"{name}.ext").write_text(ext + "\n")
-        _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-                 "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext", cwd=d)  # fmt: skip
-    return TlsMaterial(
-        d / "ca.pem", d / "server.pem", d / "server.key", d / "client.pem", d / "client.key"
-    )
+    return make_tls_material(tmp_path_factory.mktemp("tls"), CLIENT_SPIFFE)
 
 
 @dataclass

@@ -1,6 +1,6 @@
-"""Authenticated Kafka (SASL/PLAIN) and Redis (ACL user, default user off): the
-collector, a worker and the feed server work with credentials from the
-environment, and fail clearly without them."""
+"""Authenticated Kafka (SASL/PLAIN), Kafka over TLS, and Redis (ACL user, default
+user off): the collector, a worker and the feed server work with credentials
+and trust from the environment, and fail clearly without them."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from streams.simulate import Simulator
 from streams.stack import Kafka, Stack
 from streams.stack import Redis as RedisService
 from streams.topics import TopicSpec, ensure_topics
-from tests.conftest import free_ports
+from tests.conftest import free_ports, make_tls_material
 
 pytestmark = pytest.mark.integration
 
@@ -37,10 +37,14 @@ REDIS_USER, REDIS_PASSWORD = "dnsguard", "redis-" + uuid.uuid4().hex
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     work = tmp_path_factory.mktemp("secured")
-    kafka, controller, sasl, redis = free_ports(4)
+    tls = make_tls_material(work, "spiffe://cluster.local/ns/dnsguard/sa/worker")
+    keystore = work / "kafka-keystore.pem"  # the broker's key and certificate chain
+    keystore.write_text(tls.server_key.read_text() + tls.server_cert.read_text())
+    kafka, controller, sasl, ssl_port, redis = free_ports(5)
     settings = replace(load_stack_settings({}), state_dir=work, kafka_port=kafka, kafka_controller_port=controller,
                        redis_port=redis, kafka_heap_mb=512, kafka_sasl_port=sasl,
-                       kafka_sasl_users=((USER, Secret(PASSWORD)),))  # fmt: skip
+                       kafka_sasl_users=((USER, Secret(PASSWORD)),), kafka_ssl_port=ssl_port,
+                       kafka_ssl_keystore=keystore)  # fmt: skip
     stack = Stack(settings, (RedisService, Kafka))
     stack.up()
     try:
@@ -57,6 +61,8 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
             "DNSGUARD_REDIS_USERNAME": REDIS_USER,
             "DNSGUARD_REDIS_PASSWORD": REDIS_PASSWORD,
             "work": str(work),
+            "tls_bootstrap": f"127.0.0.1:{ssl_port}",
+            "tls_ca": str(tls.ca),
         }
     finally:
         stack.down()
@@ -77,18 +83,64 @@ def http_status(url: str, data: bytes | None = None, headers: dict[str, str] | N
         return 0  # not listening yet
 
 
+SERVICE_ENV = ("DNSGUARD_KAFKA_BOOTSTRAP", "DNSGUARD_KAFKA_SECURITY_PROTOCOL", "DNSGUARD_KAFKA_SASL_USERNAME",
+               "DNSGUARD_KAFKA_SASL_PASSWORD", "DNSGUARD_REDIS_URL", "DNSGUARD_REDIS_USERNAME",
+               "DNSGUARD_REDIS_PASSWORD")  # fmt: skip
+
+
+def service_env(secured: dict[str, str]) -> dict[str, str]:
+    return {k: secured[k] for k in SERVICE_ENV}
+
+
 def test_worker_and_collector_with_sasl_kafka_and_redis_acl(secured: dict[str, str]) -> None:
-    env = {k: v for k, v in secured.items() if k != "work"}
+    run_collector_and_worker(secured, service_env(secured), security(), redis_db=1)
+
+
+def test_worker_and_collector_with_kafka_over_tls(secured: dict[str, str]) -> None:
+    """The same pipeline through the broker's TLS listener, trusting only the test CA."""
+    env = service_env(secured)
+    for k in ("DNSGUARD_KAFKA_SASL_USERNAME", "DNSGUARD_KAFKA_SASL_PASSWORD"):
+        env.pop(k)
+    env |= {"DNSGUARD_KAFKA_BOOTSTRAP": secured["tls_bootstrap"], "DNSGUARD_KAFKA_SECURITY_PROTOCOL": "SSL",
+            "DNSGUARD_KAFKA_SSL_CAFILE": secured["tls_ca"]}  # fmt: skip
+    run_collector_and_worker(
+        secured, env, KafkaSecurity("SSL", ssl_cafile=Path(secured["tls_ca"])), redis_db=2
+    )
+
+
+def test_kafka_over_tls_refuses_an_untrusted_broker(secured: dict[str, str]) -> None:
+    """Without the test CA the broker's certificate is not trusted: no connection."""
+    from aiokafka.errors import KafkaConnectionError
+
+    async def produce() -> None:
+        p = AIOKafkaProducer(bootstrap_servers=secured["tls_bootstrap"],
+                             **KafkaSecurity("SSL").aiokafka_kwargs())  # fmt: skip
+        try:
+            await p.start()
+        finally:
+            await p.stop()
+
+    with pytest.raises(KafkaConnectionError):
+        asyncio.run(produce())
+
+
+def run_collector_and_worker(
+    secured: dict[str, str], env: dict[str, str], kafka: KafkaSecurity, redis_db: int
+) -> None:
+    """Events posted to the collector reach Kafka, and a worker turns them into
+    verdicts in Redis (database ``redis_db``, so no other test's verdicts count)."""
+    env = dict(env, DNSGUARD_REDIS_URL=env["DNSGUARD_REDIS_URL"].rsplit("/", 1)[0] + f"/{redis_db}")
     bootstrap = env["DNSGUARD_KAFKA_BOOTSTRAP"]
     tag = uuid.uuid4().hex[:6]
     topics = {n: f"s{tag}.{n}" for n in ("events", "alerts", "verdicts", "dlq")}
-    asyncio.run(ensure_topics(bootstrap, [TopicSpec(t, 1) for t in topics.values()], security()))
+    asyncio.run(ensure_topics(bootstrap, [TopicSpec(t, 1) for t in topics.values()], kafka))
     web, col = free_ports(2)
-    work = Path(secured["work"])
+    work = Path(secured["work"]) / tag
     worker_env = dict(os.environ, **env, DNSGUARD_WORKER_APP_ID=f"s{tag}", DNSGUARD_EVENTS_TOPIC=topics["events"],
                       DNSGUARD_ALERTS_TOPIC=topics["alerts"], DNSGUARD_VERDICTS_TOPIC=topics["verdicts"],
                       DNSGUARD_DLQ_TOPIC=topics["dlq"], DNSGUARD_WORKER_WEB_PORT=str(web),
                       DNSGUARD_WORKER_DATA_DIR=str(work / "worker"))  # fmt: skip
+    work.mkdir()
     with (work / "worker.log").open("ab") as log:
         worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=worker_env,
                                   stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
@@ -136,7 +188,7 @@ def test_worker_and_collector_with_sasl_kafka_and_redis_acl(secured: dict[str, s
 def test_wrong_or_missing_credentials_fail_clearly(
     secured: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    env = {k: v for k, v in secured.items() if k != "work"}
+    env = service_env(secured)
 
     async def produce(password: str) -> None:
         p = AIOKafkaProducer(bootstrap_servers=env["DNSGUARD_KAFKA_BOOTSTRAP"], security_protocol="SASL_PLAINTEXT",
