@@ -120,3 +120,40 @@ def test_features_never_fail_on_arbitrary_text(labels: list[str]) -> None:
     assert stats.shape == (len(labels), len(STAT_NAMES))
     assert np.isfinite(stats).all()
     assert ids.shape == valid.shape
+
+
+WORDS = ["face", "book", "facebook", "the", "original", "ore", "origin", "alp", "alpha",
+         "bet", "beta", "abet", "elephant", "ant", "antelope", "tel", "hop", "ephant"]  # fmt: skip
+SEG_DICT = Dictionary.from_words(WORDS)
+
+
+def reference_segmentation(label: str) -> tuple[int, int]:
+    """The definition, directly: best (covered letters, then fewer words) over all covers."""
+    best = [(0, 0)] * (len(label) + 1)  # (covered, -words) per prefix length
+    for p in range(1, len(label) + 1):
+        best[p] = best[p - 1]
+        for w in WORDS:
+            if p >= len(w) and label[p - len(w) : p] == w:
+                c, neg = best[p - len(w)]
+                best[p] = max(best[p], (c + len(w), neg - 1))
+    covered, neg_words = best[-1]
+    return covered, -neg_words
+
+
+@given(
+    st.lists(
+        st.lists(st.sampled_from([*WORDS, "x", "q", "9", "-", "zz", "e", "a"]), max_size=12).map(
+            "".join
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_segmentation_equals_its_definition(labels: list[str]) -> None:
+    """Growing spans only while they are word prefixes, and the position-indexed
+    programme, find the same best cover as trying every word at every end."""
+    labels = [label[:63] for label in labels]
+    covered, words = dictionary_segmentation(encode_labels(labels), SEG_DICT)
+    assert [(int(c), int(w)) for c, w in zip(covered, words, strict=True)] == [
+        reference_segmentation(label) for label in labels
+    ]
