@@ -132,6 +132,35 @@ def test_strimzi_resources_carry_what_dnsguard_relies_on() -> None:
             assert d["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
 
 
+def test_kafka_clients_use_the_tls_listener_and_mount_its_ca() -> None:
+    """The config map points Kafka clients at a TLS listener of the Strimzi cluster,
+    and every Deployment whose service talks to Kafka mounts the CA file it names."""
+    docs = manifests("k8s")
+    kafka = next(d for d in docs if d["kind"] == "Kafka")
+    config = next(
+        d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "dnsguard-config"
+    )
+    env = config["data"]
+    port = int(env["DNSGUARD_KAFKA_BOOTSTRAP"].rsplit(":", 1)[1])
+    tls_ports = {lst["port"] for lst in kafka["spec"]["kafka"]["listeners"] if lst["tls"]}
+    assert port in tls_ports
+    assert env["DNSGUARD_KAFKA_SECURITY_PROTOCOL"] == "SSL"
+    ca = Path(env["DNSGUARD_KAFKA_SSL_CAFILE"])
+    ca_secret = f"{kafka['metadata']['name']}-cluster-ca-cert"  # what Strimzi creates
+    for d in docs:
+        if d["kind"] != "Deployment":
+            continue
+        spec = d["spec"]["template"]["spec"]
+        (c,) = spec["containers"]
+        if c["args"][0] not in ("collector", "worker"):  # the Kafka clients
+            continue
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        mounts = [m for m in c.get("volumeMounts", []) if Path(m["mountPath"]) == ca.parent]
+        assert len(mounts) == 1, d["metadata"]["name"]
+        assert volumes[mounts[0]["name"]]["secret"]["secretName"] == ca_secret
+        assert ca.name == "ca.crt"  # the key Strimzi stores the certificate under
+
+
 def test_istio_resources_configure_the_filter() -> None:
     docs = [yaml.safe_load(render(yaml.safe_dump(d))) for d in manifests("istio")]
     plugins = [d for d in docs if d["kind"] == "WasmPlugin"]
