@@ -325,7 +325,11 @@ class WorkerSettings:
     # events per batch at most: a batch is what one fetch returns, handled as
     # soon as it arrives (no waiting to fill it)
     batch_max: int = 1000
-    web_port: int = 16066  # Faust web server: /metrics (Prometheus)
+    web_port: int = 16066  # Faust web server: /metrics (Prometheus), /clients/counts
+    web_bind: str = "127.0.0.1"  # the address it listens on (0.0.0.0 in a pod)
+    # the address other workers reach it at, to forward a client's counts to the
+    # worker that holds them (a pod's IP); empty: the bind address
+    web_host: str = ""
     data_dir: Path = Path("/tmp/dnsguard-worker")
     dga_threshold: float = 0.999
     allowlist_file: Path | None = None  # CSV with a domain column (top-N popular)
@@ -351,6 +355,11 @@ class WorkerSettings:
             raise ConfigError(f"{ENV_PREFIX}DGA_THRESHOLD={self.dga_threshold}: must be in (0, 1)")
         if self.batch_max < 1:
             raise ConfigError(f"{ENV_PREFIX}WORKER_BATCH_MAX={self.batch_max}: must be positive")
+        if self.web_bind in ("0.0.0.0", "::") and not self.web_host:
+            raise ConfigError(
+                f"{ENV_PREFIX}WORKER_WEB_HOST is required with {ENV_PREFIX}WORKER_WEB_BIND="
+                f"{self.web_bind}: other workers forward requests to that address"
+            )
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(
                 f"{ENV_PREFIX}REDIS_URL={self.redis_url!r}: expected redis://, rediss:// or unix://"
@@ -383,6 +392,8 @@ def load_worker_settings(env: Mapping[str, str] | None = None) -> WorkerSettings
         dlq_topic=e.raw("DLQ_TOPIC") or "dnsguard.events.dlq",
         batch_max=e.integer("WORKER_BATCH_MAX", 1000, minimum=1),
         web_port=e.port("WORKER_WEB_PORT", 16066),
+        web_bind=e.raw("WORKER_WEB_BIND") or "127.0.0.1",
+        web_host=e.raw("WORKER_WEB_HOST") or "",
         data_dir=e.path("WORKER_DATA_DIR", stack.state_dir / "worker"),
         dga_threshold=threshold,
         allowlist_file=Path(allow) if allow else None,

@@ -27,6 +27,8 @@ from streams.worker.outputs import alert_id, ecs_alert, ocsf_alert
 
 log = logging.getLogger("dnsguard.worker")
 MAX_PENDING_VERDICTS = 100_000
+COUNT_WINDOW_S = 60  # per-client counts: one-minute windows, kept for an hour
+COUNT_KEEP_S = 3600
 
 
 class Worker:
@@ -38,10 +40,11 @@ class Worker:
         self.topics = topic_config(self.app, settings)
         self.pipeline = pipeline or build_pipeline(settings)
         self.metrics = WorkerMetrics.create()
-        # Per-client event counts per minute: changelog-backed, they move with partitions.
+        # Per-client event counts per minute: changelog-backed, they move with
+        # partitions; served by GET /clients/counts?client=...&minutes=N.
         self.client_counts = self.app.Table(
             "client-counts", default=int, partitions=None, key_type=str, value_type=int
-        ).tumbling(60.0, expires=3600.0)
+        ).tumbling(COUNT_WINDOW_S, expires=COUNT_KEEP_S)
         # Per-client query-rate baselines (the rate detector's state), so that a
         # restarted worker, or one taking over a partition, does not start cold.
         self.baselines = self.app.Table("rate-baselines", partitions=None, key_type=str)
@@ -55,6 +58,36 @@ class Worker:
         @self.app.page("/metrics")
         async def metrics_page(view: Any, request: Any) -> Any:
             return view.bytes(generate_latest(registry), content_type="text/plain")
+
+        # A client's counts live on the worker that owns its events partition
+        # (the tables are co-partitioned with the events topic, whose Kafka key is
+        # the client identity); Faust's router forwards the request there. Routed
+        # by the events topic, not the table: the table's changelog encodes keys
+        # as JSON, so its router would hash '"ns/pod"' and pick another partition.
+        @self.app.topic_route(topic=self.topics["events"], query_param="client")
+        async def routed_counts(view: Any, request: Any) -> Any:
+            minutes = int(request.query.get("minutes", "5"))
+            counts = self.recent_counts(request.query["client"], minutes, time.time())
+            return view.json({"client": request.query["client"], "window_s": COUNT_WINDOW_S,
+                              "minutes": counts})  # fmt: skip
+
+        @self.app.page("/clients/counts")
+        async def counts_page(view: Any, request: Any) -> Any:
+            minutes = request.query.get("minutes", "5")
+            if not request.query.get("client"):
+                return view.json({"error": "client: required"}, status=400)
+            if not minutes.isdigit() or not 1 <= int(minutes) <= COUNT_KEEP_S // COUNT_WINDOW_S:
+                return view.json({"error": "minutes: 1 to 60"}, status=400)
+            return await routed_counts(view, request)
+
+    def recent_counts(self, client: str, minutes: int, now: float) -> list[dict[str, Any]]:
+        """The client's events per window over the last ``minutes`` windows, newest first."""
+        table = self.client_counts.table
+        out = []
+        for i in range(minutes):
+            window = table.window.current(now - i * COUNT_WINDOW_S)
+            out.append({"start": window[0], "events": int(table[(client, window)])})
+        return out
 
     # -- the events topic -----------------------------------------------------------
     async def handle(self, records: list[ConsumerRecord]) -> None:

@@ -99,8 +99,8 @@ def create_app(settings: WorkerSettings) -> BatchApp:
         store="memory://",  # tables are rebuilt from their changelog topics on start
         datadir=str(settings.data_dir),
         web_port=settings.web_port,
-        web_host="127.0.0.1",
-        web_bind="127.0.0.1",
+        web_host=settings.web_host or settings.web_bind,
+        web_bind=settings.web_bind,
         topic_partitions=settings.table_partitions,
         topic_replication_factor=1,
         producer_acks=-1,

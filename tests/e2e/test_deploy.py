@@ -161,6 +161,20 @@ def test_kafka_clients_use_the_tls_listener_and_mount_its_ca() -> None:
         assert ca.name == "ca.crt"  # the key Strimzi stores the certificate under
 
 
+def test_workers_serve_their_web_port_to_the_pod_network() -> None:
+    """Prometheus scrapes the worker's port, and workers forward table queries to
+    each other: it must listen beyond loopback and advertise the pod's IP."""
+    worker = next(d for d in manifests("k8s") if d["metadata"]["name"] == "dnsguard-worker")
+    (c,) = worker["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in c["env"]}
+    assert env["DNSGUARD_WORKER_WEB_BIND"]["value"] == "0.0.0.0"
+    assert env["DNSGUARD_WORKER_WEB_HOST"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
+    port = int(env["DNSGUARD_WORKER_WEB_PORT"]["value"])
+    annotations = worker["spec"]["template"]["metadata"]["annotations"]
+    assert int(annotations["prometheus.io/port"]) == port
+    assert {p["containerPort"] for p in c["ports"]} == {port}
+
+
 def test_istio_resources_configure_the_filter() -> None:
     docs = [yaml.safe_load(render(yaml.safe_dump(d))) for d in manifests("istio")]
     plugins = [d for d in docs if d["kind"] == "WasmPlugin"]

@@ -8,7 +8,11 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -50,6 +54,20 @@ async def _read(bootstrap: str, topic: str, timeout: float = 3.0) -> list[bytes]
     return out
 
 
+def client_counts(web: int, client: str) -> dict:
+    url = f"http://127.0.0.1:{web}/clients/counts?client={urllib.parse.quote(client)}&minutes=60"
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.load(r)
+
+
+def http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 def test_worker_turns_events_into_alerts_verdicts_and_dead_letters(
     kafka_bootstrap: str, redis_url: str, tmp_path: Path
 ) -> None:
@@ -69,6 +87,7 @@ def test_worker_turns_events_into_alerts_verdicts_and_dead_letters(
         (f"{e['node']['namespace']}/{e['node']['pod']}".encode(), json.dumps(e).encode())
         for e in events
     ]
+    clients = Counter(f"{e['node']['namespace']}/{e['node']['pod']}" for e in events)
     values.insert(10, (b"bad", b"{not json"))
     values.insert(20, (b"bad", json.dumps({"v": 1, "ts": "2026-01-01T00:00:00.000000Z"}).encode()))
     values.insert(30, (b"bad", b"[]"))  # JSON, but not an object
@@ -113,13 +132,21 @@ def test_worker_turns_events_into_alerts_verdicts_and_dead_letters(
 
     try:
         stored = asyncio.run(verdicts_when_done())
-        import urllib.request
-
         with urllib.request.urlopen(f"http://127.0.0.1:{web}/metrics", timeout=5) as r:
             metrics = r.read().decode()
+        counts = {c: client_counts(web, c) for c in clients}
+        refused = [
+            http_status(f"http://127.0.0.1:{web}/clients/counts{q}")
+            for q in ("", "?client=x&minutes=0", "?client=x&minutes=61", "?client=x&minutes=a")
+        ]
     finally:
         proc.terminate()
         proc.wait(30)
+    # the changelog-backed per-client counts, read back per minute over the last hour
+    for c, body in counts.items():
+        assert len(body["minutes"]) == 60
+        assert sum(m["events"] for m in body["minutes"]) == clients[c], (c, body)
+    assert refused == [400, 400, 400, 400]
     for name in (
         "dnsguard_worker_events_total",
         "dnsguard_worker_dlq_total 4.0",

@@ -9,6 +9,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
 import uuid
 from dataclasses import replace
 from pathlib import Path
@@ -204,6 +206,17 @@ def test_redis_away_for_a_while_then_back_nothing_lost(
     assert "Redis unavailable" in rig.log.read_text()
 
 
+def _namespace(value: tuple[bytes, bytes]) -> str:
+    return json.loads(value[1])["node"]["namespace"]
+
+
+def _client_events(web: int, client: str) -> int:
+    """The client's events over the last hour, as the worker at ``web`` reports them."""
+    url = f"http://127.0.0.1:{web}/clients/counts?client={urllib.parse.quote(client)}&minutes=60"
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return sum(m["events"] for m in json.load(r)["minutes"])
+
+
 def test_two_workers_in_one_group_share_partitions_and_agree_with_one(
     kafka_bootstrap: str, redis_url: str, tmp_path: Path
 ) -> None:
@@ -230,6 +243,11 @@ def test_two_workers_in_one_group_share_partitions_and_agree_with_one(
         assert first.poll() is None
         assert second.poll() is None
         counts = [_events_processed(int(port)) for port in web]
+        # each client's per-minute counts live on the worker holding its partition;
+        # asked at either worker, the answer is the same and complete
+        ns = _namespace(extra[0])
+        clients = [f"{ns}/extra-{i}" for i in range(0, 120, 12)]
+        answers = {c: [_client_events(int(port), c) for port in web] for c in clients}
     finally:
         stop(first)
         stop(second)
@@ -238,3 +256,4 @@ def test_two_workers_in_one_group_share_partitions_and_agree_with_one(
     ids = [a["metadata"]["uid"] for a in alerts]
     assert len(ids) == len(set(ids))
     assert min(counts) > 0, f"both workers processed events: {counts}"
+    assert answers == {c: [1, 1] for c in clients}

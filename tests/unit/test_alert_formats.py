@@ -50,3 +50,12 @@ def test_the_worker_renders_the_configured_format() -> None:
         assert key in Worker.render_alert(SimpleNamespace(settings=settings), d)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="ALERT_FORMAT"):
         load_worker_settings({"DNSGUARD_ALERT_FORMAT": "cef"})
+
+
+def test_worker_listening_on_all_addresses_must_say_where_it_is_reached() -> None:
+    with pytest.raises(ConfigError, match="WORKER_WEB_HOST is required"):
+        load_worker_settings({"DNSGUARD_WORKER_WEB_BIND": "0.0.0.0"})
+    s = load_worker_settings(
+        {"DNSGUARD_WORKER_WEB_BIND": "0.0.0.0", "DNSGUARD_WORKER_WEB_HOST": "10.1.2.3"}
+    )
+    assert (s.web_bind, s.web_host) == ("0.0.0.0", "10.1.2.3")
