@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,6 +43,9 @@ class DnsEvent:
     action: str = "allowed"
 
 
+_FILTER_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", re.ASCII)
+
+
 @functools.lru_cache(maxsize=4096)
 def _utc_second(prefix: str) -> int:
     """Epoch seconds of ``YYYY-MM-DDTHH:MM:SS`` in UTC (events of one batch share a few)."""
@@ -60,17 +64,12 @@ def parse_ts(value: Any) -> float:
     if not isinstance(value, str):
         raise EventError("ts: expected an RFC 3339 string")
     # The form the filter writes, ``2026-01-02T03:04:05.123456Z``: the second from
-    # a cache, the microseconds added exactly as datetime.timestamp() would.
-    micros = value[20:26]
-    if (
-        len(value) == 27
-        and value[19] == "."
-        and value[26] == "Z"
-        and micros.isascii()
-        and micros.isdigit()
-    ):
+    # a cache, the microseconds added exactly as datetime.timestamp() would. Only
+    # exactly that form: fromisoformat also reads prefixes such as
+    # ``2000-01-01T00:00.00`` or ``2000-01-01Z00:00:00`` that the whole string is not.
+    if len(value) == 27 and _FILTER_TS.fullmatch(value):
         try:
-            return (_utc_second(value[:19]) * 1_000_000 + int(micros)) / 1_000_000
+            return (_utc_second(value[:19]) * 1_000_000 + int(value[20:26])) / 1_000_000
         except ValueError as exc:
             raise EventError(f"ts: not RFC 3339: {value!r}") from exc
     try:

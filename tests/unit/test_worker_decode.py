@@ -180,5 +180,7 @@ def test_fast_path_edges() -> None:
         "2026-11-25T12:00:60.000000Z",  # no leap seconds: refused by both
         "2026-02-30T12:00:00.000000Z",
         "2026-11-25T12:00:00.12345\u0663Z",  # a non-ASCII digit
+        "2000-01-01T00:00.00.000000Z",  # its first 19 characters alone would parse
+        "2000-01-01Z00:00:00.000000Z",  # likewise (any date-time separator)
     ):
         assert parse_or_error(text) == fromisoformat_ts(text), text
