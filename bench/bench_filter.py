@@ -25,14 +25,20 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
 
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from streams.envoy_config import FilterOptions, FilterPorts, filter_bootstrap  # noqa: E402
+from streams.envoy_config import (  # noqa: E402
+    TCP_PROXY,
+    FilterOptions,
+    FilterPorts,
+    filter_bootstrap,
+    listener,
+    wasm_filter,
+)
 from streams.stack import envoy_binary  # noqa: E402
 from tests.conftest import free_ports  # noqa: E402
 
@@ -69,36 +75,6 @@ def load(port: int, conns: int, pipeline: int) -> dict[str, float]:
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     return json.loads(out.stdout)
-
-
-def floor_listener(
-    name: str, port: int, behaviour: str, tcp_proxy: dict[str, Any]
-) -> dict[str, Any]:
-    """A DNS listener with the floor module ("empty" or "read") before tcp_proxy."""
-    wasm = {
-        "name": "envoy.filters.network.wasm",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm",
-            "config": {
-                "name": f"floor_{behaviour}",
-                "root_id": f"floor_{behaviour}",
-                "configuration": {
-                    "@type": "type.googleapis.com/google.protobuf.StringValue",
-                    "value": behaviour,
-                },
-                "vm_config": {
-                    "vm_id": "floor",
-                    "runtime": "envoy.wasm.runtime.v8",
-                    "code": {"local": {"filename": str(FLOOR)}},
-                },
-            },
-        },
-    }
-    return {
-        "name": name,
-        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
-        "filter_chains": [{"filters": [wasm, tcp_proxy]}],
-    }
 
 
 def main() -> None:
@@ -138,10 +114,12 @@ def main() -> None:
             admin=admin, dns_tcp=filt, upstream_dns=upstream, collector=collector, plain_tcp=plain
         )
         cfg = filter_bootstrap(ports, FilterOptions(token="bench", queue_max=100_000))
-        listeners = cfg["static_resources"]["listeners"]
-        tcp_proxy = next(x for x in listeners if x["name"] == "dns_plain")["filter_chains"][0]
-        listeners.append(floor_listener("floor_empty", empty, "empty", tcp_proxy["filters"][-1]))
-        listeners.append(floor_listener("floor_read", read, "read", tcp_proxy["filters"][-1]))
+        for behaviour, port in (("empty", empty), ("read", read)):  # the floor modules
+            floor = wasm_filter("network", f"floor_{behaviour}", f"floor_{behaviour}", behaviour,
+                                FLOOR, "floor")  # fmt: skip
+            cfg["static_resources"]["listeners"].append(
+                listener(f"floor_{behaviour}", port, [floor, TCP_PROXY])
+            )
         (work / "envoy.yaml").write_text(yaml.safe_dump(cfg))
         envoy = subprocess.Popen(
             [

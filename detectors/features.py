@@ -246,9 +246,6 @@ class Dictionary:
             return (flags & 1) == 1, (flags & 2) == 2
         return self.word_set.contains(codes), self.prefix_set.contains(codes)
 
-    def contains(self, codes: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
-        return self.word_set.contains(codes)
-
 
 def _word_hash(codes: npt.NDArray[np.uint64]) -> IntArray:
     return ((codes * _HASH_MULT) >> np.uint64(64 - WORD_BITS)).astype(np.int64)

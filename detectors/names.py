@@ -126,7 +126,7 @@ class PublicSuffixList:
         depths: list[int] = []
         add_label, add_suffix, add_depth = labels_out.append, suffixes.append, depths.append
         for name in names:
-            norm = name.strip().rstrip(".").lower()  # normalise(), inlined
+            norm = normalise(name)
             labels = norm.split(".") if norm else [""]
             start = suffix_start(labels)
             if start <= 0:

@@ -55,7 +55,11 @@ def _cluster(name: str, port: int, http2: bool = False, host: str = "127.0.0.1")
     return c
 
 
-def _wasm(kind: str, config: dict[str, Any], wasm: Path, vm_id: str) -> dict[str, Any]:
+def wasm_filter(
+    kind: str, name: str, root_id: str, configuration: str, wasm: Path, vm_id: str
+) -> dict[str, Any]:
+    """An Envoy Wasm filter (``kind``: network or http): plugin ``name`` and
+    ``root_id`` of module ``wasm`` in VM ``vm_id``, given ``configuration``."""
     type_url = {
         "network": "type.googleapis.com/envoy.extensions.filters.network.wasm.v3.Wasm",
         "http": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
@@ -65,11 +69,11 @@ def _wasm(kind: str, config: dict[str, Any], wasm: Path, vm_id: str) -> dict[str
         "typed_config": {
             "@type": type_url,
             "config": {
-                "name": "dnsguard",
-                "root_id": f"dnsguard_{config['mode']}",
+                "name": name,
+                "root_id": root_id,
                 "configuration": {
                     "@type": "type.googleapis.com/google.protobuf.StringValue",
-                    "value": json.dumps(config),
+                    "value": configuration,
                 },
                 "fail_open": False,
                 "vm_config": {
@@ -80,6 +84,30 @@ def _wasm(kind: str, config: dict[str, Any], wasm: Path, vm_id: str) -> dict[str
             },
         },
     }
+
+
+def _wasm(kind: str, config: dict[str, Any], wasm: Path, vm_id: str) -> dict[str, Any]:
+    root_id = f"dnsguard_{config['mode']}"
+    return wasm_filter(kind, "dnsguard", root_id, json.dumps(config), wasm, vm_id)
+
+
+def listener(name: str, port: int, filters: list[dict[str, Any]]) -> dict[str, Any]:
+    """A loopback TCP listener running ``filters``."""
+    return {
+        "name": name,
+        "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+        "filter_chains": [{"filters": filters}],
+    }
+
+
+TCP_PROXY = {
+    "name": "envoy.filters.network.tcp_proxy",
+    "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+        "stat_prefix": "dns_tcp",
+        "cluster": "upstream_dns",
+    },
+}
 
 
 @dataclass
@@ -160,21 +188,7 @@ def filter_bootstrap(
             **feed,
         }
 
-    def listener(name: str, port: int, filters: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
-            "name": name,
-            "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
-            "filter_chains": [{"filters": filters}],
-        }
-
-    tcp_proxy = {
-        "name": "envoy.filters.network.tcp_proxy",
-        "typed_config": {
-            "@type": "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
-            "stat_prefix": "dns_tcp",
-            "cluster": "upstream_dns",
-        },
-    }
+    tcp_proxy = TCP_PROXY
     listeners = [
         listener(
             "dns_tcp",

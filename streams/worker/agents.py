@@ -76,8 +76,9 @@ class Worker:
             minutes = request.query.get("minutes", "5")
             if not request.query.get("client"):
                 return view.json({"error": "client: required"}, status=400)
-            if not minutes.isdigit() or not 1 <= int(minutes) <= COUNT_KEEP_S // COUNT_WINDOW_S:
-                return view.json({"error": "minutes: 1 to 60"}, status=400)
+            most = COUNT_KEEP_S // COUNT_WINDOW_S
+            if not minutes.isdigit() or not 1 <= int(minutes) <= most:
+                return view.json({"error": f"minutes: 1 to {most}"}, status=400)
             return await routed_counts(view, request)
 
     def recent_counts(self, client: str, minutes: int, now: float) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ use proxy_wasm::types::MetricType;
 
 use crate::event::{Client, Event, Node, QueryInfo, ResponseInfo};
 
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub enum Stat {
     Queries,
     Responses,
@@ -76,11 +76,11 @@ pub struct VmState {
     pub queue_max: usize,
     pub max_pending: usize,
     pub max_answers: usize,
-    metric_ids: [Option<u32>; 13],
+    metric_ids: [Option<u32>; STAT_NAMES.len()],
     /// Counts of the per-message stats not yet added to Envoy's counters
     /// (one host call per tick instead of one per message).
-    tallies: [u64; 13],
-    gauge_ids: [Option<u32>; 3],
+    tallies: [u64; STAT_NAMES.len()],
+    gauge_ids: [Option<u32>; GAUGE_NAMES.len()],
     /// The policy this VM enforces (a copy per VM, refreshed from shared data).
     pub policy: dnspolicy::Policy,
     pub sinkhole: dnswire::Sinkhole,
