@@ -23,7 +23,7 @@ Three feature groups:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
@@ -40,7 +40,6 @@ NGRAM_BITS = 18
 NGRAM_BUCKETS = 1 << NGRAM_BITS
 _HASH_MULT = np.uint64(0x9E3779B97F4A7C15)
 WORD_MIN, WORD_MAX = 3, 11  # 41**11 < 2**64: word codes are exact
-WORD_BITS = 24
 SHORT = 4  # words and prefixes this short are looked up in a direct table (41**4 bytes)
 
 STAT_NAMES: tuple[str, ...] = (
@@ -90,6 +89,19 @@ _IS_DIGIT[27:37] = True
 _IS_CONSONANT = _IS_LETTER & ~_IS_VOWEL
 
 
+def _plogp_table() -> FloatArray:
+    """``p * log2(p)`` for ``p = count / length``, flat ``[length * 64 + count]``."""
+    count = np.arange(MAX_LABEL + 1, dtype=np.float64)[None, :]
+    length = np.maximum(np.arange(MAX_LABEL + 1, dtype=np.float64), 1.0)[:, None]
+    p = count / length
+    with np.errstate(divide="ignore", invalid="ignore"):
+        table: FloatArray = np.where(p > 0, p * np.log2(p), 0.0).reshape(-1)
+    return table
+
+
+_PLOGP = _plogp_table()
+
+
 @dataclass(frozen=True, slots=True)
 class EncodedLabels:
     """A batch of labels as codes: ``codes[:, 0]`` and ``codes[i, len+1]`` are BOUNDARY."""
@@ -115,19 +127,22 @@ def encode_labels(labels: Sequence[str]) -> EncodedLabels:
 def ngram_buckets(enc: EncodedLabels) -> tuple[IntArray, npt.NDArray[np.bool_]]:
     """Bucket ids ``(n, positions)`` of every n-gram and a mask of the valid ones."""
     codes = enc.codes.astype(np.uint64)
-    n, w = codes.shape
+    w = codes.shape[1]
     out_ids = []
     out_valid = []
-    for k in NGRAM_ORDERS:
+    base = np.uint64(ALPHABET)
+    # the k-grams from the (k-1)-grams: gram[j] covers columns j..j+k-1
+    gram = codes
+    for k in range(2, max(NGRAM_ORDERS) + 1):
         positions = w - k + 1
         if positions <= 0:
+            break
+        gram = gram[:, :positions] * base + codes[:, k - 1 :]
+        if k not in NGRAM_ORDERS:
             continue
-        gram = np.zeros((n, positions), dtype=np.uint64)
-        for i in range(k):
-            gram = gram * np.uint64(ALPHABET) + codes[:, i : i + positions]
         hashed = (gram * _HASH_MULT + np.uint64(k)) >> np.uint64(64 - NGRAM_BITS)
         out_ids.append(hashed.astype(np.int64))
-        # gram j spans columns j..j+k-1; column len+1 is the closing boundary
+        # column len+1 is the closing boundary
         out_valid.append(np.arange(positions)[None, :] + k - 1 <= (enc.lengths + 1)[:, None])
     return np.concatenate(out_ids, axis=1), np.concatenate(out_valid, axis=1)
 
@@ -137,50 +152,32 @@ class TrigramLM:
     """Add-one smoothed benign character-trigram model over the code alphabet."""
 
     logp: FloatArray  # (ALPHABET**3,) log P(c | a b)
+    # logp with 0 for every trigram ending in PAD: those are exactly the
+    # positions past a label's closing marker, so scoring needs no mask
+    padded: FloatArray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        padded = self.logp.reshape(ALPHABET, ALPHABET, ALPHABET).copy()
+        padded[:, :, PAD] = 0.0
+        object.__setattr__(self, "padded", padded.reshape(-1))
 
     @classmethod
     def fit(cls, enc: EncodedLabels) -> TrigramLM:
-        idx, valid = _trigram_ids(enc)
+        idx = _trigram_ids(enc)
+        valid = np.arange(idx.shape[1])[None, :] < enc.lengths[:, None]
         counts = np.bincount(idx[valid], minlength=ALPHABET**3).astype(np.float64)
         ctx = counts.reshape(ALPHABET * ALPHABET, ALPHABET)
         logp = np.log((ctx + 1.0) / (ctx.sum(axis=1, keepdims=True) + ALPHABET))
         return cls(logp.reshape(-1))
 
 
-def _trigram_ids(enc: EncodedLabels) -> tuple[IntArray, npt.NDArray[np.bool_]]:
+def _trigram_ids(enc: EncodedLabels) -> IntArray:
+    """Trigram ids ``(n, width)``; trigram j ends at column j + 2, so the first
+    ``len`` of them end inside the label or on its closing marker."""
     c = enc.codes.astype(np.int64)
     positions = c.shape[1] - 2
-    ids = (c[:, :positions] * ALPHABET + c[:, 1 : positions + 1]) * ALPHABET + c[:, 2:]
-    valid = np.arange(positions)[None, :] + 2 <= (enc.lengths + 1)[:, None]
-    return ids, valid
-
-
-@dataclass(frozen=True, slots=True)
-class CodeSet:
-    """An exact set of word codes: a bitset in front of a sorted array."""
-
-    codes: npt.NDArray[np.uint64]  # sorted, unique
-    bitset: U8Array  # 2**WORD_BITS bits
-
-    @classmethod
-    def of(cls, codes: npt.NDArray[np.uint64]) -> CodeSet:
-        unique = np.unique(codes.astype(np.uint64))
-        bitset = np.zeros(1 << (WORD_BITS - 3), dtype=np.uint8)
-        h = _word_hash(unique)
-        np.bitwise_or.at(bitset, h >> 3, (1 << (h & 7)).astype(np.uint8))
-        return cls(unique, bitset)
-
-    def contains(self, codes: npt.NDArray[np.uint64]) -> npt.NDArray[np.bool_]:
-        h = _word_hash(codes)
-        maybe = (self.bitset[h >> 3] >> (h & 7)) & 1 == 1
-        hits = np.flatnonzero(maybe)
-        if hits.size and self.codes.size:
-            cand = codes.reshape(-1)[hits]
-            pos = np.minimum(np.searchsorted(self.codes, cand), self.codes.size - 1)
-            out = np.zeros(codes.size, dtype=bool)
-            out[hits] = self.codes[pos] == cand
-            return out.reshape(codes.shape)
-        return np.zeros(codes.shape, dtype=bool)
+    ids: IntArray = (c[:, :positions] * ALPHABET + c[:, 1 : positions + 1]) * ALPHABET + c[:, 2:]
+    return ids
 
 
 def _prefix_codes(words: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
@@ -201,17 +198,20 @@ def _prefix_codes(words: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
 @dataclass(frozen=True, slots=True)
 class Dictionary:
     """The segmentation's words, and every prefix of them (to stop extending a
-    span as soon as no word can start with it)."""
+    span as soon as no word can start with it).
 
-    word_set: CodeSet
-    prefix_set: CodeSet
-    # codes of up to SHORT characters index this table directly: bit 0 a word,
-    # bit 1 a prefix (most lookups are of three or four characters)
-    short: U8Array
+    Each code carries two flag bits: ``IS_WORD`` and ``IS_PREFIX`` (of a longer
+    word). Codes of up to ``SHORT`` characters index a direct table of flags
+    (most lookups are of three or four characters); longer ones are found in
+    one sorted array of every word and prefix, with their flags beside it.
+    """
 
-    @property
-    def words(self) -> npt.NDArray[np.uint64]:
-        return self.word_set.codes
+    words: npt.NDArray[np.uint64]  # sorted, unique
+    long_codes: npt.NDArray[np.uint64]  # sorted words and prefixes longer than SHORT
+    long_flags: U8Array
+    short: U8Array  # ALPHABET**SHORT flags
+
+    IS_WORD, IS_PREFIX = 1, 2
 
     @classmethod
     def from_words(cls, words: Sequence[str]) -> Dictionary:
@@ -225,30 +225,33 @@ class Dictionary:
             code = np.where(
                 inside, code * np.uint64(ALPHABET) + enc.codes[:, i + 1].astype(np.uint64), code
             )
-        return cls.from_codes(np.unique(code[: len(keep)]))
+        return cls.from_codes(code[: len(keep)])
 
     @classmethod
     def from_codes(cls, codes: npt.NDArray[np.uint64]) -> Dictionary:
-        words = CodeSet.of(codes)
-        prefixes = CodeSet.of(_prefix_codes(words.codes))
+        words = np.unique(codes.astype(np.uint64))
+        prefixes = _prefix_codes(words)
+        nodes = np.union1d(words, prefixes)
+        flags = np.isin(nodes, words) * np.uint8(cls.IS_WORD) | np.isin(nodes, prefixes) * np.uint8(
+            cls.IS_PREFIX
+        )
+        flags = flags.astype(np.uint8)
+        is_short = nodes < np.uint64(ALPHABET**SHORT)
         short = np.zeros(ALPHABET**SHORT, dtype=np.uint8)
-        for bit, group in ((1, words.codes), (2, prefixes.codes)):
-            small = group[group < np.uint64(short.size)].astype(np.int64)
-            short[small] |= np.uint8(bit)
-        return cls(words, prefixes, short)
+        short[nodes[is_short].astype(np.int64)] = flags[is_short]
+        return cls(words, nodes[~is_short], flags[~is_short], short)
 
-    def lookup(
-        self, codes: npt.NDArray[np.uint64], k: int
-    ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
-        """(is a word, is a prefix of a longer word) for codes of ``k`` characters."""
+    def lookup(self, codes: npt.NDArray[np.uint64], k: int) -> U8Array:
+        """The flags of codes of ``k`` characters (0: neither word nor prefix)."""
         if k <= SHORT:
-            flags = self.short[codes.astype(np.int64)]
-            return (flags & 1) == 1, (flags & 2) == 2
-        return self.word_set.contains(codes), self.prefix_set.contains(codes)
-
-
-def _word_hash(codes: npt.NDArray[np.uint64]) -> IntArray:
-    return ((codes * _HASH_MULT) >> np.uint64(64 - WORD_BITS)).astype(np.int64)
+            return self.short[codes.astype(np.int64)]
+        table = self.long_codes
+        if table.size == 0:
+            return np.zeros(codes.shape, dtype=np.uint8)
+        pos = np.searchsorted(table, codes)
+        np.minimum(pos, table.size - 1, out=pos)
+        found: U8Array = self.long_flags[pos] * (table[pos] == codes)
+        return found
 
 
 def dictionary_segmentation(
@@ -285,10 +288,12 @@ def dictionary_segmentation(
         starts, code = starts[keep], code[keep] * base + inner[nxt[keep]].astype(np.uint64)
         if k < WORD_MIN:
             continue
-        found, alive = dictionary.lookup(code, k)
+        flags = dictionary.lookup(code, k)
+        found = (flags & Dictionary.IS_WORD) != 0
         if found.any():
             hits.append((k, starts[found]))
         if k < WORD_MAX:
+            alive = (flags & Dictionary.IS_PREFIX) != 0
             starts, code = starts[alive], code[alive]
         if starts.size == 0:
             break
@@ -356,9 +361,8 @@ def statistics(batch: Batch, enc: EncodedLabels, ctx: FeatureContext) -> FloatAr
 
     flat = (np.arange(n, dtype=np.int64)[:, None] * ALPHABET + inner).reshape(-1)
     counts = np.bincount(flat, minlength=n * ALPHABET).reshape(n, ALPHABET)[:, 1:]
-    probs = counts / safe_len[:, None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        entropy = -np.where(probs > 0, probs * np.log2(probs), 0.0).sum(axis=1)
+    # -sum p log2 p with p = count / length, each term read from a table
+    entropy = -_PLOGP[(safe_len.astype(np.int64) * (MAX_LABEL + 1))[:, None] + counts].sum(axis=1)
     unique = (counts > 0).sum(axis=1)
 
     # longest consonant run: distance to the last non-consonant at each position
@@ -369,11 +373,9 @@ def statistics(batch: Batch, enc: EncodedLabels, ctx: FeatureContext) -> FloatAr
     dig = _IS_DIGIT[inner]
     switches = ((dig[:, 1:] & letters[:, :-1]) | (letters[:, 1:] & dig[:, :-1])).sum(axis=1)
 
-    tri_ids, tri_valid = _trigram_ids(enc)
-    tri_logp = np.where(tri_valid, ctx.lm.logp[tri_ids], 0.0)
-    tri_n = np.maximum(tri_valid.sum(axis=1), 1)
-    lm_mean = tri_logp.sum(axis=1) / tri_n
-    lm_min = np.where(tri_valid, tri_logp, 0.0).min(axis=1)
+    tri_logp = ctx.lm.padded[_trigram_ids(enc)]
+    lm_mean = tri_logp.sum(axis=1) / np.maximum(enc.lengths, 1)
+    lm_min = tri_logp.min(axis=1)
 
     covered, words = dictionary_segmentation(enc, ctx.dictionary)
     letter_count = np.maximum(letters.sum(axis=1), 1)

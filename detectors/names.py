@@ -40,6 +40,7 @@ def normalise(name: str) -> str:
 
 
 _RULE, _WILDCARD, _EXCEPTION, _NODE = 1, 2, 4, 8
+_WILDCARD_OR_EXCEPTION = _WILDCARD | _EXCEPTION
 
 
 class PublicSuffixList:
@@ -121,12 +122,27 @@ class PublicSuffixList:
         three lists, without building ``SplitName``s (the DGA features split every
         name they score)."""
         suffix_start = self.suffix_start
+        table = self._table
         labels_out: list[str] = []
         suffixes: list[str] = []
         depths: list[int] = []
         add_label, add_suffix, add_depth = labels_out.append, suffixes.append, depths.append
         for name in names:
             norm = normalise(name)
+            # Most names scored are two labels, "label.tld": when the TLD is not
+            # a wildcard or exception rule and the whole name is no rule at all,
+            # the walk below would end with the TLD as the suffix.
+            label, _, tld = norm.rpartition(".")
+            if (
+                label
+                and "." not in label
+                and not table.get(tld, 0) & _WILDCARD_OR_EXCEPTION
+                and norm not in table
+            ):
+                add_label(label)
+                add_suffix(tld)
+                add_depth(0)
+                continue
             labels = norm.split(".") if norm else [""]
             start = suffix_start(labels)
             if start <= 0:

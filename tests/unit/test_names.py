@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from detectors.names import PublicSuffixList, default_psl, split_name
 
@@ -42,7 +44,9 @@ def test_bundled_list_is_loaded() -> None:
 @pytest.mark.parametrize(
     "name",
     ["www.google.com", "a.b.example.co.uk", "a..b.com", ".b.com", "..com", "x..y..co.uk", "com",
-     "", ".", " A.B.Co.Uk ", "x.com.", "a.b.c.d.kawasaki.jp", "www.city.kawasaki.jp", "x.y.ck"],
+     "", ".", " A.B.Co.Uk ", "x.com.", "a.b.c.d.kawasaki.jp", "www.city.kawasaki.jp", "x.y.ck",
+     # two labels: the wildcard, exception and whole-name rules the fast path must not take
+     "foo.ck", "www.ck", "ddns.net", "blogspot.com", "kawasaki.jp", "co.uk", "Example.COM."],
 )  # fmt: skip
 def test_label_and_suffix_many_agrees_with_split(name: str) -> None:
     s = default_psl().split(name)
@@ -51,3 +55,19 @@ def test_label_and_suffix_many_agrees_with_split(name: str) -> None:
     assert (labels[0], suffixes[0], depths[0]) == (s.label, s.suffix, subdomain_labels)
     assert (labels[1], suffixes[1], depths[1]) == ("example", "com", 1)
     assert s.subdomain_labels == subdomain_labels
+
+
+# labels that meet rules of every kind in the bundled list: plain TLDs, two-label
+# rules, wildcards (*.ck, *.kawasaki.jp), exceptions (!www.ck, !city.kawasaki.jp)
+_LABELS = ["com", "net", "uk", "co", "ck", "www", "jp", "kawasaki", "city", "ddns",
+           "blogspot", "example", "x", "", "unknowntld"]  # fmt: skip
+
+
+@given(st.lists(st.sampled_from(_LABELS), min_size=1, max_size=5), st.booleans())
+def test_batch_split_agrees_with_split_on_rule_labels(labels: list[str], upper: bool) -> None:
+    name = ".".join(labels)
+    name = name.upper() if upper else name
+    s = default_psl().split(name)
+    got = default_psl().label_and_suffix_many([name])
+    subdomain_labels = len(s.subdomain.split(".")) if s.subdomain else 0
+    assert (got[0][0], got[1][0], got[2][0]) == (s.label, s.suffix, subdomain_labels)
