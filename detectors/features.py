@@ -265,53 +265,52 @@ def dictionary_segmentation(
     so each step is a single maximum. Letters only; digits and hyphens are
     never covered. Arrays are position-major so every step reads contiguous rows.
 
-    Words are found by growing every run of letters one character at a time,
+    Words are found by growing spans from every letter one character at a time,
     keeping only the spans that are still the start of some dictionary word:
-    after three or four characters few spans of a random label survive.
+    after three or four characters few spans of a random label survive. A span
+    that reaches a non-letter dies there, as no word or prefix contains one.
     """
     n = enc.codes.shape[0]
     width = enc.codes.shape[1] - 2
-    # (width, n) position-major, flattened: span (start j, label i) is j * n + i
-    inner = np.ascontiguousarray(enc.codes[:, 1 : width + 1].T).reshape(-1)
-    is_letter = (inner >= 1) & (inner <= 26)  # the closing marker and padding are not
-    starts = np.flatnonzero(is_letter)
-    code = inner[starts].astype(np.uint64)
-    hits: list[tuple[int, npt.NDArray[np.int64]]] = []  # (length, starts of the words found)
+    # (width + WORD_MAX, n) position-major, flattened: span (start j, label i)
+    # is j * n + i; the rows past the width are padding, so spans never run out
+    inner = np.zeros((width + WORD_MAX) * n, dtype=np.uint8)
+    inner[: width * n] = enc.codes[:, 1 : width + 1].T.reshape(-1)
+    starts = np.flatnonzero((inner >= 1) & (inner <= 26))
     base = np.uint64(ALPHABET)
-    for k in range(2, min(WORD_MAX, width) + 1):
-        # spans whose last column would be past the width: starts stay sorted,
-        # so they are the tail
-        inside = int(np.searchsorted(starts, (width - k + 1) * n))
-        starts, code = starts[:inside], code[:inside]
-        nxt = starts + (k - 1) * n
-        keep = is_letter[nxt]
-        starts, code = starts[keep], code[keep] * base + inner[nxt[keep]].astype(np.uint64)
-        if k < WORD_MIN:
-            continue
+    code = inner[starts].astype(np.uint64)
+    for k in range(1, WORD_MIN - 1):
+        code = code * base + inner[starts + k * n]
+    hit_start: list[npt.NDArray[np.int64]] = []  # per length k, the spans that are words
+    hit_k: list[int] = []
+    for k in range(WORD_MIN, min(WORD_MAX, width) + 1):
+        code = code * base + inner[starts + (k - 1) * n]
         flags = dictionary.lookup(code, k)
         found = (flags & Dictionary.IS_WORD) != 0
         if found.any():
-            hits.append((k, starts[found]))
-        if k < WORD_MAX:
-            alive = (flags & Dictionary.IS_PREFIX) != 0
-            starts, code = starts[alive], code[alive]
+            hit_start.append(starts[found])
+            hit_k.append(k)
+        alive = (flags & Dictionary.IS_PREFIX) != 0
+        starts, code = starts[alive], code[alive]
         if starts.size == 0:
             break
-    best = np.zeros((width + 1, n), dtype=np.int64)
-    if hits:
-        # gain[p, i]: what a word of length ks[i] ending at p adds, or a large
-        # negative where there is none; one gather, add and max per position.
-        ks = np.array([k for k, _ in hits], dtype=np.int64)
-        gain = np.full((width + 1, len(hits), n), -(1 << 40), dtype=np.int64)
-        for i, (k, where) in enumerate(hits):
-            j, label = np.divmod(where, n)
-            gain[j + k, i, label] = k * 64 - 1
-        back = np.maximum(np.arange(width + 1)[:, None] - ks[None, :], 0)  # (width + 1, len(ks))
+    best = np.zeros((width + 1) * n, dtype=np.int64)  # row p: prefixes of length p
+    if hit_start:
+        begin = np.concatenate(hit_start)
+        k_of = np.repeat(np.array(hit_k, dtype=np.int64), [h.size for h in hit_start])
+        end = begin + k_of * n  # the row of the prefix the word ends
+        gain = k_of * 64 - 1
+        order = np.argsort(end, kind="stable")
+        begin, end, gain = begin[order], end[order], gain[order]
+        bounds = np.searchsorted(end, np.arange(1, width + 2) * n)
+        lo = 0
         for p in range(1, width + 1):
-            cand = (best[back[p]] + gain[p]).max(axis=0)
-            np.maximum(best[p - 1], cand, out=best[p])
-    lengths = enc.lengths
-    final = best[lengths, np.arange(n)]
+            best[p * n : (p + 1) * n] = best[(p - 1) * n : p * n]
+            hi = int(bounds[p])
+            if hi > lo:
+                np.maximum.at(best, end[lo:hi], best[begin[lo:hi]] + gain[lo:hi])
+            lo = hi
+    final = best[enc.lengths * n + np.arange(n)]
     covered = (final + 63) // 64
     words = covered * 64 - final
     return covered.astype(np.float64), words.astype(np.float64)
