@@ -64,7 +64,8 @@ class DgaModel:
         if not names:
             return np.zeros(0)
         batch = split_batch(names, psl if psl is not None else default_psl())
-        lengths = np.fromiter(map(len, batch.labels), dtype=np.int64, count=len(batch.labels))
+        encoded = encode_labels(batch.labels)
+        lengths = encoded.lengths
         z = np.empty(len(names))
         # Work on groups of similar length: every array is as wide as its longest label.
         lo = 0
@@ -78,7 +79,7 @@ class DgaModel:
             if sel.size == 0:
                 continue
             part = batch.take(sel)
-            enc = encode_labels(part.labels)
+            enc = encoded.take(sel)
             ids, valid = ngram_buckets(enc)
             z[sel] = self.combine(ids, valid, statistics(part, enc, self.context), enc.lengths)
         return z

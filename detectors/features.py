@@ -67,8 +67,7 @@ U8Array = npt.NDArray[np.uint8]
 
 
 def _char_table() -> U8Array:
-    table = np.full(129, OTHER, dtype=np.uint8)
-    table[0] = PAD
+    table = np.full(129, OTHER, dtype=np.uint8)  # NUL too: PAD is only ever padding
     for i, ch in enumerate("abcdefghijklmnopqrstuvwxyz"):
         table[ord(ch)] = 1 + i
         table[ord(ch.upper())] = 1 + i
@@ -109,17 +108,38 @@ class EncodedLabels:
     codes: U8Array  # (n, width + 2)
     lengths: IntArray  # (n,)
 
+    def take(self, idx: IntArray) -> EncodedLabels:
+        """The labels ``idx``, as narrow as the longest of them (as ``encode_labels`` would)."""
+        lengths = self.lengths[idx]
+        width = max(1, int(lengths.max(initial=0)))
+        return EncodedLabels(self.codes[idx, : width + 2], lengths)
+
 
 def encode_labels(labels: Sequence[str]) -> EncodedLabels:
+    """Codes of ``labels``, each cut to ``MAX_LABEL`` characters.
+
+    The labels are joined and encoded in one call, and their characters
+    scattered into the rows of the code matrix.
+    """
     n = len(labels)
-    width = max((len(s) for s in labels), default=0)
-    width = max(1, min(width, MAX_LABEL))
-    points = np.array(labels, dtype=f"<U{width}").view(np.uint32).reshape(n, width)
-    inner = _CHAR_TABLE[np.minimum(points, 128)]
-    lengths = np.count_nonzero(points, axis=1).astype(np.int64)
+    lengths = np.fromiter(map(len, labels), dtype=np.int64, count=n)
+    if n and int(lengths.max()) > MAX_LABEL:
+        labels = [s[:MAX_LABEL] for s in labels]
+        np.minimum(lengths, MAX_LABEL, out=lengths)
+    width = max(1, int(lengths.max(initial=0)))
+    joined = "".join(labels)
+    if joined.isascii():
+        chars = _CHAR_TABLE[np.frombuffer(joined.encode("ascii"), dtype=np.uint8)]
+    else:
+        points = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        chars = _CHAR_TABLE[np.minimum(points, 128)]
     codes = np.zeros((n, width + 2), dtype=np.uint8)
     codes[:, 0] = BOUNDARY
-    codes[:, 1 : width + 1] = inner
+    # character c of label i goes to column 1 + c of row i
+    row_start = np.arange(1, n * (width + 2), width + 2, dtype=np.int64) - (
+        np.cumsum(lengths) - lengths
+    )
+    codes.reshape(-1)[np.repeat(row_start, lengths) + np.arange(chars.size)] = chars
     codes[np.arange(n), lengths + 1] = BOUNDARY
     return EncodedLabels(codes, lengths)
 
@@ -332,9 +352,10 @@ class Batch:
     subdomain_labels: IntArray
 
     def take(self, idx: IntArray) -> Batch:
+        rows = idx.tolist()
         return Batch(
-            [self.labels[i] for i in idx],
-            [self.suffixes[i] for i in idx],
+            [self.labels[i] for i in rows],
+            [self.suffixes[i] for i in rows],
             self.subdomain_labels[idx],
         )
 

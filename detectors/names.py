@@ -10,7 +10,8 @@ snapshot shipped inside the ``tldextract`` package; nothing is downloaded.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -37,6 +38,21 @@ class SplitName:
 def normalise(name: str) -> str:
     """Lower-case, strip surrounding whitespace and the trailing root dot."""
     return name.strip().rstrip(".").lower()
+
+
+# a name (between newlines) that starts or ends with whitespace, or ends with a dot
+_UNTRIMMED = re.compile(r"(?:^|\n)[^\S\n]|[^\S\n](?:\n|$)|\.(?:\n|$)")
+
+
+def normalise_many(names: Sequence[str]) -> list[str]:
+    """``[normalise(name) for name in names]``; a batch of names that need no
+    trimming (the usual case) is lower-cased in one call. A newline between
+    names changes no name's lower case: it is neither cased nor case-ignorable,
+    so it ends a final sigma's context as the end of the name would."""
+    joined = "\n".join(names)
+    if joined.count("\n") == len(names) - 1 and _UNTRIMMED.search(joined) is None:
+        return joined.lower().split("\n")
+    return [normalise(name) for name in names]
 
 
 _RULE, _WILDCARD, _EXCEPTION, _NODE = 1, 2, 4, 8
@@ -117,7 +133,7 @@ class PublicSuffixList:
         labels = norm.split(".") if norm else [""]
         return norm, labels, self.suffix_start(labels)
 
-    def label_and_suffix_many(self, names: Iterable[str]) -> tuple[list[str], list[str], list[int]]:
+    def label_and_suffix_many(self, names: Sequence[str]) -> tuple[list[str], list[str], list[int]]:
         """``(label, suffix, subdomain_labels)`` of ``split(name)`` for each name, as
         three lists, without building ``SplitName``s (the DGA features split every
         name they score)."""
@@ -127,8 +143,7 @@ class PublicSuffixList:
         suffixes: list[str] = []
         depths: list[int] = []
         add_label, add_suffix, add_depth = labels_out.append, suffixes.append, depths.append
-        for name in names:
-            norm = normalise(name)
+        for norm in normalise_many(names):
             # Most names scored are two labels, "label.tld": when the TLD is not
             # a wildcard or exception rule and the whole name is no rule at all,
             # the walk below would end with the TLD as the suffix.

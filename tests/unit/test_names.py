@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from detectors.names import PublicSuffixList, default_psl, split_name
+from detectors.names import PublicSuffixList, default_psl, normalise, normalise_many, split_name
 
 pytestmark = pytest.mark.unit
 
@@ -71,3 +71,12 @@ def test_batch_split_agrees_with_split_on_rule_labels(labels: list[str], upper: 
     got = default_psl().label_and_suffix_many([name])
     subdomain_labels = len(s.subdomain.split(".")) if s.subdomain else 0
     assert (got[0][0], got[1][0], got[2][0]) == (s.label, s.suffix, subdomain_labels)
+
+
+# whitespace that strip() removes, a final sigma, a case-ignorable mark, a dotted capital I
+_NAME_CHARS = "aZ.-_ \t\n\r\x0b\x0c\x1c\x1f\x85\xa0\u2028ΑΣσ'\u0345İ"
+
+
+@given(st.lists(st.text(alphabet=_NAME_CHARS, max_size=6) | st.text(max_size=4), max_size=5))
+def test_normalise_many_is_normalise_of_each(names: list[str]) -> None:
+    assert normalise_many(names) == [normalise(name) for name in names]
