@@ -4,7 +4,9 @@ Precedence, in order:
 
 1. a finding about no name (storm, rate) never blocks; it is an alert only;
 2. a name on the allowlist (operator list, or among the top-N popular
-   registrable domains) is never blocked by a detector, at any scope;
+   registrable domains), or under such a name, is never blocked by a detector,
+   at any scope; an entry that is a public suffix (``duckdns.org``) covers
+   only itself, not its tenants;
 3. the detector's rule decides: minimum score, scope (``global`` or the
    client's ``namespace``), match (``exact`` name or ``suffix`` = the name and
    everything under it), action, and time to live;
@@ -21,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from detectors.findings import Finding
-from detectors.names import normalise
+from detectors.names import normalise, split_name
 
 ACTIONS = frozenset({"nxdomain", "refused", "sinkhole", "shadow"})
 SCOPES = frozenset({"global", "namespace"})
@@ -107,7 +109,14 @@ class Decision:
 
 
 class Allowlist:
-    """Names never blocked by detectors: exact names and everything under them."""
+    """Names never blocked by detectors: exact names and everything under them,
+    down to the registrable domain.
+
+    An entry that is a public suffix covers only itself. Popularity rankings
+    list shared parents such as ``duckdns.org``, ``blogspot.com`` or
+    ``github.io`` (each popular because of its many tenants), and allowlisting
+    such an entry must not allowlist every tenant under it.
+    """
 
     __slots__ = ("_names",)
 
@@ -118,9 +127,14 @@ class Allowlist:
         return len(self._names)
 
     def match(self, name: str) -> str | None:
-        """The allowlisted suffix that covers ``name``, or None."""
-        labels = normalise(name).split(".")
-        for i in range(len(labels)):
+        """The allowlisted name or parent that covers ``name``, or None."""
+        norm = normalise(name)
+        if norm in self._names:
+            return norm
+        labels = norm.split(".")
+        # parents of the name, from the nearest down to its registrable domain
+        registrable_labels = split_name(norm).registrable.count(".") + 1
+        for i in range(1, len(labels) - registrable_labels + 1):
             candidate = ".".join(labels[i:])
             if candidate in self._names:
                 return candidate

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,7 @@ from detectors.verdicts import (
     default_rules,
 )
 from models import artifact
+from streams.worker.app import load_allowlist
 from tests.unit import traffic
 
 pytestmark = pytest.mark.unit
@@ -47,6 +49,18 @@ def test_allowlist_beats_detectors_including_parent_suffix() -> None:
     assert policy.decide(finding(name="example.com")).disposition == "allowlisted"
     assert policy.decide(finding(name="cdn.example.com")).disposition == "allowlisted"
     assert policy.decide(finding(name="notexample.com")).disposition == "blocked"
+
+
+def test_allowlisted_public_suffix_covers_only_itself() -> None:
+    # popularity rankings list shared parents: their tenants stay blockable
+    policy = VerdictPolicy(
+        allowlist=Allowlist(["duckdns.org", "github.io", "co.uk", "example.com"])
+    )
+    assert policy.decide(finding(name="duckdns.org")).disposition == "allowlisted"
+    assert policy.decide(finding(name="qzkfhwpxl.duckdns.org")).disposition == "blocked"
+    assert policy.decide(finding(name="a.qzkfhwpxl.github.io")).disposition == "blocked"
+    assert policy.decide(finding(name="qzkfhwpxl.co.uk")).disposition == "blocked"
+    assert policy.decide(finding(name="a.b.example.com")).disposition == "allowlisted"
 
 
 def test_findings_without_a_name_are_alerts_only() -> None:
@@ -150,3 +164,13 @@ def test_pipeline_blocks_dga_and_is_deterministic(model) -> None:  # type: ignor
     assert blocked  # DGA names from the infected pod are blocked
     assert blocked <= set(traffic.dga("cryptolocker", 60))
     assert not any(d.finding.client == "shop/web-1" and d.verdict for d in decisions)
+
+
+def test_top_n_allowlist_leaves_tenants_of_shared_parents_blockable(shared_data: Path) -> None:
+    # the default allowlist: the 10,000 most popular names of the ranking
+    top = load_allowlist(shared_data / "benign_top.csv", 10_000)
+    assert {"duckdns.org", "ddns.net", "blogspot.com", "github.io", "mooo.com"} <= set(top)
+    policy = VerdictPolicy(allowlist=Allowlist(top))
+    for name in ("qzkfhwpxl.duckdns.org", "qzkfhwpxl.ddns.net", "wreczn.mooo.com"):
+        assert policy.decide(finding(name=name)).disposition == "blocked", name
+    assert policy.decide(finding(name="www.google.com")).disposition == "allowlisted"
