@@ -24,13 +24,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 
 import numpy as np
 import numpy.typing as npt
 
 from detectors.names import PublicSuffixList, default_psl
 
-FEATURE_VERSION = "dga-features/1"
+FEATURE_VERSION = "dga-features/2"
 
 MAX_LABEL = 63
 PAD, OTHER, BOUNDARY = 0, 39, 40
@@ -147,24 +148,26 @@ def encode_labels(labels: Sequence[str]) -> EncodedLabels:
 def ngram_buckets(enc: EncodedLabels) -> tuple[IntArray, npt.NDArray[np.bool_]]:
     """Bucket ids ``(n, positions)`` of every n-gram and a mask of the valid ones."""
     codes = enc.codes.astype(np.uint64)
-    w = codes.shape[1]
-    out_ids = []
-    out_valid = []
+    n, w = codes.shape
+    orders = [k for k in NGRAM_ORDERS if k <= w]
+    widths = [w - k + 1 for k in orders]
+    grams = np.empty((n, sum(widths)), dtype=np.uint64)
+    order_of = np.repeat(np.array(orders, dtype=np.uint64), widths)
+    # the column of each gram's last character: column len+1 is the closing boundary
+    last = np.concatenate([np.arange(p) + k - 1 for k, p in zip(orders, widths, strict=True)])
     base = np.uint64(ALPHABET)
     # the k-grams from the (k-1)-grams: gram[j] covers columns j..j+k-1
     gram = codes
-    for k in range(2, max(NGRAM_ORDERS) + 1):
-        positions = w - k + 1
-        if positions <= 0:
-            break
-        gram = gram[:, :positions] * base + codes[:, k - 1 :]
-        if k not in NGRAM_ORDERS:
-            continue
-        hashed = (gram * _HASH_MULT + np.uint64(k)) >> np.uint64(64 - NGRAM_BITS)
-        out_ids.append(hashed.astype(np.int64))
-        # column len+1 is the closing boundary
-        out_valid.append(np.arange(positions)[None, :] + k - 1 <= (enc.lengths + 1)[:, None])
-    return np.concatenate(out_ids, axis=1), np.concatenate(out_valid, axis=1)
+    col = 0
+    for k in range(2, max(orders) + 1):
+        gram = gram[:, : w - k + 1] * base + codes[:, k - 1 :]
+        if k in orders:
+            grams[:, col : col + gram.shape[1]] = gram
+            col += gram.shape[1]
+    grams *= _HASH_MULT
+    grams += order_of
+    grams >>= np.uint64(64 - NGRAM_BITS)
+    return grams.view(np.int64), last[None, :] <= (enc.lengths + 1)[:, None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,12 +194,14 @@ class TrigramLM:
         return cls(logp.reshape(-1))
 
 
-def _trigram_ids(enc: EncodedLabels) -> IntArray:
+def _trigram_ids(enc: EncodedLabels) -> npt.NDArray[np.int32]:
     """Trigram ids ``(n, width)``; trigram j ends at column j + 2, so the first
     ``len`` of them end inside the label or on its closing marker."""
-    c = enc.codes.astype(np.int64)
+    c = enc.codes.astype(np.int32)
     positions = c.shape[1] - 2
-    ids: IntArray = (c[:, :positions] * ALPHABET + c[:, 1 : positions + 1]) * ALPHABET + c[:, 2:]
+    ids: npt.NDArray[np.int32] = (
+        c[:, :positions] * ALPHABET + c[:, 1 : positions + 1]
+    ) * ALPHABET + c[:, 2:]
     return ids
 
 
@@ -370,8 +375,8 @@ def statistics(batch: Batch, enc: EncodedLabels, ctx: FeatureContext) -> FloatAr
     """The ``STAT_NAMES`` columns for a batch, shape ``(n, len(STAT_NAMES))``."""
     n = len(batch.labels)
     width = enc.codes.shape[1] - 2
+    # the closing marker is in no character class, and its count is dropped below
     inner = enc.codes[:, 1 : width + 1]
-    inner = np.where(inner == BOUNDARY, PAD, inner)  # the closing marker is not a character
     length = enc.lengths.astype(np.float64)
     safe_len = np.maximum(length, 1.0)
     digits = _IS_DIGIT[inner].sum(axis=1)
@@ -380,7 +385,9 @@ def statistics(batch: Batch, enc: EncodedLabels, ctx: FeatureContext) -> FloatAr
     hyphens = (inner == 37).sum(axis=1)
 
     flat = (np.arange(n, dtype=np.int64)[:, None] * ALPHABET + inner).reshape(-1)
-    counts = np.bincount(flat, minlength=n * ALPHABET).reshape(n, ALPHABET)[:, 1:]
+    counts = np.bincount(flat, minlength=n * ALPHABET).reshape(n, ALPHABET)
+    counts[:, BOUNDARY] = 0
+    counts = counts[:, 1:]
     # -sum p log2 p with p = count / length, each term read from a table
     entropy = -_PLOGP[(safe_len.astype(np.int64) * (MAX_LABEL + 1))[:, None] + counts].sum(axis=1)
     unique = (counts > 0).sum(axis=1)
@@ -400,7 +407,7 @@ def statistics(batch: Batch, enc: EncodedLabels, ctx: FeatureContext) -> FloatAr
     covered, words = dictionary_segmentation(enc, ctx.dictionary)
     letter_count = np.maximum(letters.sum(axis=1), 1)
     suffix_freq = np.fromiter(
-        (ctx.suffix_log_freq.get(s, 0.0) for s in batch.suffixes), dtype=np.float64, count=n
+        map(ctx.suffix_log_freq.get, batch.suffixes, repeat(0.0)), dtype=np.float64, count=n
     )
     return np.column_stack(
         [

@@ -4,13 +4,13 @@
 (``example``), the public suffix (``co.uk``) and the labels left of the
 registrable domain (``a.b``). The PSL rules (ICANN and private sections, so
 dynamic-DNS parents such as ``ddns.net`` count as suffixes) come from the
-snapshot shipped inside the ``tldextract`` package; nothing is downloaded.
+snapshot shipped inside the ``tldextract`` package, plus ``EXTRA_SUFFIXES``;
+nothing is downloaded.
 """
 
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
@@ -40,17 +40,21 @@ def normalise(name: str) -> str:
     return name.strip().rstrip(".").lower()
 
 
-# a name (between newlines) that starts or ends with whitespace, or ends with a dot
-_UNTRIMMED = re.compile(r"(?:^|\n)[^\S\n]|[^\S\n](?:\n|$)|\.(?:\n|$)")
+# the ASCII characters that str.strip() removes, but for the newline
+_ASCII_SPACES = tuple(c for c in map(chr, range(128)) if c.isspace() and c != "\n")
 
 
 def normalise_many(names: Sequence[str]) -> list[str]:
-    """``[normalise(name) for name in names]``; a batch of names that need no
-    trimming (the usual case) is lower-cased in one call. A newline between
-    names changes no name's lower case: it is neither cased nor case-ignorable,
-    so it ends a final sigma's context as the end of the name would."""
+    """``[normalise(name) for name in names]``; an ASCII batch with no whitespace
+    and no trailing dot (the usual case) is lower-cased in one call."""
     joined = "\n".join(names)
-    if joined.count("\n") == len(names) - 1 and _UNTRIMMED.search(joined) is None:
+    if (
+        joined.isascii()
+        and joined.count("\n") == len(names) - 1
+        and not any(space in joined for space in _ASCII_SPACES)
+        and ".\n" not in joined
+        and not joined.endswith(".")
+    ):
         return joined.lower().split("\n")
     return [normalise(name) for name in names]
 
@@ -180,11 +184,21 @@ class PublicSuffixList:
         )
 
 
+# Dynamic-DNS parents that the bundled snapshot lacks. Their subdomains belong to
+# unrelated customers, as under ddns.net or dyndns.org (which the PSL lists), so
+# the customer's label is the registrable one: that is the label a DGA varies,
+# and a popular parent must not lend its rank to every customer. mooo.com is
+# FreeDNS's most used shared domain; yi.org and dynserv.com are the dynamic-DNS
+# providers (beside dyndns.org) under which the Kraken botnet's DGA made names.
+EXTRA_SUFFIXES = ("mooo.com", "yi.org", "dynserv.com")
+
+
 @functools.cache
 def default_psl() -> PublicSuffixList:
-    """The PSL snapshot bundled with tldextract (read once, on first use)."""
+    """The PSL snapshot bundled with tldextract, plus ``EXTRA_SUFFIXES`` (read
+    once, on first use)."""
     text = resources.files("tldextract").joinpath(".tld_set_snapshot").read_text("utf-8")
-    return PublicSuffixList.from_text(text)
+    return PublicSuffixList.from_text(text + "\n" + "\n".join(EXTRA_SUFFIXES) + "\n")
 
 
 @functools.lru_cache(maxsize=65_536)

@@ -30,6 +30,7 @@ NAMES = [
     "a1b2-c3.org",
     "theoriginal.co.uk",
     "com",
+    "a.wreczn.mooo.com",  # a dynamic-DNS parent: the customer's label is the one scored
 ]
 
 GOLDEN_STATS = np.array(
@@ -40,6 +41,7 @@ GOLDEN_STATS = np.array(
         [7, 0.428571, 1, 0.333333, 1, 2.807355, 1, 4, -3.717015, -3.73767, 0, 0, 0, 0, 0, 0.8],
         [11, 0, 0, 0.454545, 0.909091, 3.277613, 2, 0, -3.713572, -3.713572, 1, 2, 2, 5.5, 0, 0],
         [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+        [6, 0, 0, 0.166667, 1, 2.584963, 3, 0, -3.717588, -3.73767, 0, 0, 0, 0, 1, 0],
     ]
 )
 GOLDEN_FIRST_NGRAMS = [
@@ -69,7 +71,7 @@ def _context() -> FeatureContext:
 
 
 def test_feature_version_is_named() -> None:
-    assert FEATURE_VERSION == "dga-features/1"
+    assert FEATURE_VERSION == "dga-features/2"
     assert len(STAT_NAMES) == GOLDEN_STATS.shape[1]
 
 
@@ -83,7 +85,7 @@ def test_ngram_buckets_match_golden_vectors() -> None:
     batch = split_batch(NAMES)
     ids, valid = ngram_buckets(encode_labels(batch.labels))
     assert ids[0][valid[0]][:12].tolist() == GOLDEN_FIRST_NGRAMS
-    assert int(valid.sum()) == 163
+    assert int(valid.sum()) == 163 + 22  # 'wreczn': 7 + 6 + 5 + 4
     assert ids.min() >= 0
     assert ids.max() < NGRAM_BUCKETS
 

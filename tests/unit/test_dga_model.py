@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from detectors.dga import CachedScorer
+from detectors.features import FEATURE_VERSION
 from models import artifact
 
 pytestmark = pytest.mark.unit
@@ -23,7 +24,7 @@ def model():  # type: ignore[no-untyped-def]
 
 def test_artifact_records_provenance(model) -> None:  # type: ignore[no-untyped-def]
     _, meta = model
-    assert meta["feature_version"] == "dga-features/1"
+    assert meta["feature_version"] == FEATURE_VERSION
     assert set(meta["data_sha256"]) == {"benign_top.csv", "dga_train.csv"}
     assert {"numpy", "scikit-learn", "python"} <= set(meta["library_versions"])
     assert isinstance(meta["seed"], int)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from detectors.names import PublicSuffixList, default_psl, normalise, normalise_many, split_name
@@ -16,6 +16,8 @@ pytestmark = pytest.mark.unit
         ("a.b.example.co.uk", "a.b", "example", "co.uk"),
         ("WWW.Example.COM.", "www", "example", "com"),
         ("xyz.ddns.net", "", "xyz", "ddns.net"),  # private-section suffix
+        ("a.wreczn.mooo.com", "a", "wreczn", "mooo.com"),  # dynamic-DNS parent added to the PSL
+        ("mooo.com", "", "", "mooo.com"),
         ("com", "", "", "com"),
         ("a.b.c.unknowntld", "a.b", "c", "unknowntld"),
         ("", "", "", ""),
@@ -77,6 +79,10 @@ def test_batch_split_agrees_with_split_on_rule_labels(labels: list[str], upper: 
 _NAME_CHARS = "aZ.-_ \t\n\r\x0b\x0c\x1c\x1f\x85\xa0\u2028ΑΣσ'\u0345İ"
 
 
+@example(["a.b", "\xa0x.com"])
+@example(["x.com\u2028"])
+@example(["a.", "b"])
+@example(["A\tB"])
 @given(st.lists(st.text(alphabet=_NAME_CHARS, max_size=6) | st.text(max_size=4), max_size=5))
 def test_normalise_many_is_normalise_of_each(names: list[str]) -> None:
     assert normalise_many(names) == [normalise(name) for name in names]
