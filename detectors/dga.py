@@ -35,6 +35,7 @@ from detectors.features import (
 from detectors.names import PublicSuffixList, default_psl, split_name
 
 FloatArray = npt.NDArray[np.float64]
+F32Array = npt.NDArray[np.float32]
 LENGTH_GROUPS = (16, 1 << 30)
 
 
@@ -66,8 +67,9 @@ class DgaModel:
         batch = split_batch(names, psl if psl is not None else default_psl())
         encoded = encode_labels(batch.labels)
         lengths = encoded.lengths
-        z = np.empty(len(names))
-        # Work on groups of similar length: every array is as wide as its longest label.
+        ngram_part = np.empty(len(names), dtype=np.float32)
+        stats = np.empty((len(names), len(STAT_NAMES)))
+        # Features by groups of similar length: every array is as wide as its longest label.
         lo = 0
         for hi in LENGTH_GROUPS:
             sel = (
@@ -78,10 +80,27 @@ class DgaModel:
             lo = hi
             if sel.size == 0:
                 continue
-            part = batch.take(sel)
             enc = encoded.take(sel)
-            ids, valid = ngram_buckets(enc)
-            z[sel] = self.combine(ids, valid, statistics(part, enc, self.context), enc.lengths)
+            ngram_part[sel] = self.ngram_part(*ngram_buckets(enc))
+            stats[sel] = statistics(batch.take(sel), enc, self.context)
+        return self.finish(ngram_part, stats, lengths).astype(np.float64)
+
+    def ngram_part(
+        self, ngram_ids: npt.NDArray[np.int64], ngram_valid: npt.NDArray[np.bool_]
+    ) -> F32Array:
+        """The mean weight of each name's n-grams (float32, as the weights)."""
+        ng: F32Array = np.where(ngram_valid, self.ngram_weights[ngram_ids], 0.0).sum(axis=1)
+        ng /= np.maximum(ngram_valid.sum(axis=1), 1)
+        return ng
+
+    def finish(
+        self, ngram_part: F32Array, stats: FloatArray, lengths: npt.NDArray[np.int64]
+    ) -> F32Array:
+        """Logits (float32, as the weights) from the n-gram part and the statistics."""
+        bins = self.binner.transform(stats)
+        z: F32Array = self.bias + ngram_part + self.bin_weights[bins].sum(axis=1)
+        # A name that is only a public suffix (or empty) has no label to judge.
+        z[lengths == 0] = -20.0
         return z
 
     def combine(
@@ -90,15 +109,9 @@ class DgaModel:
         ngram_valid: npt.NDArray[np.bool_],
         stats: FloatArray,
         lengths: npt.NDArray[np.int64],
-    ) -> FloatArray:
+    ) -> F32Array:
         """Logits from precomputed features (shared by scoring and evaluation)."""
-        ng = np.where(ngram_valid, self.ngram_weights[ngram_ids], 0.0).sum(axis=1)
-        ng /= np.maximum(ngram_valid.sum(axis=1), 1)
-        bins = self.binner.transform(stats)
-        z: FloatArray = self.bias + ng + self.bin_weights[bins].sum(axis=1)
-        # A name that is only a public suffix (or empty) has no label to judge.
-        z[lengths == 0] = -20.0
-        return z
+        return self.finish(self.ngram_part(ngram_ids, ngram_valid), stats, lengths)
 
     def score_batch(self, names: Sequence[str]) -> FloatArray:
         """DGA likelihood in [0, 1] for each name, higher is more DGA-like."""

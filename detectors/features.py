@@ -80,8 +80,9 @@ def _char_table() -> U8Array:
 
 
 _CHAR_TABLE = _char_table()
+_VOWEL_CODES = [1 + ord(c) - ord("a") for c in "aeiou"]
 _IS_VOWEL = np.zeros(ALPHABET, dtype=bool)
-_IS_VOWEL[[1 + ord(c) - ord("a") for c in "aeiou"]] = True
+_IS_VOWEL[_VOWEL_CODES] = True
 _IS_LETTER = np.zeros(ALPHABET, dtype=bool)
 _IS_LETTER[1:27] = True
 _IS_DIGIT = np.zeros(ALPHABET, dtype=bool)
@@ -379,14 +380,14 @@ def statistics(batch: Batch, enc: EncodedLabels, ctx: FeatureContext) -> FloatAr
     inner = enc.codes[:, 1 : width + 1]
     length = enc.lengths.astype(np.float64)
     safe_len = np.maximum(length, 1.0)
-    digits = _IS_DIGIT[inner].sum(axis=1)
-    letters = _IS_LETTER[inner]
-    vowels = _IS_VOWEL[inner].sum(axis=1)
-    hyphens = (inner == 37).sum(axis=1)
-
+    # characters per code and label: counts[i, c] for code c (PAD and the marker zeroed)
     flat = (np.arange(n, dtype=np.int64)[:, None] * ALPHABET + inner).reshape(-1)
     counts = np.bincount(flat, minlength=n * ALPHABET).reshape(n, ALPHABET)
     counts[:, BOUNDARY] = 0
+    digits = counts[:, 27:37].sum(axis=1)
+    letter_count = counts[:, 1:27].sum(axis=1)
+    vowels = counts[:, _VOWEL_CODES].sum(axis=1)
+    hyphens = counts[:, 37]
     counts = counts[:, 1:]
     # -sum p log2 p with p = count / length, each term read from a table
     entropy = -_PLOGP[(safe_len.astype(np.int64) * (MAX_LABEL + 1))[:, None] + counts].sum(axis=1)
@@ -398,6 +399,7 @@ def statistics(batch: Batch, enc: EncodedLabels, ctx: FeatureContext) -> FloatAr
     last_break = np.maximum.accumulate(np.where(cons, -1, pos), axis=1)
     best_run = (pos - last_break).max(axis=1) if width else np.zeros(n, dtype=np.int64)
     dig = _IS_DIGIT[inner]
+    letters = _IS_LETTER[inner]
     switches = ((dig[:, 1:] & letters[:, :-1]) | (letters[:, 1:] & dig[:, :-1])).sum(axis=1)
 
     tri_logp = ctx.lm.padded[_trigram_ids(enc)]
@@ -405,7 +407,7 @@ def statistics(batch: Batch, enc: EncodedLabels, ctx: FeatureContext) -> FloatAr
     lm_min = tri_logp.min(axis=1)
 
     covered, words = dictionary_segmentation(enc, ctx.dictionary)
-    letter_count = np.maximum(letters.sum(axis=1), 1)
+    letter_count = np.maximum(letter_count, 1)
     suffix_freq = np.fromiter(
         map(ctx.suffix_log_freq.get, batch.suffixes, repeat(0.0)), dtype=np.float64, count=n
     )
@@ -414,7 +416,7 @@ def statistics(batch: Batch, enc: EncodedLabels, ctx: FeatureContext) -> FloatAr
             length,
             digits / safe_len,
             hyphens,
-            vowels / np.maximum(letters.sum(axis=1), 1),
+            vowels / letter_count,
             unique / safe_len,
             entropy,
             best_run,
