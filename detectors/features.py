@@ -328,14 +328,18 @@ def dictionary_segmentation(
         gain = k_of * 64 - 1
         order = np.argsort(end, kind="stable")
         begin, end, gain = begin[order], end[order], gain[order]
-        bounds = np.searchsorted(end, np.arange(1, width + 2) * n)
-        lo = 0
-        for p in range(1, width + 1):
-            best[p * n : (p + 1) * n] = best[(p - 1) * n : p * n]
-            hi = int(bounds[p])
+        bounds = np.searchsorted(end, np.arange(width + 2) * n)
+        rows = best.reshape(width + 1, n)
+        # Words are WORD_MIN or more characters long, so the words ending in
+        # rows p .. p + WORD_MIN - 1 all begin in rows before p, which are final:
+        # their gains go in at once, then the block takes the running maximum.
+        for p in range(1, width + 1, WORD_MIN):
+            q = min(p + WORD_MIN, width + 1)
+            lo, hi = int(bounds[p]), int(bounds[q])
             if hi > lo:
                 np.maximum.at(best, end[lo:hi], best[begin[lo:hi]] + gain[lo:hi])
-            lo = hi
+            for r in range(p, q):
+                np.maximum(rows[r - 1], rows[r], out=rows[r])
     final = best[enc.lengths * n + np.arange(n)]
     covered = (final + 63) // 64
     words = covered * 64 - final
