@@ -88,6 +88,7 @@ _IS_LETTER[1:27] = True
 _IS_DIGIT = np.zeros(ALPHABET, dtype=bool)
 _IS_DIGIT[27:37] = True
 _IS_CONSONANT = _IS_LETTER & ~_IS_VOWEL
+_LETTER_OR_DIGIT = _IS_LETTER.astype(np.uint8) + 2 * _IS_DIGIT.astype(np.uint8)
 
 
 def _plogp_table() -> FloatArray:
@@ -402,9 +403,9 @@ def statistics(batch: Batch, enc: EncodedLabels, ctx: FeatureContext) -> FloatAr
     pos = np.arange(width, dtype=np.int64)[None, :]
     last_break = np.maximum.accumulate(np.where(cons, -1, pos), axis=1)
     best_run = (pos - last_break).max(axis=1) if width else np.zeros(n, dtype=np.int64)
-    dig = _IS_DIGIT[inner]
-    letters = _IS_LETTER[inner]
-    switches = ((dig[:, 1:] & letters[:, :-1]) | (letters[:, 1:] & dig[:, :-1])).sum(axis=1)
+    # neighbours switch between a letter (1) and a digit (2) where their product is 2
+    kind = _LETTER_OR_DIGIT[inner]
+    switches = (kind[:, 1:] * kind[:, :-1] == 2).sum(axis=1)
 
     tri_logp = ctx.lm.padded[_trigram_ids(enc)]
     lm_mean = tri_logp.sum(axis=1) / np.maximum(enc.lengths, 1)
