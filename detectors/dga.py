@@ -23,14 +23,16 @@ import numpy.typing as npt
 
 from detectors.features import (
     FEATURE_VERSION,
+    N_LABEL_STATS,
     NGRAM_BUCKETS,
     STAT_NAMES,
     FeatureContext,
     StatBinner,
     encode_labels,
+    label_statistics,
+    name_statistics,
     ngram_buckets,
     split_batch,
-    statistics,
 )
 from detectors.names import PublicSuffixList, default_psl, split_name
 
@@ -69,6 +71,7 @@ class DgaModel:
         lengths = encoded.lengths
         ngram_part = np.empty(len(names), dtype=np.float32)
         stats = np.empty((len(names), len(STAT_NAMES)))
+        stats[:, N_LABEL_STATS:] = name_statistics(batch, self.context)
         # Features by groups of similar length: every array is as wide as its longest label.
         lo = 0
         for hi in LENGTH_GROUPS:
@@ -82,7 +85,7 @@ class DgaModel:
                 continue
             enc = encoded.take(sel)
             ngram_part[sel] = self.ngram_part(*ngram_buckets(enc))
-            stats[sel] = statistics(batch.take(sel), enc, self.context)
+            stats[sel, :N_LABEL_STATS] = label_statistics(enc, self.context)
         return self.finish(ngram_part, stats, lengths).astype(np.float64)
 
     def ngram_part(

@@ -362,14 +362,6 @@ class Batch:
     suffixes: list[str]
     subdomain_labels: IntArray
 
-    def take(self, idx: IntArray) -> Batch:
-        rows = idx.tolist()
-        return Batch(
-            [self.labels[i] for i in rows],
-            [self.suffixes[i] for i in rows],
-            self.subdomain_labels[idx],
-        )
-
 
 def split_batch(names: Sequence[str], psl: PublicSuffixList | None = None) -> Batch:
     psl = psl if psl is not None else default_psl()
@@ -379,7 +371,24 @@ def split_batch(names: Sequence[str], psl: PublicSuffixList | None = None) -> Ba
 
 def statistics(batch: Batch, enc: EncodedLabels, ctx: FeatureContext) -> FloatArray:
     """The ``STAT_NAMES`` columns for a batch, shape ``(n, len(STAT_NAMES))``."""
+    return np.column_stack([label_statistics(enc, ctx), name_statistics(batch, ctx)])
+
+
+N_LABEL_STATS = len(STAT_NAMES) - 2  # the last two are of the name, not of its label
+
+
+def name_statistics(batch: Batch, ctx: FeatureContext) -> FloatArray:
+    """The last two ``STAT_NAMES`` columns: subdomain labels and the suffix's benign frequency."""
     n = len(batch.labels)
+    suffix_freq = np.fromiter(
+        map(ctx.suffix_log_freq.get, batch.suffixes, repeat(0.0)), dtype=np.float64, count=n
+    )
+    return np.column_stack([batch.subdomain_labels.astype(np.float64), suffix_freq])
+
+
+def label_statistics(enc: EncodedLabels, ctx: FeatureContext) -> FloatArray:
+    """The first ``N_LABEL_STATS`` columns of ``STAT_NAMES``, computed from the labels alone."""
+    n = enc.codes.shape[0]
     width = enc.codes.shape[1] - 2
     # the closing marker is in no character class, and its count is dropped below
     inner = enc.codes[:, 1 : width + 1]
@@ -413,9 +422,6 @@ def statistics(batch: Batch, enc: EncodedLabels, ctx: FeatureContext) -> FloatAr
 
     covered, words = dictionary_segmentation(enc, ctx.dictionary)
     letter_count = np.maximum(letter_count, 1)
-    suffix_freq = np.fromiter(
-        map(ctx.suffix_log_freq.get, batch.suffixes, repeat(0.0)), dtype=np.float64, count=n
-    )
     return np.column_stack(
         [
             length,
@@ -434,8 +440,6 @@ def statistics(batch: Batch, enc: EncodedLabels, ctx: FeatureContext) -> FloatAr
             # a per-feature model cannot form from coverage and count alone.
             np.where(covered >= letter_count, words, 0.0),
             covered / np.maximum(words, 1.0),
-            batch.subdomain_labels.astype(np.float64),
-            suffix_freq,
         ]
     )
 
