@@ -43,20 +43,28 @@ def render_model_card(report: dict[str, Any]) -> str:
         f"| median TPR at FPR 1e-3, random-character families | {_pct(s['median_tpr_at_1e-3_random'] or 0)} | >= {TARGETS['random']} |",
         f"| median TPR at FPR 1e-3, word-list families | {_pct(s['median_tpr_at_1e-3_wordlist'] or 0)} | >= {TARGETS['wordlist']} |",
         f"| median ROC AUC | {s['median_auc']:.5f} | (LSTM on seen families: 0.9993) |",
+        f"| ceiling, each family seen in training: median TPR at FPR 1e-3, random-character | {_pct(s['seen_median_tpr_at_1e-3_random'] or 0)} | |",
+        f"| ceiling, each family seen in training: median TPR at FPR 1e-3, word-list | {_pct(s['seen_median_tpr_at_1e-3_wordlist'] or 0)} | |",
         "",
         "Thresholds are set on one half of the benign hold-out (every 5th name by rank) and the",
         "false-positive rate is measured on the other half (`test fpr` columns).",
         "",
+        "The ceiling rows train one more model with every other name of each family (in",
+        "generation order) and test on the rest: the families are seen, the names are not. A",
+        "ceiling far above the held-out figure means unseen families limit the TPR; a ceiling",
+        "close to it means the operating point does, that is the benign names that set the",
+        "threshold (listed below), whether or not the family was seen.",
+        "",
         "## Per family (each held out of training in turn)",
         "",
-        "| family | names | style | ROC AUC | TPR @ FPR 1e-3 | TPR @ FPR 1e-4 | test FPR @ 1e-3 |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: |",
+        "| family | names | style | ROC AUC | TPR @ FPR 1e-3 | TPR @ FPR 1e-4 | test FPR @ 1e-3 | TPR @ FPR 1e-3, family seen |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in report["families"]:
         lines.append(
             f"| {r['family']} | {r['n']} | {'word-list' if r['wordlist'] else 'random/other'} | "
             f"{r['auc']:.5f} | {_pct(r['tpr_at_1e-3'])} | {_pct(r['tpr_at_1e-4'])} | "
-            f"{r['test_fpr_at_1e-3']:.5f} |"
+            f"{r['test_fpr_at_1e-3']:.5f} | {_pct(r['seen_tpr_at_1e-3'])} |"
         )
     lines += [
         "",
@@ -76,17 +84,32 @@ def render_model_card(report: dict[str, Any]) -> str:
             )
         lines.append("")
     lines += [
-        "The 'all top 100k' columns include the 80% of benign names the model was trained on, so",
+        "## The benign names that set the FPR 1e-3 threshold",
+        "",
+        "The highest-scoring names of the calibration half (model trained on every family):",
+        "",
+        "| domain | rank | score |",
+        "| --- | ---: | ---: |",
+    ]
+    lines += [
+        f"| `{b['domain']}` | {b['rank']} | {b['score']:.6f} |"
+        for b in report["top_benign_calibration"]
+    ]
+    lines += [
+        "",
+        "The 'all top 100k' columns above include the 80% of benign names the model was trained on, so",
         "they are optimistic; the hold-out columns are the honest figure.",
         "",
         "## Known limits",
         "",
-        "* The benign list is not clean: its least popular ranks contain names that look and",
-        "  probably are algorithmically generated (for example `hkcplzqitt.net`, `pvqvogct.net`,",
-        "  `hvlhdbgi.biz`) and hash-named hosts (`b406929acabac9b095f124c81bdfcf57f.com`).",
-        "  At FPR 1e-3 the threshold is set by exactly these names, which caps the TPR measurable",
-        "  at that operating point. In production the verdict policy's allowlist (top-N popular",
-        "  domains plus operator entries) keeps popular names from ever being blocked.",
+        "* The benign list is not clean: it contains names that look and probably are",
+        "  algorithmically generated (random letters such as `hkcplzqitt.net`, hash- and",
+        "  GUID-named hosts), listed above. At FPR 1e-3 the threshold is set by exactly these",
+        "  names, which caps the TPR measurable at that operating point for any per-name model;",
+        "  the seen-family ceiling shows it. A benign set cleaned by an independent source (not",
+        "  by this model's own scores, which would be circular) is what the targets need. In",
+        "  production the verdict policy's allowlist (top-N popular registrable domains plus",
+        "  operator entries) keeps popular names from being blocked.",
         "* Word-list families (suppobox, rovnix) concatenate real words; held out, they look like",
         "  benign brand names to a character model. This matches the literature.",
         "",
