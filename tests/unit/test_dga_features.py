@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from detectors.features import (
+    BOUNDARY,
     FEATURE_VERSION,
+    MAX_LABEL,
     NGRAM_BUCKETS,
+    OTHER,
+    PAD,
     STAT_NAMES,
     Dictionary,
     FeatureContext,
@@ -122,6 +126,31 @@ def test_features_never_fail_on_arbitrary_text(labels: list[str]) -> None:
     assert stats.shape == (len(labels), len(STAT_NAMES))
     assert np.isfinite(stats).all()
     assert ids.shape == valid.shape
+
+
+def _code(ch: str) -> int:
+    """A character's code, by the definition: letters 1-26, digits 27-36, '-' 37,
+    '_' 38, anything else (NUL and non-ASCII included) OTHER."""
+    lower = "abcdefghijklmnopqrstuvwxyz"
+    if ch.lower() in lower and ch.isascii():
+        return 1 + lower.index(ch.lower())
+    if ch in "0123456789":
+        return 27 + int(ch)
+    return {"-": 37, "_": 38}.get(ch, OTHER)
+
+
+@example(["x" * 70, "ab"])  # cut to MAX_LABEL characters
+@example(["\xe9" * 64 + "a"])
+@given(st.lists(st.text(max_size=70) | st.text(alphabet="aZ9-_.\x00\xe9\ud800", max_size=8)))
+def test_encoding_matches_its_definition(labels: list[str]) -> None:
+    enc = encode_labels(labels)
+    width = max([1] + [min(len(s), MAX_LABEL) for s in labels])
+    assert enc.codes.shape == (len(labels), width + 2)
+    for row, lab, label in zip(enc.codes.tolist(), enc.lengths.tolist(), labels, strict=True):
+        cut = label[:MAX_LABEL]
+        assert lab == len(cut)
+        expected = [BOUNDARY] + [_code(c) for c in cut] + [BOUNDARY]
+        assert row == expected + [PAD] * (width + 2 - len(expected))
 
 
 WORDS = ["face", "book", "facebook", "the", "original", "ore", "origin", "alp", "alpha",
