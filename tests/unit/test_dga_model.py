@@ -76,6 +76,20 @@ def test_names_sharing_registrable_and_depth_score_alike(model) -> None:  # type
     assert (scorer.misses, scorer.hits) == (2, 2)
 
 
+def test_a_names_score_does_not_depend_on_its_batch(model, shared_data: Path) -> None:  # type: ignore[no-untyped-def]
+    # names of every length group, mixed; scored together, one by one, and reversed
+    m, _ = model
+    rows = (shared_data / "dga_train.csv").read_text().splitlines()[1::400]
+    names = [r.split(",")[1] for r in rows] + ["google.com", "www.bbc.co.uk", "com", ""]
+    together = m.score_batch(names)
+    alone = np.array([m.score_batch([n])[0] for n in names])
+    reversed_ = m.score_batch(names[::-1])[::-1]
+    # equal up to the float32 n-gram sum, whose padding differs with the batch
+    np.testing.assert_allclose(together, alone, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(together, reversed_, rtol=0, atol=1e-5)
+    assert {len(n.split(".")[0]) > 16 for n in names} == {True, False}
+
+
 def test_load_refuses_other_feature_version(tmp_path: Path) -> None:
     stem = tmp_path / "m"
     for suffix in (".npz", ".json"):
