@@ -28,6 +28,8 @@ def render_model_card(report: dict[str, Any]) -> str:
         "character-trigram language model, dictionary-word segmentation coverage and word counts,",
         "subdomain depth, how common the suffix is among benign names). Over binned statistics the",
         "model is a generalised additive model; serving is a numpy gather-sum (`detectors/dga.py`).",
+        "Registrable labels come from the Public Suffix List bundled with `tldextract`, plus the",
+        "dynamic-DNS parents it lacks (`EXTRA_SUFFIXES` in `detectors/names.py`).",
         "",
         f"Training data: benign Tranco names (4 of every 5 by rank), all DGA families, and "
         f"{report.get('synthetic_dga', 0)} synthetic names in generic DGA styles (random letters,",
