@@ -170,6 +170,18 @@ class LoopRig:
 
         return asyncio.run(run())
 
+    def policy_version(self) -> int:
+        """The policy version in Redis now."""
+
+        async def run() -> int:
+            client = Redis.from_url(self.redis_url)
+            try:
+                return (await write_verdicts(client, []))[1]
+            finally:
+                await client.aclose()
+
+        return asyncio.run(run())
+
     def query(self, name: str, rtype: str = "A") -> dns.message.Message:
         q = dns.message.make_query(name, rtype)
         return dns.query.tcp(q, "127.0.0.1", port=self.ports.dns_tcp, timeout=5)
@@ -498,6 +510,9 @@ def test_the_loop_detects_dga_traffic_and_blocks_it_in_envoy(
                 if name not in blocked and loop_rig.query(name).rcode() == dns.rcode.NXDOMAIN:
                     blocked[name] = time.monotonic() - start
             time.sleep(0.02)
+        # Each Envoy worker's VM takes the new policy on its own next tick: a
+        # connection served by the other worker may still be a tick behind.
+        loop_rig.wait_version(loop_rig.policy_version())
         counts = {name: sum(n == name for _, n, _ in loop_rig.upstream.received) for name in dga}
         for name in dga:  # later queries, subdomains too, never reach the resolver
             assert loop_rig.query(name).rcode() == dns.rcode.NXDOMAIN
