@@ -104,13 +104,18 @@ fn d_sinkhole_ttl() -> u32 {
     60
 }
 
-/// One HMAC key the feed may be signed with (two during a rotation).
+/// One Ed25519 public key the feed may be signed with (two during a
+/// rotation). Only the feed server holds the private key.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FeedKey {
     pub id: String,
-    pub secret: String,
+    /// The 32-byte public key, base64.
+    pub public_key: String,
 }
+
+/// Shortest bearer token accepted: a shorter one is a placeholder, not a secret.
+pub const MIN_TOKEN_LEN: usize = 16;
 
 /// Where the policy comes from. With a feed configured the filter enforces.
 #[derive(Debug, Clone, Deserialize)]
@@ -122,8 +127,7 @@ pub struct FeedConfig {
     pub authority: String,
     #[serde(default = "d_feed_path")]
     pub path: String,
-    /// Bearer token for the feed server.
-    #[serde(default)]
+    /// Bearer token for the feed server (required).
     pub token: String,
     pub keys: Vec<FeedKey>,
     /// Pause between polls after an error, or between polls when long polling is off.
@@ -164,8 +168,8 @@ pub struct Config {
     pub collector_authority: String,
     #[serde(default = "default_path")]
     pub collector_path: String,
-    /// Bearer token for the collector (empty: no Authorization header).
-    #[serde(default)]
+    /// Bearer token for the collector (required: the collector refuses
+    /// requests without one).
     pub token: String,
     #[serde(default = "d_batch")]
     pub batch_size: usize,
@@ -198,6 +202,13 @@ pub struct Config {
     pub sinkhole: SinkholeConfig,
 }
 
+impl FeedConfig {
+    /// The accepted public keys, parsed.
+    pub fn public_keys(&self) -> Result<Vec<dnspolicy::PublicKey>, String> {
+        self.keys.iter().map(|k| dnspolicy::PublicKey::parse(&k.id, &k.public_key)).collect()
+    }
+}
+
 impl Config {
     pub fn parse(bytes: &[u8]) -> Result<Config, String> {
         let cfg: Config = serde_json::from_slice(bytes).map_err(|e| format!("invalid dnsguard config: {e}"))?;
@@ -208,6 +219,9 @@ impl Config {
     fn validate(&self) -> Result<(), String> {
         if self.collector_cluster.is_empty() {
             return Err("collector_cluster must not be empty".into());
+        }
+        if self.token.len() < MIN_TOKEN_LEN {
+            return Err(format!("token: the collector's bearer token is required ({MIN_TOKEN_LEN} characters or more)"));
         }
         if !self.collector_path.starts_with('/') {
             return Err(format!("collector_path must start with '/', got {:?}", self.collector_path));
@@ -234,8 +248,12 @@ impl Config {
             if f.cluster.is_empty() || !f.path.starts_with('/') {
                 return Err("feed.cluster must not be empty and feed.path must start with '/'".into());
             }
-            if f.keys.is_empty() || f.keys.len() > 2 || f.keys.iter().any(|k| k.id.is_empty() || k.secret.len() < 16) {
-                return Err("feed.keys must hold one or two keys, each with an id and a secret of >= 16 bytes".into());
+            if f.keys.is_empty() || f.keys.len() > 2 {
+                return Err("feed.keys must hold one or two Ed25519 public keys ({\"id\", \"public_key\"})".into());
+            }
+            f.public_keys().map_err(|e| format!("feed.keys: {e}"))?;
+            if f.token.len() < MIN_TOKEN_LEN {
+                return Err(format!("feed.token: the feed's bearer token is required ({MIN_TOKEN_LEN} characters or more)"));
             }
             if f.poll_interval_ms < 50 || f.long_poll_ms > 300_000 {
                 return Err("feed.poll_interval_ms must be >= 50 and feed.long_poll_ms <= 300000".into());
@@ -253,9 +271,13 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    const TOKEN: &str = r#""token":"0123456789abcdef""#;
+    // the Ed25519 public key of the seed [1; 32]
+    const PUBLIC: &str = "iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=";
+
     #[test]
     fn minimal_config_gets_defaults() {
-        let c = Config::parse(br#"{"mode":"tcp","collector_cluster":"collector"}"#).unwrap();
+        let c = Config::parse(format!(r#"{{"mode":"tcp","collector_cluster":"collector",{TOKEN}}}"#).as_bytes()).unwrap();
         assert_eq!(c.mode, Mode::Tcp);
         assert_eq!(c.batch_size, 500);
         assert_eq!(c.metadata_keys.namespace, "NAMESPACE");
@@ -263,24 +285,31 @@ mod tests {
 
     #[test]
     fn unknown_fields_and_bad_values_are_rejected() {
-        assert!(Config::parse(br#"{"mode":"tcp","collector_cluster":"c","batchsize":3}"#).unwrap_err().contains("unknown field"));
-        assert!(Config::parse(br#"{"mode":"udp","collector_cluster":"c"}"#).is_err());
-        assert!(Config::parse(br#"{"mode":"tcp","collector_cluster":"c","batch_size":0}"#).unwrap_err().contains("batch_size"));
-        assert!(Config::parse(br#"{"mode":"tcp","collector_cluster":""}"#).is_err());
+        let parse = |extra: &str| Config::parse(format!(r#"{{"mode":"tcp","collector_cluster":"c",{TOKEN}{extra}}}"#).as_bytes());
+        assert!(parse(r#","batchsize":3"#).unwrap_err().contains("unknown field"));
+        assert!(Config::parse(format!(r#"{{"mode":"udp","collector_cluster":"c",{TOKEN}}}"#).as_bytes()).is_err());
+        assert!(parse(r#","batch_size":0"#).unwrap_err().contains("batch_size"));
+        assert!(Config::parse(format!(r#"{{"mode":"tcp","collector_cluster":"",{TOKEN}}}"#).as_bytes()).is_err());
         assert!(Config::parse(b"not json").is_err());
+        // auth is on by default: no token, or a placeholder, fails the plugin start
+        assert!(Config::parse(br#"{"mode":"tcp","collector_cluster":"c"}"#).unwrap_err().contains("token"));
+        assert!(Config::parse(br#"{"mode":"tcp","collector_cluster":"c","token":"short"}"#).unwrap_err().contains("token"));
     }
 
     #[test]
     fn feed_and_sinkhole_are_validated() {
-        let base = r#""mode":"tcp","collector_cluster":"c""#;
-        let ok = format!(r#"{{{base},"feed":{{"cluster":"feed","keys":[{{"id":"k1","secret":"0123456789abcdef"}}]}},"sinkhole":{{"a":"192.0.2.1"}}}}"#);
+        let base = format!(r#""mode":"tcp","collector_cluster":"c",{TOKEN}"#);
+        let feed = |keys: &str| format!(r#"{{{base},"feed":{{"cluster":"feed",{TOKEN},"keys":[{keys}]}}}}"#);
+        let ok = format!(r#"{{{base},"feed":{{"cluster":"feed",{TOKEN},"keys":[{{"id":"k1","public_key":"{PUBLIC}"}}]}},"sinkhole":{{"a":"192.0.2.1"}}}}"#);
         let c = Config::parse(ok.as_bytes()).unwrap();
         assert_eq!(c.feed.as_ref().unwrap().long_poll_ms, 20_000);
+        assert_eq!(c.feed.as_ref().unwrap().public_keys().unwrap().len(), 1);
         assert_eq!(c.sinkhole.a, Some(std::net::Ipv4Addr::new(192, 0, 2, 1)));
-        let short = format!(r#"{{{base},"feed":{{"cluster":"feed","keys":[{{"id":"k1","secret":"short"}}]}}}}"#);
-        assert!(Config::parse(short.as_bytes()).unwrap_err().contains("feed.keys"));
-        let nokeys = format!(r#"{{{base},"feed":{{"cluster":"feed","keys":[]}}}}"#);
-        assert!(Config::parse(nokeys.as_bytes()).is_err());
+        assert!(Config::parse(feed(r#"{"id":"k1","public_key":"c2hvcnQ="}"#).as_bytes()).unwrap_err().contains("feed.keys"));
+        assert!(Config::parse(feed(r#"{"id":"k1","secret":"0123456789abcdef0123"}"#).as_bytes()).unwrap_err().contains("unknown field"));
+        assert!(Config::parse(feed("").as_bytes()).is_err());
+        let no_token = format!(r#"{{{base},"feed":{{"cluster":"feed","keys":[{{"id":"k1","public_key":"{PUBLIC}"}}]}}}}"#);
+        assert!(Config::parse(no_token.as_bytes()).is_err());
         let badip = format!(r#"{{{base},"sinkhole":{{"a":"999.1.1.1"}}}}"#);
         assert!(Config::parse(badip.as_bytes()).is_err());
     }

@@ -3,19 +3,22 @@
 //! One root context per Envoy polls the feed server: root contexts (one per
 //! worker thread, plus the main thread's) elect a poller through a lease in
 //! shared data, renewed every tick and taken over when it goes stale. The
-//! poller verifies each body's HMAC signature, parses it, and applies it only
+//! poller verifies each body's Ed25519 signature, parses it, and applies it only
 //! if its version moves forward (a delta only onto the version it was cut
 //! from); it then stores the whole table as a snapshot in shared data and
 //! bumps the version key there. Every VM compares that small version key on
 //! its tick and recompiles only when it changed.
 //!
 //! Fail-static: a feed that cannot be fetched, or is unsigned, tampered,
-//! older, malformed or oversized, changes nothing; the last verified policy
-//! stays in force, rejections are counted, and `feed_age_s` keeps rising.
+//! older, has a malformed header or is oversized, changes nothing; the last
+//! verified policy stays in force, rejections are counted, and `feed_age_s`
+//! keeps rising. A verified body with a record that does not parse applies
+//! without that record, which is counted (`feed_entries_skipped`): one bad
+//! entry never stops policy updates.
 
 use std::time::Duration;
 
-use dnspolicy::{parse_header, verify, FeedKind, Policy};
+use dnspolicy::{parse_header, verify, FeedKind, Policy, PublicKey};
 use proxy_wasm::hostcalls;
 
 use crate::config::FeedConfig;
@@ -29,7 +32,7 @@ const LEASE_STALE_MS: u64 = 5_000;
 
 pub struct Poller {
     me: String,
-    keys: Vec<(String, Vec<u8>)>,
+    keys: Vec<PublicKey>,
     pub inflight: Option<u32>,
     next_poll_ms: u64,
     /// Ask for a snapshot rather than a delta (after a gap or a rejection).
@@ -43,7 +46,8 @@ fn now_ms() -> u64 {
 
 impl Poller {
     pub fn new(cfg: &FeedConfig, context_id: u32) -> Poller {
-        let keys = cfg.keys.iter().map(|k| (k.id.clone(), k.secret.as_bytes().to_vec())).collect();
+        // validated when the configuration was parsed
+        let keys = cfg.public_keys().unwrap_or_default();
         Poller {
             me: format!("{}-{context_id}", state::now_micros()),
             keys,
@@ -89,9 +93,7 @@ impl Poller {
         if since > 0 {
             headers.push(("if-none-match", format!("\"{version}\"")));
         }
-        if !cfg.token.is_empty() {
-            headers.push(("authorization", format!("Bearer {}", cfg.token)));
-        }
+        headers.push(("authorization", format!("Bearer {}", cfg.token)));
         Some((headers, Duration::from_millis(cfg.long_poll_ms + cfg.timeout_ms)))
     }
 
@@ -156,10 +158,24 @@ impl Poller {
             if head.kind == FeedKind::Delta && head.base != vm.policy.version && head.version > vm.policy.version {
                 return Ok(false);
             }
-            let kind = vm.policy.apply_body(body, cfg.max_rules)?;
+            if head.kind == FeedKind::Snapshot && head.version == vm.policy.version {
+                // the policy this filter holds (an empty store's version 0 on a
+                // fresh start): nothing to apply, and no replay of anything older
+                return Ok(true);
+            }
+            let applied = vm.policy.apply_body(body, cfg.max_rules)?;
+            if applied.skipped > 0 {
+                vm.count(Stat::FeedEntriesSkipped, applied.skipped as u64);
+                log::warn!(
+                    "dnsguard: feed version {}: {} entries skipped ({})",
+                    head.version,
+                    applied.skipped,
+                    applied.first_skip.as_deref().unwrap_or("")
+                );
+            }
             // other VMs read the whole table: a snapshot as received, a delta's result re-serialized
             let snapshot;
-            let shared: &[u8] = if kind == FeedKind::Snapshot {
+            let shared: &[u8] = if applied.kind == FeedKind::Snapshot {
                 body
             } else {
                 snapshot = vm.policy.to_snapshot();

@@ -84,15 +84,13 @@ impl Root {
         }
         body.push(b']');
         let auth = format!("Bearer {}", cfg.token);
-        let mut headers = vec![
+        let headers = vec![
             (":method", "POST"),
             (":path", cfg.collector_path.as_str()),
             (":authority", cfg.collector_authority.as_str()),
             ("content-type", "application/json"),
+            ("authorization", auth.as_str()),
         ];
-        if !cfg.token.is_empty() {
-            headers.push(("authorization", auth.as_str()));
-        }
         batch.attempts += 1;
         match self.dispatch_http_call(
             &cfg.collector_cluster,

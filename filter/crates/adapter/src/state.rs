@@ -26,6 +26,7 @@ pub enum Stat {
     FeedRejected,
     FeedErrors,
     BlockedDropped,
+    FeedEntriesSkipped,
 }
 
 #[derive(Clone, Copy)]
@@ -41,7 +42,7 @@ const GAUGE_NAMES: [(Gauge, &str); 3] = [
     (Gauge::PolicyRules, "dnsguard.policy_rules"),
 ];
 
-const STAT_NAMES: [(Stat, &str); 13] = [
+const STAT_NAMES: [(Stat, &str); 14] = [
     (Stat::Queries, "dnsguard.queries"),
     (Stat::Responses, "dnsguard.responses"),
     (Stat::ParseErrors, "dnsguard.parse_errors"),
@@ -55,6 +56,7 @@ const STAT_NAMES: [(Stat, &str); 13] = [
     (Stat::FeedRejected, "dnsguard.feed_rejected"),
     (Stat::FeedErrors, "dnsguard.feed_errors"),
     (Stat::BlockedDropped, "dnsguard.blocked_dropped"),
+    (Stat::FeedEntriesSkipped, "dnsguard.feed_entries_skipped"),
 ];
 
 pub struct Pending {

@@ -1,10 +1,19 @@
-//! Parsing the feed body (format in the crate docs). Strict: any line that
-//! does not parse rejects the whole body, with its line number.
+//! Parsing the feed body (format in the crate docs).
+//!
+//! The header must be right or the body is refused. After it, each record is
+//! checked on its own: one that does not parse (an unknown record type, a
+//! name that is not canonical, a bad scope or action) is skipped and counted,
+//! and the rest of the body still applies. The body's signature was verified
+//! over the whole of it before parsing, so a skipped record is the feed
+//! server's mistake, not an attacker's, and it must not freeze every filter
+//! on an old policy.
 
-use crate::policy::{Action, MatchKind, Origin, Rule, Scope};
+use dnswire::presentation::is_canonical_name;
 
-/// Longest name accepted in a feed line (a DNS name in text form).
-pub const MAX_LINE_NAME: usize = 253;
+use crate::rules::{Action, MatchKind, Origin, Rule, Scope, ROOT};
+
+/// Longest name accepted in a feed line (a DNS name in canonical form).
+pub const MAX_LINE_NAME: usize = 4 * 253;
 const MAGIC: &str = "dnsguard-policy/1";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +37,9 @@ pub struct Feed {
     /// When the feed server produced the body (epoch seconds).
     pub generated: u64,
     pub changes: Vec<Change>,
+    /// Records that did not parse and were skipped, and the first reason.
+    pub skipped: usize,
+    pub first_skip: Option<FeedError>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,34 +68,22 @@ fn num(line: usize, s: Option<&str>, what: &str) -> Result<u64, FeedError> {
 fn name(line: usize, s: Option<&str>) -> Result<String, FeedError> {
     let Some(s) = s else { return err(line, "missing name") };
     if s == "." {
-        return Ok(crate::policy::ROOT.to_string()); // the root: every name
+        return Ok(ROOT.to_string()); // the root: every name
     }
-    let s = s.strip_suffix('.').unwrap_or(s);
-    let ok = !s.is_empty()
-        && s.len() <= MAX_LINE_NAME
-        && s.split('.').all(|l| !l.is_empty() && l.len() <= 63)
-        && s.bytes().all(|b| b.is_ascii_graphic() && !b.is_ascii_uppercase());
-    if ok {
+    if !s.is_empty() && s.len() <= MAX_LINE_NAME && is_canonical_name(s) {
         Ok(s.to_string())
     } else {
-        err(line, format!("invalid name {s:?} (lower-case, labels 1..=63, total <= {MAX_LINE_NAME})"))
+        let shown: String = s.chars().take(80).collect();
+        err(line, format!("invalid name {shown:?} (canonical form: lower-case, \\DDD escapes, labels 1..=63 octets)"))
     }
 }
 
 fn scope(line: usize, s: Option<&str>) -> Result<Scope, FeedError> {
-    match s {
-        Some("*") => Ok(Scope::Global),
-        Some(s) => {
-            if let Some(ns) = s.strip_prefix("ns:").filter(|ns| !ns.is_empty() && !ns.contains('/')) {
-                return Ok(Scope::Namespace(std::rc::Rc::from(ns)));
-            }
-            match s.strip_prefix("wl:").and_then(|w| w.split_once('/')) {
-                Some((ns, wl)) if !ns.is_empty() && !wl.is_empty() => Ok(Scope::Workload(ns.into(), wl.into())),
-                _ => err(line, format!("invalid scope {s:?} (expected *, ns:<namespace> or wl:<namespace>/<workload>)")),
-            }
-        }
-        None => err(line, "missing scope"),
-    }
+    let Some(s) = s else { return err(line, "missing scope") };
+    Scope::parse(s).map_or_else(
+        || err(line, format!("invalid scope {s:?} (expected *, ns:<namespace> or wl:<namespace>/<workload>)")),
+        Ok,
+    )
 }
 
 fn origin(line: usize, s: Option<&str>) -> Result<Origin, FeedError> {
@@ -146,70 +146,122 @@ pub fn parse_header(body: &[u8]) -> Result<Header, FeedError> {
     header(text.split('\n').next().unwrap_or_default())
 }
 
+/// What parsing a body found besides its records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    pub header: Header,
+    /// Records that did not parse and were skipped.
+    pub skipped: usize,
+    /// Why the first skipped record did not parse.
+    pub first_skip: Option<FeedError>,
+}
+
+/// One line of the body after the header.
+enum Line {
+    Blank,
+    /// `@ ...`: the rule of the names that follow (None: a group that did not parse)
+    Group(Option<Rule>),
+    Record(Change),
+}
+
+fn line(n: usize, text: &str, kind: FeedKind, group: Option<&Rule>) -> Result<Line, FeedError> {
+    if text.is_empty() {
+        return Ok(Line::Blank);
+    }
+    if let Some(rest) = text.strip_prefix('\t') {
+        let Some(rule) = group else { return err(n, "a name line outside a valid @ group") };
+        return upsert(n, name(n, Some(rest))?, rule.clone());
+    }
+    let mut f = text.split('\t');
+    let change = match f.next() {
+        Some("@") => {
+            let rule = rule_fields(n, &mut f)?;
+            if f.next().is_some() {
+                return err(n, "extra fields");
+            }
+            return Ok(Line::Group(Some(rule)));
+        }
+        Some("+") => {
+            let rule = rule_fields(n, &mut f)?;
+            let name = name(n, f.next())?;
+            if f.next().is_some() {
+                return err(n, "extra fields");
+            }
+            return upsert(n, name, rule);
+        }
+        Some("-") if kind == FeedKind::Delta => {
+            let origin = origin(n, f.next())?;
+            let scope = scope(n, f.next())?;
+            Change::Delete { origin, scope, name: name(n, f.next())? }
+        }
+        Some("-") => return err(n, "a snapshot cannot delete"),
+        other => return err(n, format!("unknown record {:?}", other.map(|o| o.chars().take(16).collect::<String>()))),
+    };
+    if f.next().is_some() {
+        return err(n, "extra fields");
+    }
+    Ok(Line::Record(change))
+}
+
+fn upsert(n: usize, name: String, rule: Rule) -> Result<Line, FeedError> {
+    if name == ROOT && rule.origin == Origin::Detector {
+        return err(n, "a detector verdict cannot target the root");
+    }
+    Ok(Line::Record(Change::Upsert { name, rule }))
+}
+
 /// Parses a feed body, handing each record to `each` in order; at most
-/// `max_changes` records. Nothing is collected, so a body of millions of
-/// rules costs no more than the table it fills.
+/// `max_changes` records (more refuses the body). Nothing is collected, so a
+/// body of millions of rules costs no more than the table it fills.
 ///
 /// Besides `+` and `-` lines, a body may group rules that share everything
 /// but the name: `@ <origin> <scope> <match> <action> <expires>` starts a group
-/// and each following `<TAB><name>` line is one rule of it.
-pub fn for_each_change(body: &[u8], max_changes: usize, mut each: impl FnMut(Change)) -> Result<Header, FeedError> {
+/// and each following `<TAB><name>` line is one rule of it. A group line that
+/// does not parse skips the names under it too.
+pub fn for_each_change(body: &[u8], max_changes: usize, mut each: impl FnMut(Change)) -> Result<Parsed, FeedError> {
     let Ok(text) = std::str::from_utf8(body) else { return err(0, "body is not UTF-8") };
     let mut lines = text.split('\n').enumerate();
     let Some((_, first)) = lines.next() else { return err(1, "empty body") };
     let head = header(first)?;
     let mut group: Option<Rule> = None;
+    let mut parsed = Parsed { header: head, skipped: 0, first_skip: None };
     let mut count = 0usize;
-    for (i, line) in lines {
+    for (i, text) in lines {
         let n = i + 1;
-        if line.is_empty() {
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix('\t') {
-            let Some(rule) = &group else { return err(n, "a name line outside an @ group") };
-            count += 1;
-            if count > max_changes {
-                return err(n, format!("more than {max_changes} records"));
-            }
-            each(Change::Upsert { name: name(n, Some(rest))?, rule: rule.clone() });
-            continue;
-        }
-        let mut f = line.split('\t');
-        let change = match f.next() {
-            Some("@") => {
-                group = Some(rule_fields(n, &mut f)?);
-                if f.next().is_some() {
-                    return err(n, "extra fields");
+        match line(n, text, head.kind, group.as_ref()) {
+            Ok(Line::Blank) => {}
+            Ok(Line::Group(rule)) => group = rule,
+            Ok(Line::Record(change)) => {
+                count += 1;
+                if count > max_changes {
+                    return err(n, format!("more than {max_changes} records"));
                 }
-                continue;
+                each(change);
             }
-            Some("+") => {
-                let rule = rule_fields(n, &mut f)?;
-                Change::Upsert { name: name(n, f.next())?, rule }
+            Err(e) => {
+                if text.starts_with('@') {
+                    group = None; // its names are skipped with it
+                }
+                parsed.skipped += 1;
+                parsed.first_skip.get_or_insert(e);
             }
-            Some("-") if head.kind == FeedKind::Delta => {
-                let origin = origin(n, f.next())?;
-                let scope = scope(n, f.next())?;
-                Change::Delete { origin, scope, name: name(n, f.next())? }
-            }
-            Some("-") => return err(n, "a snapshot cannot delete"),
-            other => return err(n, format!("unknown record {other:?}")),
-        };
-        if f.next().is_some() {
-            return err(n, "extra fields");
         }
-        count += 1;
-        if count > max_changes {
-            return err(n, format!("more than {max_changes} records"));
-        }
-        each(change);
     }
-    Ok(head)
+    Ok(parsed)
 }
 
 /// Parses a whole feed body into memory (see [`for_each_change`] for large ones).
 pub fn parse_feed(body: &[u8], max_changes: usize) -> Result<Feed, FeedError> {
     let mut changes = Vec::new();
-    let h = for_each_change(body, max_changes, |c| changes.push(c))?;
-    Ok(Feed { kind: h.kind, version: h.version, base: h.base, generated: h.generated, changes })
+    let p = for_each_change(body, max_changes, |c| changes.push(c))?;
+    let h = p.header;
+    Ok(Feed {
+        kind: h.kind,
+        version: h.version,
+        base: h.base,
+        generated: h.generated,
+        changes,
+        skipped: p.skipped,
+        first_skip: p.first_skip,
+    })
 }

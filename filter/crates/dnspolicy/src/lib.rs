@@ -26,10 +26,14 @@
 
 #![forbid(unsafe_code)]
 
+mod base64;
 mod feed;
 mod policy;
+mod rules;
 mod sign;
 
-pub use feed::{for_each_change, parse_feed, parse_header, Change, Feed, FeedError, FeedKind, Header, MAX_LINE_NAME};
-pub use policy::{Action, Decision, MatchKind, Origin, Policy, Rule, Scope, ROOT};
-pub use sign::{sign_hex, verify, SignatureError};
+pub use base64::decode as base64_decode;
+pub use feed::{for_each_change, parse_feed, parse_header, Change, Feed, FeedError, FeedKind, Header, Parsed, MAX_LINE_NAME};
+pub use policy::{Applied, Decision, Policy};
+pub use rules::{valid_namespace, valid_object_name, Action, MatchKind, Origin, Rule, Scope, ROOT};
+pub use sign::{verify, PublicKey, SignatureError};

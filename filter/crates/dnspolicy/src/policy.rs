@@ -17,128 +17,9 @@
 //! expired rules never match.
 
 use std::collections::{BTreeMap, HashMap};
-use std::rc::Rc;
 
 use crate::feed::{for_each_change, parse_header, Change, FeedKind};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Nxdomain,
-    Refused,
-    Sinkhole,
-    /// Observe only: the event is marked, the query goes upstream.
-    Shadow,
-    Allow,
-    /// Mark the event (e.g. shadow-IT reporting) without blocking.
-    Log,
-}
-
-impl Action {
-    pub fn parse(s: &str) -> Option<Action> {
-        Some(match s {
-            "nxdomain" => Action::Nxdomain,
-            "refused" => Action::Refused,
-            "sinkhole" => Action::Sinkhole,
-            "shadow" => Action::Shadow,
-            "allow" => Action::Allow,
-            "log" => Action::Log,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Nxdomain => "nxdomain",
-            Action::Refused => "refused",
-            Action::Sinkhole => "sinkhole",
-            Action::Shadow => "shadow",
-            Action::Allow => "allow",
-            Action::Log => "log",
-        }
-    }
-
-    /// Answered by the filter instead of the upstream resolver.
-    pub fn blocks(self) -> bool {
-        matches!(self, Action::Nxdomain | Action::Refused | Action::Sinkhole)
-    }
-
-    /// At equal specificity the higher one wins. A total order, so a decision
-    /// never depends on the order rules arrive in the feed.
-    pub fn precedence(self) -> u8 {
-        match self {
-            Action::Nxdomain => 5,
-            Action::Refused => 4,
-            Action::Sinkhole => 3,
-            Action::Allow => 2,
-            Action::Log | Action::Shadow => 1,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MatchKind {
-    Exact,
-    Suffix,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Origin {
-    Operator,
-    Detector,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Scope {
-    Global,
-    Namespace(Rc<str>),
-    /// (namespace, workload)
-    Workload(Rc<str>, Rc<str>),
-}
-
-/// The key of rules set on the root ("."): they cover every name. A
-/// default-deny scope is a catch-all blocking rule there, which any more
-/// specific allow outranks.
-pub const ROOT: &str = "";
-
-impl Scope {
-    fn applies(&self, namespace: &str, workload: &str) -> bool {
-        match self {
-            Scope::Global => true,
-            Scope::Namespace(ns) => &**ns == namespace,
-            Scope::Workload(ns, wl) => &**ns == namespace && &**wl == workload,
-        }
-    }
-    fn specificity(&self) -> u8 {
-        match self {
-            Scope::Global => 0,
-            Scope::Namespace(_) => 1,
-            Scope::Workload(..) => 2,
-        }
-    }
-    pub fn text(&self) -> String {
-        match self {
-            Scope::Global => "*".into(),
-            Scope::Namespace(ns) => format!("ns:{ns}"),
-            Scope::Workload(ns, wl) => format!("wl:{ns}/{wl}"),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rule {
-    pub origin: Origin,
-    pub scope: Scope,
-    pub kind: MatchKind,
-    pub action: Action,
-    /// Epoch seconds after which the rule stops applying; 0 = never.
-    pub expires: u64,
-}
-
-impl Rule {
-    fn live(&self, now_s: u64) -> bool {
-        self.expires == 0 || now_s < self.expires
-    }
-}
+use crate::rules::{Action, MatchKind, Origin, Rule, Scope, ROOT};
 
 /// What decides a query: the action, the rule, and the name it was set on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +27,16 @@ pub struct Decision<'a> {
     pub action: Action,
     pub rule: &'a Rule,
     pub name: &'a str,
+}
+
+/// What applying a body did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub kind: FeedKind,
+    /// Records skipped because they did not parse.
+    pub skipped: usize,
+    /// Why the first of them did not.
+    pub first_skip: Option<String>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -194,18 +85,21 @@ impl Policy {
 
     /// Applies a feed body straight from its bytes, without holding its
     /// records in memory: a snapshot is built beside the current table and
-    /// swapped in; a delta is checked whole first, then applied in place. On
-    /// any error the table is unchanged. Returns whether it was a snapshot.
-    pub fn apply_body(&mut self, body: &[u8], max_rules: usize) -> Result<FeedKind, String> {
+    /// swapped in; a delta is checked whole first, then applied in place. A
+    /// bad header, an old version or too many rules refuse the body and leave
+    /// the table unchanged; a record that does not parse is skipped and
+    /// counted ([`Applied::skipped`]), and the rest applies.
+    pub fn apply_body(&mut self, body: &[u8], max_rules: usize) -> Result<Applied, String> {
         let head = parse_header(body).map_err(|e| e.to_string())?;
         if head.version <= self.version {
             return Err(format!("feed version {} is not newer than {} (replayed or stale)", head.version, self.version));
         }
-        match head.kind {
+        let parsed = match head.kind {
             FeedKind::Snapshot => {
                 let mut next = Policy { version: head.version, generated: head.generated, ..Policy::default() };
-                for_each_change(body, max_rules, |c| next.change(c)).map_err(|e| e.to_string())?;
+                let parsed = for_each_change(body, max_rules, |c| next.change(c)).map_err(|e| e.to_string())?;
                 *self = next;
+                parsed
             }
             FeedKind::Delta => {
                 if head.base != self.version {
@@ -217,12 +111,13 @@ impl Policy {
                 if self.len + upserts > max_rules {
                     return Err(format!("policy would exceed max_rules {max_rules}"));
                 }
-                for_each_change(body, max_rules, |c| self.change(c)).map_err(|e| e.to_string())?;
+                let parsed = for_each_change(body, max_rules, |c| self.change(c)).map_err(|e| e.to_string())?;
                 self.version = head.version;
                 self.generated = head.generated;
+                parsed
             }
-        }
-        Ok(head.kind)
+        };
+        Ok(Applied { kind: head.kind, skipped: parsed.skipped, first_skip: parsed.first_skip.map(|e| e.to_string()) })
     }
 
     fn change(&mut self, change: Change) {
@@ -429,7 +324,7 @@ mod tests {
     fn grouped_bodies_and_applying_from_bytes() {
         let body = b"dnsguard-policy/1\tsnapshot\t3\t0\t9\n@\td\tns:shop\ts\trefused\t0\n\ta.example\n\tb.example\n+\to\t*\te\tallow\t0\tc.example\n";
         let mut p = Policy::default();
-        assert_eq!(p.apply_body(body, 10).unwrap(), FeedKind::Snapshot);
+        assert_eq!(p.apply_body(body, 10).unwrap().kind, FeedKind::Snapshot);
         assert_eq!((p.version, p.len()), (3, 3));
         assert_eq!(act(&p, "x.b.example", "shop"), Some("refused"));
         // the same body again, a delta from elsewhere, or too many rules: refused, table unchanged
@@ -437,12 +332,13 @@ mod tests {
         assert!(p.apply_body(b"dnsguard-policy/1\tdelta\t5\t4\t0\n", 10).unwrap_err().contains("does not apply"));
         let grow = b"dnsguard-policy/1\tdelta\t4\t3\t0\n+\td\t*\ts\tnxdomain\t0\td.example\n";
         assert!(p.apply_body(grow, 3).unwrap_err().contains("max_rules"));
-        let bad = b"dnsguard-policy/1\tdelta\t4\t3\t0\n-\td\tns:shop\ta.example\n+\tbroken\n";
-        assert!(p.apply_body(bad, 10).is_err());
+        let bad_header = b"dnsguard-policy/1\tdelta\tfour\t3\t0\n-\td\tns:shop\ta.example\n";
+        assert!(p.apply_body(bad_header, 10).is_err());
         assert_eq!((p.version, p.len()), (3, 3));
-        assert_eq!(p.apply_body(grow, 10).unwrap(), FeedKind::Delta);
+        assert_eq!(p.apply_body(grow, 10).unwrap().kind, FeedKind::Delta);
         assert_eq!((p.version, p.len()), (4, 4));
-        assert!(parse_feed(b"dnsguard-policy/1\tsnapshot\t1\t0\t0\n\tlost.example\n", 10).unwrap_err().reason.contains("outside"));
+        let lost = parse_feed(b"dnsguard-policy/1\tsnapshot\t1\t0\t0\n\tlost.example\n", 10).unwrap();
+        assert!(lost.changes.is_empty() && lost.first_skip.unwrap().reason.contains("outside"));
     }
 
     #[test]
@@ -455,22 +351,57 @@ mod tests {
     }
 
     #[test]
-    fn malformed_feeds_are_rejected_with_their_line() {
-        let bad: [(&[u8], usize); 9] = [
-            (b"", 1),
-            (b"nope\tsnapshot\t1\t0\t0\n", 1),
-            (b"dnsguard-policy/1\tsnapshot\tx\t0\t0\n", 1),
-            (b"dnsguard-policy/1\tdelta\t3\t3\t0\n", 1),
-            (b"dnsguard-policy/1\tsnapshot\t1\t0\t0\n-\td\t*\ta.example\n", 2),
-            (b"dnsguard-policy/1\tsnapshot\t1\t0\t0\n+\td\t*\ts\tdrop\t0\ta.example\n", 2),
-            (b"dnsguard-policy/1\tsnapshot\t1\t0\t0\n+\td\tns:\ts\tnxdomain\t0\ta.example\n", 2),
-            (b"dnsguard-policy/1\tsnapshot\t1\t0\t0\n\n+\td\t*\ts\tnxdomain\t0\tA.example\n", 3),
-            (b"dnsguard-policy/1\tsnapshot\t1\t0\t0\n+\td\t*\ts\tnxdomain\t0\ta..example\n", 2),
-        ];
-        for (body, line) in bad {
-            assert_eq!(parse_feed(body, 10).unwrap_err().line, line, "{}", String::from_utf8_lossy(body));
+    fn malformed_headers_refuse_the_body() {
+        for body in [
+            &b""[..],
+            b"nope\tsnapshot\t1\t0\t0\n",
+            b"dnsguard-policy/1\tsnapshot\tx\t0\t0\n",
+            b"dnsguard-policy/1\tdelta\t3\t3\t0\n",
+            b"dnsguard-policy/1\tsnapshot\t1\t0\t0\textra\n",
+            b"\xff\xfe",
+        ] {
+            assert!(parse_feed(body, 10).is_err(), "{}", String::from_utf8_lossy(body));
         }
         let many = format!("dnsguard-policy/1\tsnapshot\t1\t0\t0\n{}", "+\td\t*\ts\tnxdomain\t0\ta.example\n".repeat(3));
         assert!(parse_feed(many.as_bytes(), 2).unwrap_err().reason.contains("more than 2"));
+    }
+
+    #[test]
+    fn a_bad_record_is_skipped_and_counted_and_the_rest_applies() {
+        let bad: [(&str, usize); 12] = [
+            ("-\td\t*\ta.example\n", 2), // a snapshot cannot delete
+            ("+\td\t*\ts\tdrop\t0\ta.example\n", 2),
+            ("+\td\tns:\ts\tnxdomain\t0\ta.example\n", 2),
+            ("+\td\tns:Shop\ts\tnxdomain\t0\ta.example\n", 2),
+            ("+\td\tns:sh\top\ts\tnxdomain\t0\ta.example\n", 2),
+            ("\n+\td\t*\ts\tnxdomain\t0\tA.example\n", 3),
+            ("+\td\t*\ts\tnxdomain\t0\ta..example\n", 2),
+            ("+\td\t*\ts\tnxdomain\t0\ta b.example\n", 2),
+            ("\tlost.example\n", 2), // a name line outside a group
+            ("@\td\tns:\ts\tnxdomain\t0\n\tx.example\n\ty.example\n", 2),
+            ("+\td\t*\ts\tnxdomain\t0\t*.example\n", 2), // '*' is written \042
+            ("+\td\t*\ts\tnxdomain\t0\t.\n", 2),         // a detector verdict never targets the root
+        ];
+        for (record, line) in bad {
+            let body = format!("dnsguard-policy/1\tsnapshot\t1\t0\t0\n{record}+\td\tns:shop\ts\tnxdomain\t0\tgood.example\n");
+            let feed = parse_feed(body.as_bytes(), 10).unwrap();
+            assert!(feed.skipped >= 1, "{record:?}");
+            assert_eq!(feed.first_skip.as_ref().map(|e| e.line), Some(line), "{record:?}");
+            let mut p = Policy::default();
+            let applied = p.apply_body(body.as_bytes(), 10).unwrap();
+            assert_eq!(applied.skipped, feed.skipped);
+            assert_eq!(act(&p, "good.example", "shop"), Some("nxdomain"), "{record:?}");
+            assert_eq!(p.version, 1);
+        }
+        // what a verdict name carrying TAB and newline once wrote into a signed snapshot:
+        // the root rule it smuggled in is skipped; an operator's default-deny on the root stays valid
+        let forged = "dnsguard-policy/1\tsnapshot\t2\t0\t0\n+\td\t*\ts\tnxdomain\t0\tzz\n+\td\t*\ts\tnxdomain\t0\t.\n@\to\tns:shop\ts\tnxdomain\t0\n\t.\n";
+        let feed = parse_feed(forged.as_bytes(), 10).unwrap();
+        assert_eq!(feed.skipped, 1);
+        assert_eq!(feed.changes.len(), 2);
+        let mut p = Policy::default();
+        p.apply_body(forged.as_bytes(), 10).unwrap();
+        assert_eq!(act(&p, "www.google.com", "other"), None);
+        assert_eq!(act(&p, "www.google.com", "shop"), Some("nxdomain"));
     }
 }

@@ -17,6 +17,7 @@ mod framer;
 mod message;
 mod name;
 mod names;
+pub mod presentation;
 mod reader;
 
 pub use build::{local_answer, placeholder_query, Sinkhole, RCODE_NOERROR, RCODE_NXDOMAIN, RCODE_REFUSED};

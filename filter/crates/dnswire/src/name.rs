@@ -1,5 +1,6 @@
 //! Domain names on the wire: labels, compression pointers, limits.
 
+use crate::presentation::push_label;
 use crate::reader::{form, ParseError};
 
 /// Longest name on the wire, length octets included (RFC 1035 3.1).
@@ -11,7 +12,8 @@ pub const MAX_POINTER_HOPS: usize = 64;
 /// Reads the name starting at `start` in `msg`.
 ///
 /// Returns the name in presentation form (lower-case ASCII, no trailing dot,
-/// `""` for the root; bytes outside `[a-z0-9-_*]` are written `\DDD`) and the
+/// `""` for the root; bytes outside `[a-z0-9-_]` are written `\DDD`: the
+/// canonical form of [`crate::presentation`]) and the
 /// offset just past the name *in place* (after the first pointer, if any).
 pub fn read_name(msg: &[u8], start: usize) -> Result<(String, usize), ParseError> {
     let mut out = String::with_capacity(48);
@@ -59,31 +61,6 @@ pub fn read_name(msg: &[u8], start: usize) -> Result<(String, usize), ParseError
                 pos = target;
             }
             _ => return Err(form(pos, "reserved label type")),
-        }
-    }
-}
-
-fn plain(b: u8) -> bool {
-    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'*'
-}
-
-fn push_label(out: &mut String, label: &[u8]) {
-    // the common label, already in presentation form: one copy
-    if label.iter().all(|&b| plain(b)) {
-        if let Ok(text) = std::str::from_utf8(label) {
-            out.push_str(text);
-            return;
-        }
-    }
-    for &b in label {
-        let c = b.to_ascii_lowercase();
-        if c.is_ascii_alphanumeric() || c == b'-' || c == b'_' || c == b'*' {
-            out.push(c as char);
-        } else {
-            out.push('\\');
-            out.push((b'0' + c / 100) as char);
-            out.push((b'0' + (c / 10) % 10) as char);
-            out.push((b'0' + c % 10) as char);
         }
     }
 }

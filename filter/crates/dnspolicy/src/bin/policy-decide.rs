@@ -3,12 +3,21 @@
 //! `name<TAB>namespace<TAB>workload<TAB>now`; prints `action<TAB>matched name`
 //! (`allow<TAB>-` when nothing matches). Used by the property test that holds
 //! the filter's matcher to the Python reference evaluation.
+//!
+//! `policy-decide --dump SNAPSHOT` prints the table the filter would hold
+//! (as a snapshot body) and, on stderr, `skipped <n>`: the property test that
+//! holds the feed server's encoder to the filter's parser.
 
 use std::io::{BufRead, Write};
 
 fn main() -> std::process::ExitCode {
-    let Some(path) = std::env::args().nth(1) else {
-        eprintln!("usage: policy-decide SNAPSHOT < queries");
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let dump = args.first().is_some_and(|a| a == "--dump");
+    if dump {
+        args.remove(0);
+    }
+    let Some(path) = args.first().cloned() else {
+        eprintln!("usage: policy-decide [--dump] SNAPSHOT < queries");
         return std::process::ExitCode::from(2);
     };
     let body = match std::fs::read(&path) {
@@ -19,9 +28,17 @@ fn main() -> std::process::ExitCode {
         }
     };
     let mut policy = dnspolicy::Policy::default();
-    if let Err(e) = policy.apply_body(&body, usize::MAX) {
-        eprintln!("{path}: {e}");
-        return std::process::ExitCode::from(1);
+    let applied = match policy.apply_body(&body, usize::MAX) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("{path}: {e}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    if dump {
+        eprintln!("skipped {}", applied.skipped);
+        let mut out = std::io::stdout();
+        return if out.write_all(&policy.to_snapshot()).is_ok() { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::from(1) };
     }
     let stdin = std::io::stdin();
     let mut out = std::io::BufWriter::new(std::io::stdout());
