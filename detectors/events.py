@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from detectors.names import normalise
+from detectors.dnsname import InvalidName, canonical_name
+from detectors.identity import valid_ip, valid_namespace, valid_object_name
 
 
 class EventError(ValueError):
@@ -36,7 +37,7 @@ class DnsEvent:
     ts: float  # seconds since the epoch
     client: str  # stable client identity: namespace/pod, else the client IP
     namespace: str
-    qname: str  # normalised: lower-case, no trailing dot
+    qname: str  # canonical presentation form (detectors.dnsname)
     qtype: str
     rcode: str | None  # None when the query went unanswered
     answers: tuple[Answer, ...] = ()
@@ -95,6 +96,27 @@ def client_identity(namespace: str, pod: str, workload: str, ip: str) -> str:
     return ip or "unknown"
 
 
+def check_identity(namespace: str, pod: str, workload: str, ip: str) -> None:
+    """Raise :class:`EventError` unless the identity fields are well-formed:
+    Kubernetes names (or empty) and an IP address (or empty). They become
+    Kafka keys, policy scopes and alert fields downstream."""
+    if namespace and not valid_namespace(namespace):
+        raise EventError(f"node.namespace: not a Kubernetes namespace name: {namespace[:80]!r}")
+    for field_name, value in (("node.pod", pod), ("node.workload", workload)):
+        if value and not valid_object_name(value):
+            raise EventError(f"{field_name}: not a Kubernetes object name: {value[:80]!r}")
+    if ip and not valid_ip(ip):
+        raise EventError(f"client.ip: not an IP address: {ip[:80]!r}")
+
+
+def query_name(name: str) -> str:
+    """The query name in canonical form, or :class:`EventError` saying why not."""
+    try:
+        return canonical_name(name)
+    except InvalidName as exc:
+        raise EventError(f"query.name: {exc}") from exc
+
+
 def from_v1(event: Mapping[str, Any]) -> DnsEvent:
     """Decode the fields detectors use from a v1 event dict."""
     if not isinstance(event, Mapping):
@@ -129,16 +151,16 @@ def from_v1(event: Mapping[str, Any]) -> DnsEvent:
             )
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise EventError(f"response.answers: malformed answer ({exc})") from exc
+    namespace = str(node.get("namespace") or "")
+    pod = str(node.get("pod") or "")
+    workload = str(node.get("workload") or "")
+    ip = str(client.get("ip") or "")
+    check_identity(namespace, pod, workload, ip)
     return DnsEvent(
         ts=parse_ts(event.get("ts")),
-        client=client_identity(
-            str(node.get("namespace") or ""),
-            str(node.get("pod") or ""),
-            str(node.get("workload") or ""),
-            str(client.get("ip") or ""),
-        ),
-        namespace=str(node.get("namespace") or ""),
-        qname=normalise(name),
+        client=client_identity(namespace, pod, workload, ip),
+        namespace=namespace,
+        qname=query_name(name),
         qtype=qtype.upper(),
         rcode=rcode,
         answers=answers,

@@ -6,12 +6,29 @@ registrable domain (``a.b``). The PSL rules (ICANN and private sections, so
 dynamic-DNS parents such as ``ddns.net`` count as suffixes) come from the
 snapshot shipped inside the ``tldextract`` package, plus ``EXTRA_SUFFIXES``;
 nothing is downloaded.
+
+The list's sections matter beyond splitting:
+
+* the **ICANN section** says which top-level domains exist (are delegated in
+  the root): a name under any other TLD (``.local``, ``.internal``, ``.corp``,
+  a cluster's ``svc`` zone) can never resolve on the Internet;
+* the **private section** lists suffixes under which a provider hands out
+  names: hosting namespaces (storage buckets, CDN distributions, PaaS apps,
+  where the label is an account or resource id that the provider or its
+  customer picks, often random by design) and dynamic-DNS parents (where
+  anyone can claim a label for free, as DGA operators do). A private
+  suffix belongs to a **dynamic-DNS provider** when the PSL organisation block
+  that lists it names one (:data:`DYNAMIC_DNS_MARKERS` in the block's comment
+  or in any of its suffixes, for example DuckDNS, DynDNS, No-IP, Dynu, dynv6,
+  ClouDNS), or it is one of ``EXTRA_SUFFIXES``; every other private suffix is
+  a **hosting** suffix.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -72,9 +89,22 @@ class PublicSuffixList:
     ``www.example.com`` costs two dict probes.
     """
 
-    __slots__ = ("_table",)
+    __slots__ = ("_table", "dynamic_dns", "hosting", "tlds")
 
-    def __init__(self, rules: set[str], wildcards: set[str], exceptions: set[str]) -> None:
+    def __init__(
+        self,
+        rules: set[str],
+        wildcards: set[str],
+        exceptions: set[str],
+        tlds: Iterable[str] = (),
+        hosting: Iterable[str] = (),
+        dynamic_dns: Iterable[str] = (),
+    ) -> None:
+        # top-level domains of the ICANN section (empty: every TLD counts as delegated)
+        self.tlds = frozenset(tlds)
+        # private-section rules (wildcards as their parent), by kind
+        self.hosting = frozenset(hosting)
+        self.dynamic_dns = frozenset(dynamic_dns)
         table: dict[str, int] = {}
         for flag, group in ((_RULE, rules), (_WILDCARD, wildcards), (_EXCEPTION, exceptions)):
             for rule in group:
@@ -86,13 +116,42 @@ class PublicSuffixList:
         self._table = table
 
     @classmethod
-    def from_text(cls, text: str) -> PublicSuffixList:
+    def from_text(cls, text: str, extra_dynamic_dns: Iterable[str] = ()) -> PublicSuffixList:
+        """Rules from the PSL's text. Its ``===BEGIN ICANN DOMAINS===`` and
+        ``===BEGIN PRIVATE DOMAINS===`` markers give the sections; in the
+        private section a blank line ends one organisation's block."""
         rules: set[str] = set()
         wildcards: set[str] = set()
         exceptions: set[str] = set()
+        tlds: set[str] = set()
+        section = ""
+        block_text: list[str] = []
+        block_rules: list[str] = []
+        hosting: set[str] = set()
+        dynamic: set[str] = set(extra_dynamic_dns)
+
+        def close_block() -> None:
+            if block_rules:
+                is_dynamic = DYNAMIC_DNS_MARKERS.search(" ".join(block_text + block_rules))
+                (dynamic if is_dynamic else hosting).update(block_rules)
+            block_text.clear()
+            block_rules.clear()
+
         for raw in text.splitlines():
             line = raw.strip()
-            if not line or line.startswith("//"):
+            if "===BEGIN ICANN DOMAINS===" in line:
+                section = "icann"
+            elif "===BEGIN PRIVATE DOMAINS===" in line:
+                section = "private"
+            elif "===END" in line:
+                close_block()
+                section = ""
+            if not line:
+                close_block()
+                continue
+            if line.startswith("//"):
+                if section == "private":
+                    block_text.append(line[2:].lower())
                 continue
             rule = line.split()[0].lower()
             rule = rule.encode("idna").decode("ascii") if not rule.isascii() else rule
@@ -102,7 +161,15 @@ class PublicSuffixList:
                 wildcards.add(rule[2:])
             else:
                 rules.add(rule)
-        return cls(rules, wildcards, exceptions)
+            base = rule.lstrip("!").removeprefix("*.")
+            if section == "icann":
+                tlds.add(base.rsplit(".", 1)[-1])
+            elif section == "private" and not rule.startswith("!"):
+                block_rules.append(base)
+        close_block()
+        for extra in extra_dynamic_dns:
+            rules.add(extra)
+        return cls(rules, wildcards, exceptions, tlds, hosting - dynamic, dynamic)
 
     def __len__(self) -> int:
         return sum(1 for flags in self._table.values() if flags & (_RULE | _WILDCARD | _EXCEPTION))
@@ -175,6 +242,28 @@ class PublicSuffixList:
             add_depth(start - 1 if start > 2 or labels[0] else 0)
         return labels_out, suffixes, depths
 
+    def delegated(self, name: str) -> bool:
+        """Whether the name's top-level domain exists in the root zone (the
+        ICANN section lists it); ``True`` for every TLD when no sections are known."""
+        if not self.tlds:
+            return True
+        return name.rpartition(".")[2] in self.tlds
+
+    def is_public_suffix(self, name: str) -> bool:
+        """Whether ``name`` is itself a public suffix (nobody's registrable domain)."""
+        return bool(name) and self.split(name).label == ""
+
+    def suffix_kind(self, suffix: str) -> str:
+        """``hosting``, ``dynamic-dns`` (private section) or ``icann`` for a
+        public suffix as :meth:`split` returns it (a wildcard's match counts as
+        its parent's)."""
+        for rule in (suffix, suffix.partition(".")[2]):
+            if rule in self.dynamic_dns:
+                return "dynamic-dns"
+            if rule in self.hosting:
+                return "hosting"
+        return "icann"
+
     def split(self, name: str) -> SplitName:
         norm, labels, start = self._labels(name)
         if start <= 0:
@@ -192,13 +281,23 @@ class PublicSuffixList:
 # providers (beside dyndns.org) under which the Kraken botnet's DGA made names.
 EXTRA_SUFFIXES = ("mooo.com", "yi.org", "dynserv.com")
 
+# A private-section organisation block that matches this (in its comment or
+# any of its suffixes) is a dynamic-DNS provider: its customers pick labels
+# freely, so labels under it are scored like registrable domains.
+DYNAMIC_DNS_MARKERS = re.compile(
+    r"dyn|ddns|duckdns|no-?ip|cloudns|freedns|afraid|dnsalias|dnsdojo|dnshome|dnsup|"
+    r"selfip|homeip|gotdns|getmyip|freemyip|myip|hopto|zapto|sytes|serveftp|mydns|now-dns|"
+    r"twodns|spdns|changeip|nsupdate|dns-?update|goip",
+    re.ASCII,
+)
+
 
 @functools.cache
 def default_psl() -> PublicSuffixList:
-    """The PSL snapshot bundled with tldextract, plus ``EXTRA_SUFFIXES`` (read
-    once, on first use)."""
+    """The PSL snapshot bundled with tldextract, plus ``EXTRA_SUFFIXES`` as
+    dynamic-DNS parents (read once, on first use)."""
     text = resources.files("tldextract").joinpath(".tld_set_snapshot").read_text("utf-8")
-    return PublicSuffixList.from_text(text + "\n" + "\n".join(EXTRA_SUFFIXES) + "\n")
+    return PublicSuffixList.from_text(text, extra_dynamic_dns=EXTRA_SUFFIXES)
 
 
 @functools.lru_cache(maxsize=65_536)

@@ -20,6 +20,7 @@ from detectors.nxdomain import NxdomainSettings, NxdomainStorm
 from detectors.rate import RateAnomaly, RateSettings
 from detectors.tunnel import Tunneling, TunnelSettings
 from detectors.verdicts import Allowlist, Decision, PolicySettings, VerdictPolicy
+from detectors.zones import ClusterSettings, Zones
 
 
 class EventDetector(Protocol):
@@ -37,6 +38,7 @@ class DetectorSettings:
     new_domain: NewDomainSettings = field(default_factory=NewDomainSettings)
     fast_flux: FastFluxSettings = field(default_factory=FastFluxSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
     enable_new_domain: bool = True
 
 
@@ -64,7 +66,8 @@ class Pipeline:
         ]
         if s.enable_new_domain:
             self.per_event.append(NewlyObservedDomain(s.new_domain))
-        self.policy = VerdictPolicy(s.policy, Allowlist(allowlist))
+        self.zones = Zones(s.cluster)
+        self.policy = VerdictPolicy(s.policy, Allowlist(allowlist), self.zones)
 
     def process(self, events: Sequence[DnsEvent]) -> BatchResult:
         findings: list[Finding] = []
