@@ -72,7 +72,7 @@ async def through_collector(port: int, bodies: list[bytes]) -> float:
                 session.post(
                     f"http://127.0.0.1:{port}/v1/events",
                     data=body,
-                    headers={"Authorization": "Bearer b"},
+                    headers={"Authorization": "Bearer bench-token-0123456789"},
                 ) as r,
             ):
                 assert r.status == 202, await r.text()
@@ -99,7 +99,7 @@ async def main_async(bootstrap: str) -> dict[str, list[float]]:
     (port,) = free_ports(1)
     settings = CollectorSettings(
         port=port,
-        token=Secret("b"),
+        token=Secret("bench-token-0123456789"),
         kafka_bootstrap=bootstrap,
         events_topic="bench.collector",
         dlq_topic="bench.dlq",

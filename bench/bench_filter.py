@@ -92,7 +92,9 @@ def main() -> None:
     try:
         procs.append(subprocess.Popen([str(DNSBENCH), "serve", str(upstream)]))
         env = dict(
-            os.environ, DNSGUARD_COLLECTOR_PORT=str(collector), DNSGUARD_COLLECTOR_TOKEN="bench"
+            os.environ,
+            DNSGUARD_COLLECTOR_PORT=str(collector),
+            DNSGUARD_COLLECTOR_TOKEN="bench-token-0123456789",
         )
         procs.append(
             subprocess.Popen(
@@ -113,7 +115,9 @@ def main() -> None:
         ports = FilterPorts(
             admin=admin, dns_tcp=filt, upstream_dns=upstream, collector=collector, plain_tcp=plain
         )
-        cfg = filter_bootstrap(ports, FilterOptions(token="bench", queue_max=100_000))
+        cfg = filter_bootstrap(
+            ports, FilterOptions(token="bench-token-0123456789", queue_max=100_000)
+        )
         for behaviour, port in (("empty", empty), ("read", read)):  # the floor modules
             floor = wasm_filter("network", f"floor_{behaviour}", f"floor_{behaviour}", behaviour,
                                 FLOOR, "floor")  # fmt: skip

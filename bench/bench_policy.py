@@ -45,7 +45,8 @@ from aiohttp import web  # noqa: E402
 
 from bench.bench_filter import DNSBENCH, cpu_seconds, load, wait_ready  # noqa: E402
 from streams.envoy_config import FilterOptions, FilterPorts, filter_bootstrap  # noqa: E402
-from streams.feed import render_snapshot, sign  # noqa: E402
+from streams.feed import render_snapshot  # noqa: E402
+from streams.signing import SigningKey  # noqa: E402
 from streams.stack import envoy_binary  # noqa: E402
 from tests.conftest import free_ports  # noqa: E402
 
@@ -53,7 +54,9 @@ OUT = ROOT / "bench" / "results" / "policy.json"
 RULES = int(os.environ.get("RULES", "100000"))
 CATEGORY_ENTRIES = int(os.environ.get("CATEGORY_ENTRIES", "1000000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
-KEY = ("bench", "bench-feed-key-0123456789")
+SIGNER, _ = SigningKey.generate("bench")
+KEY = (SIGNER.id, SIGNER.public_b64)
+TOKEN = "bench-token-0123456789"
 
 
 def large_policy(rules: int, category: int, version: int) -> bytes:
@@ -88,9 +91,7 @@ class StaticFeed:
             version = body.split(b"\t", 3)[2].decode()
             if request.headers.get("If-None-Match") == f'"{version}"':
                 return web.Response(status=304)
-            return web.Response(
-                body=body, headers={"X-Dnsguard-Signature": sign(KEY[0], KEY[1].encode(), body)}
-            )
+            return web.Response(body=body, headers={"X-Dnsguard-Signature": SIGNER.sign(body)})
 
         async def start() -> None:
             app = web.Application()
@@ -131,7 +132,7 @@ def main() -> None:
     envs = {}
     try:
         env = dict(
-            os.environ, DNSGUARD_COLLECTOR_PORT=str(collector), DNSGUARD_COLLECTOR_TOKEN="bench"
+            os.environ, DNSGUARD_COLLECTOR_PORT=str(collector), DNSGUARD_COLLECTOR_TOKEN=TOKEN
         )
         procs.append(subprocess.Popen([sys.executable, "-m", "streams.cli", "collector", "--sink", f"jsonl:{work / 'events.jsonl'}"],
                                       env=env, cwd=ROOT, stdout=subprocess.DEVNULL))  # fmt: skip
@@ -145,7 +146,11 @@ def main() -> None:
             ports = FilterPorts(admin=admin, dns_tcp=dns_port, upstream_dns=upstream, collector=collector,
                                 feed=feed_port if path else None)  # fmt: skip
             opts = FilterOptions(
-                token="bench", queue_max=100_000, feed_keys=(KEY,), feed_max_bytes=256 << 20
+                token=TOKEN,
+                queue_max=100_000,
+                feed_keys=(KEY,),
+                feed_token=TOKEN,
+                feed_max_bytes=256 << 20,
             )
             cfg = filter_bootstrap(ports, opts)
             if path:

@@ -40,7 +40,7 @@ from streams.topics import TopicSpec, ensure_topics  # noqa: E402
 from streams.upstream import Upstream, UpstreamServer  # noqa: E402
 from tests.conftest import SHARED_DATA, free_ports  # noqa: E402
 from tests.e2e.conftest import TOKEN, CollectorProcess, EnvoyProcess  # noqa: E402
-from tests.e2e.test_enforcement import (  # noqa: E402
+from tests.e2e.loop import (  # noqa: E402
     FEED_KEY,
     FEED_TOKEN,
     FeedProcess,

@@ -113,7 +113,8 @@ def _feed(args: argparse.Namespace) -> int:
         settings = replace(settings, port=args.port)
     print(
         f"dnsguard feed on http://{settings.host}:{settings.port}{settings.path} "
-        f"(signing key {settings.keys[0][0]}) <- {settings.redis_url}",
+        f"(signing key {settings.signing_key.id}, public {settings.signing_key.public_b64}) "
+        f"<- {settings.redis_url}",
         flush=True,
     )
     asyncio.run(serve(settings))
@@ -127,14 +128,18 @@ def _publish(args: argparse.Namespace) -> int:
     from streams.settings import redis_from_env
 
     drop = frozenset(a for a in args.drop.split(",") if a)
-    opts = PublishOptions(
-        out_dir=Path(args.out),
-        namespace=args.namespace,
-        drop_actions=drop,
-        sinkhole_a=args.sinkhole_a,
-        sinkhole_aaaa=args.sinkhole_aaaa,
-        zone=args.zone if args.zone.endswith(".") else args.zone + ".",
-    )
+    try:
+        opts = PublishOptions(
+            out_dir=Path(args.out),
+            namespace=args.namespace,
+            drop_actions=drop,
+            sinkhole_a=args.sinkhole_a,
+            sinkhole_aaaa=args.sinkhole_aaaa,
+            zone=args.zone,
+            all_namespaces=args.all_namespaces,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
     async def run() -> None:
         client = redis_from_env()
@@ -150,6 +155,20 @@ def _publish(args: argparse.Namespace) -> int:
             await client.aclose()
 
     asyncio.run(run())
+    return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from streams.signing import SigningError, SigningKey
+
+    try:
+        key, private = SigningKey.generate(args.id)
+    except SigningError as exc:
+        raise ConfigError(str(exc)) from None
+    print("# the feed server's private key: keep it secret (DNSGUARD_FEED_SIGNING_KEY)")
+    print(private)
+    print("# the filters' public key (plugin configuration feed.keys)")
+    print(f'{{"id": "{key.id}", "public_key": "{key.public_b64}"}}')
     return 0
 
 
@@ -197,6 +216,7 @@ def _replay(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from detectors.identity import valid_namespace
     from detectors.pipeline import DetectorSettings, Pipeline
     from models import artifact
     from streams.replay import replay
@@ -209,7 +229,9 @@ def _replay(args: argparse.Namespace) -> int:
     allow = load_allowlist(Path(args.allowlist), args.allowlist_top_n) if args.allowlist else []
     pipeline = Pipeline(model, DetectorSettings(), allow)
     out = Path(args.out)
-    result = replay(pipeline, path, out)
+    if args.namespace and not valid_namespace(args.namespace):
+        raise ConfigError(f"--namespace {args.namespace!r}: not a Kubernetes namespace name")
+    result = replay(pipeline, path, out, namespace=args.namespace or "")
     console = Console()
     table = Table(title=f"dnsguard replay of {path.name}")
     for col in ("time", "detector", "client", "name", "score", "verdict", "why"):
@@ -272,6 +294,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--allowlist-top-n", type=int, default=10_000)
     p.add_argument("--limit", type=int, default=50, help="rows shown in the table")
+    p.add_argument(
+        "--namespace",
+        default=None,
+        help="a capture's namespace (pcaps carry no pod identity; verdicts need a scope)",
+    )
     p.set_defaults(handler=_replay)
 
     p = sub.add_parser("worker", help="Faust worker: events from Kafka to alerts and verdicts")
@@ -303,11 +330,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None)
     p.set_defaults(handler=_feed)
 
+    p = sub.add_parser("keys", help="make an Ed25519 key pair for signing the policy feed")
+    p.add_argument("action", choices=["new"])
+    p.add_argument("--id", default="k1", help="key id (1 to 64 of A-Z a-z 0-9 _ -)")
+    p.set_defaults(handler=_keys)
+
     p = sub.add_parser(
         "publish", help="write the policy as an RPZ zone, a domain list and STIX 2.1"
     )
     p.add_argument("--out", default="dnsguard-blocklist", help="output folder")
     p.add_argument("--namespace", default=None, help="also publish this namespace's verdicts")
+    p.add_argument(
+        "--all-namespaces",
+        action="store_true",
+        help="also one set of files per namespace under DIR/namespaces/<namespace>/",
+    )
     p.add_argument(
         "--drop", default="refused", help="actions published as rpz-drop. (comma-separated)"
     )

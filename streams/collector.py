@@ -2,11 +2,21 @@
 
 ``POST /v1/events`` takes a JSON array of v1 events. The request is checked
 (bearer token, body size, events per batch), each event is decoded with a
-typed msgspec decoder, valid events go to ``dnsguard.events`` keyed by client
-identity (idempotent producer, acks=all), invalid ones to the dead-letter
-topic with the reason. The reply is 202 only after Kafka acknowledged every
-record; 503 with Retry-After when Kafka is unavailable; 4xx with a reason for
-bad requests. Nothing in a request can crash the service.
+typed msgspec decoder and validated (``Event.validate``: a valid DNS name,
+Kubernetes names, an IP address), valid events go to ``dnsguard.events``
+keyed by client identity (idempotent producer, acks=all), invalid ones to the
+dead-letter topic with the reason. The reply is 202 only after Kafka
+acknowledged every record; 503 with Retry-After when Kafka is unavailable;
+4xx with a reason for a request that cannot be read as a batch (the filter
+does not retry those). Nothing in a request can crash the service or cost
+the other events of its batch: an event nested too deeply for the fast
+decoder is cut out of the batch and dead-lettered alone.
+
+Authentication is required unless ``DNSGUARD_INSECURE=true``. A request
+carries either the collector token (events of any namespace) or a
+namespace's own token (``DNSGUARD_COLLECTOR_NAMESPACE_TOKENS_DIR``), whose
+events must all say that namespace: a sidecar holding its namespace's token
+cannot speak for another namespace, so it cannot get a name blocked there.
 
 ``sink = "jsonl:PATH"`` writes the same records to a file instead of Kafka.
 """
@@ -15,23 +25,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import json
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import msgspec
 from aiohttp import web
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from streams.event_schema import event_decoder, raw_list_decoder
+from detectors.events import EventError
+from streams.event_schema import NotAnArray, decode_batch, decode_event
 from streams.settings import CollectorSettings
 from streams.web import serve_app
 
+log = logging.getLogger("dnsguard.collector")
 Record = tuple[bytes, bytes]  # (key, value)
+ANY_NAMESPACE = None
 
 
 class SinkUnavailable(Exception):
@@ -142,6 +156,7 @@ class Metrics:
     batches: Counter
     events: Counter
     produce_seconds: Histogram
+    insecure: Gauge
 
     @classmethod
     def create(cls) -> Metrics:
@@ -163,6 +178,11 @@ class Metrics:
                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
                 registry=r,
             ),
+            insecure=Gauge(
+                "dnsguard_insecure_mode",
+                "1 when the service runs without authentication (DNSGUARD_INSECURE=true)",
+                registry=r,
+            ),
         )
 
 
@@ -176,27 +196,48 @@ def _dead_letter(raw: bytes, reason: str) -> Record:
     return b"", json.dumps(body).encode()
 
 
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
 class Collector:
     def __init__(self, settings: CollectorSettings, sink: Sink | None = None) -> None:
         self.settings = settings
         self.sink = sink or make_sink(settings)
         self.metrics = Metrics.create()
-        self._expected_auth = (
-            f"Bearer {settings.token.reveal()}".encode() if settings.token else None
-        )
+        self._any = _digest(settings.token.reveal()) if settings.token else None
+        # namespace tokens by their digest: a lookup reveals nothing about a token
+        self._namespaces = {_digest(t.reveal()): ns for ns, t in settings.namespace_tokens}
+        if settings.insecure:
+            self.metrics.insecure.set(1)
+            log.warning(
+                "DNSGUARD_INSECURE=true: the collector accepts events without a token, "
+                "from anyone who can reach it"
+            )
 
     def _reject(self, status: int, reason: str, **headers: str) -> web.Response:
         self.metrics.batches.labels(outcome=f"rejected_{status}").inc()
         return web.json_response({"error": reason}, status=status, headers=headers)
 
+    def authorize(self, header: str) -> tuple[bool, str | None]:
+        """(allowed, the one namespace its events may carry or ANY_NAMESPACE)."""
+        scheme, _, token = header.partition(" ")
+        if scheme == "Bearer" and token:
+            digest = _digest(token)
+            if self._any is not None and hmac.compare_digest(digest, self._any):
+                return True, ANY_NAMESPACE
+            namespace = self._namespaces.get(digest)
+            if namespace is not None:
+                return True, namespace
+        return self.settings.insecure, ANY_NAMESPACE
+
     async def ingest(self, request: web.Request) -> web.Response:
         s = self.settings
-        if self._expected_auth is not None:
-            got = request.headers.get("Authorization", "").encode()
-            if not hmac.compare_digest(got, self._expected_auth):
-                return self._reject(
-                    401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"}
-                )
+        allowed, only_namespace = self.authorize(request.headers.get("Authorization", ""))
+        if not allowed:
+            return self._reject(
+                401, "missing or wrong bearer token", **{"WWW-Authenticate": "Bearer"}
+            )
         if request.content_length is not None and request.content_length > s.max_body_bytes:
             return self._reject(413, f"body over {s.max_body_bytes} bytes")
         try:
@@ -208,19 +249,27 @@ class Collector:
         if len(body) > s.max_body_bytes:
             return self._reject(413, f"body over {s.max_body_bytes} bytes")
         try:
-            items = raw_list_decoder.decode(body)
-        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-            return self._reject(400, f"body must be a JSON array of events: {exc}")
+            items = decode_batch(body)
+        except NotAnArray as exc:
+            return self._reject(400, str(exc))
         if len(items) > s.max_events:
             return self._reject(413, f"more than {s.max_events} events in one batch")
         events: list[Record] = []
         dead: list[Record] = []
-        for raw in items:
-            data = bytes(raw)
+        for data in items:
             try:
-                ev = event_decoder.decode(data)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                ev = decode_event(data)
+            except EventError as exc:
                 dead.append(_dead_letter(data, str(exc)))
+                continue
+            if only_namespace is not ANY_NAMESPACE and ev.node.namespace != only_namespace:
+                dead.append(
+                    _dead_letter(
+                        data,
+                        f"node.namespace {ev.node.namespace!r}: this token may only send "
+                        f"events of namespace {only_namespace!r}",
+                    )
+                )
                 continue
             events.append((ev.client_key().encode(), data))
         t0 = time.perf_counter()

@@ -147,7 +147,8 @@ class FilterOptions:
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
     concurrency: int = 2
-    # policy feed (used when FilterPorts.feed is set): (key id, secret) pairs the filter accepts
+    # policy feed (used when FilterPorts.feed is set): the Ed25519 public keys the
+    # filter accepts, as (key id, base64 public key) pairs
     feed_keys: tuple[tuple[str, str], ...] = ()
     feed_token: str = ""
     feed_long_poll_ms: int = 20_000
@@ -164,7 +165,7 @@ def filter_bootstrap(
         feed["feed"] = {
             "cluster": "dnsguard_feed",
             "token": opts.feed_token,
-            "keys": [{"id": k, "secret": v} for k, v in opts.feed_keys],
+            "keys": [{"id": k, "public_key": v} for k, v in opts.feed_keys],
             "long_poll_ms": opts.feed_long_poll_ms,
             "poll_interval_ms": opts.feed_poll_interval_ms,
             "max_bytes": opts.feed_max_bytes,

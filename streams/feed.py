@@ -9,9 +9,16 @@
 * a **snapshot** otherwise (``since=0``, a trimmed log, or a client ahead of us).
 
 Bodies use the format documented in ``filter/crates/dnspolicy`` (one rule per
-line) and carry ``X-Dnsguard-Signature: keyid=<id>,sig=<hex>``, an
-HMAC-SHA256 over the body with the first configured key; ETag is the
-version. A body over ``max_bytes`` is refused with 503 (the filters keep the
+line) and carry ``X-Dnsguard-Signature: keyid=<id>,alg=ed25519,sig=<base64url>``,
+an Ed25519 signature by the feed's private key (``streams.signing``); the
+filters hold only the public key. ETag is the version.
+
+Every entry is checked again before it is written into a body
+(:func:`detectors.verdicts.check_target`, which the verdict store also
+applies): a valid scope, a canonical name, a known match and action, and the
+root only for an operator rule. An entry that fails is left out and counted
+(``dnsguard_feed_invalid_entries_total``), so one bad entry in Redis never
+reaches a filter, and never stops the other entries from doing so. A body over ``max_bytes`` is refused with 503 (the filters keep the
 policy they have), as is every request while Redis is unreachable, so the
 filters' feed-age stat shows it. Expired verdicts are pruned here, as
 logged deletions, so deltas carry them as well.
@@ -23,11 +30,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import hmac
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,41 +41,32 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from redis.exceptions import RedisError
 
+from detectors.dnsname import is_canonical
+from detectors.identity import valid_scope
+from detectors.verdicts import InvalidVerdict
 from streams import verdict_store
 from streams.settings import FeedSettings
+from streams.signing import SIGNATURE_HEADER
+from streams.verdict_store import entry_fields as checked
+from streams.verdict_store import feed_scope
 from streams.web import serve_app
 
 log = logging.getLogger("dnsguard.feed")
 
 MAGIC = "dnsguard-policy/1"
 CONTENT_TYPE = "text/vnd.dnsguard.policy"
-SIGNATURE_HEADER = "X-Dnsguard-Signature"
-_MATCH = {"exact": "e", "suffix": "s"}
-
-
-def sign(key_id: str, secret: bytes, body: bytes) -> str:
-    """The signature header value the filter verifies (``dnspolicy::verify``)."""
-    return f"keyid={key_id},sig={hmac.new(secret, body, hashlib.sha256).hexdigest()}"
-
-
-def feed_scope(scope: str) -> str:
-    return "*" if scope in ("global", "*") else scope
+Skipped = Callable[[Mapping[str, Any], str], None]
 
 
 def rule_line(entry: Mapping[str, Any], origin: str = "d") -> str:
-    """One ``+`` record for a verdict (or operator rule) dict."""
-    expires = int(entry.get("expires") or 0)
-    return "\t".join(
-        (
-            "+",
-            entry.get("origin", origin),
-            feed_scope(entry["scope"]),
-            _MATCH[entry["match"]],
-            entry["action"],
-            str(expires),
-            entry["name"],
-        )
-    )
+    """One ``+`` record for a verdict (or operator rule) dict; :class:`InvalidVerdict`
+    for an entry that must not reach a filter."""
+    o, scope, match, action, expires, name = checked(entry, origin)
+    return "\t".join(("+", o, scope, match, action, str(expires), name))
+
+
+def _log_skip(entry: Mapping[str, Any], reason: str) -> None:
+    log.error("feed entry left out: %s: %.200r", reason, dict(entry))
 
 
 def _live(entry: Mapping[str, Any], now: float) -> bool:
@@ -78,17 +75,26 @@ def _live(entry: Mapping[str, Any], now: float) -> bool:
 
 
 def render_snapshot(
-    version: int, entries: Iterable[Mapping[str, Any]], now: float, origin: str = "d"
+    version: int,
+    entries: Iterable[Mapping[str, Any]],
+    now: float,
+    origin: str = "d",
+    skipped: Skipped = _log_skip,
 ) -> bytes:
     """A snapshot with rules grouped by everything but their name (an ``@``
     line, then one TAB-indented name per line): category-sized policies stay
-    compact, well under Envoy's limit on a dispatched call's response."""
+    compact, well under Envoy's limit on a dispatched call's response. An
+    invalid entry is left out and reported to ``skipped``."""
     groups: dict[tuple[str, str, str, str, int], list[str]] = {}
     for e in entries:
-        if _live(e, now):
-            attrs = (e.get("origin", origin), feed_scope(e["scope"]), _MATCH[e["match"]],
-                     e["action"], int(e.get("expires") or 0))  # fmt: skip
-            groups.setdefault(attrs, []).append(e["name"])
+        if not _live(e, now):
+            continue
+        try:
+            o, scope, match, action, expires, name = checked(e, origin)
+        except InvalidVerdict as exc:
+            skipped(e, str(exc))
+            continue
+        groups.setdefault((o, scope, match, action, expires), []).append(name)
     parts = [f"{MAGIC}\tsnapshot\t{version}\t0\t{int(now)}\n"]
     for attrs in sorted(groups):
         parts.append("@\t" + "\t".join(map(str, attrs)) + "\n")
@@ -102,21 +108,30 @@ def render_delta(
     changes: Mapping[str, Mapping[str, Any] | None],
     now: float,
     origin: str = "d",
+    skipped: Skipped = _log_skip,
 ) -> bytes:
     """Each changed key travels as ``-`` (drop what the filter holds) then ``+``
-    (the current entry, if it still exists and has not expired)."""
+    (the current entry, if it still exists and has not expired). A key or entry
+    that is not valid is left out and reported to ``skipped``."""
     lines = [f"{MAGIC}\tdelta\t{version}\t{since}\t{int(now)}"]
     for key in sorted(changes):
         value: Any = changes[key]
-        if key.startswith("o:"):  # operator rules: every match kind for (scope, name)
-            scope, _, name = key[2:].partition("|")
-            lines.append(f"-\to\t{feed_scope(scope)}\t{name}")
-            lines += [rule_line(e, "o") for e in value or () if _live(e, now)]
+        kind = "o" if key.startswith("o:") else origin
+        scope, _, name = key.removeprefix("o:").partition("|")
+        # the deletion's own scope and name must fit the format (a deletion
+        # never widens a block, so a name that may not be blocked is fine)
+        if not valid_scope(feed_scope(scope)) or not (name in ("", ".") or is_canonical(name)):
+            skipped({"key": key}, "invalid scope or name in a change-log key")
             continue
-        scope, _, name = key.partition("|")
-        lines.append(f"-\t{origin}\t{feed_scope(scope)}\t{name}")
-        if value is not None and _live(value, now):
-            lines.append(rule_line(value, origin))
+        lines.append(f"-\t{kind}\t{feed_scope(scope)}\t{name or '.'}")
+        entries = (value or ()) if kind == "o" else ([value] if value is not None else [])
+        for e in entries:
+            if not _live(e, now):
+                continue
+            try:
+                lines.append(rule_line(e, kind))
+            except InvalidVerdict as exc:
+                skipped(e, str(exc))
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -127,6 +142,8 @@ class Metrics:
     version: Gauge
     body_bytes: Gauge
     pruned: Counter
+    invalid: Counter
+    insecure: Gauge
 
     @classmethod
     def create(cls) -> Metrics:
@@ -148,6 +165,16 @@ class Metrics:
             pruned=Counter(
                 "dnsguard_feed_pruned", "Expired verdicts removed from Redis", registry=r
             ),
+            invalid=Counter(
+                "dnsguard_feed_invalid_entries",
+                "Entries in Redis left out of a feed body because they are not valid",
+                registry=r,
+            ),
+            insecure=Gauge(
+                "dnsguard_insecure_mode",
+                "1 when the service runs without authentication (DNSGUARD_INSECURE=true)",
+                registry=r,
+            ),
         )
 
 
@@ -156,8 +183,14 @@ class FeedServer:
         self.settings = settings
         self.redis: Any = client or settings.redis_auth.client(settings.redis_url)
         self.metrics = Metrics.create()
-        self._key_id, key = settings.keys[0]
-        self._secret = key.reveal().encode()
+        self._key = settings.signing_key
+        if settings.insecure:
+            self.metrics.insecure.set(1)
+            if not settings.token:
+                log.warning(
+                    "DNSGUARD_INSECURE=true: the feed serves the policy without a token, "
+                    "to anyone who can reach it"
+                )
         self._version = -1
         self._changed = asyncio.Condition()
         self._snapshot: tuple[int, bytes, str] | None = None  # (version, body, signature)
@@ -200,9 +233,13 @@ class FeedServer:
     def _authorized(self, request: web.Request) -> bool:
         token = self.settings.token.reveal()
         if not token:
-            return True
+            return self.settings.insecure
         given = request.headers.get("Authorization", "")
         return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+
+    def _skipped(self, entry: Mapping[str, Any], reason: str) -> None:
+        self.metrics.invalid.inc()
+        _log_skip(entry, reason)
 
     def _body_response(
         self, version: int, body: bytes, signature: str | None = None
@@ -212,7 +249,7 @@ class FeedServer:
             headers={
                 "Content-Type": CONTENT_TYPE,
                 "ETag": f'"{version}"',
-                SIGNATURE_HEADER: signature or sign(self._key_id, self._secret, body),
+                SIGNATURE_HEADER: signature or self._key.sign(body),
                 "X-Dnsguard-Version": str(version),
                 "Cache-Control": "no-cache",
             },
@@ -225,7 +262,9 @@ class FeedServer:
             self.metrics.requests.labels("snapshot").inc()
             return self._body_response(cached[0], cached[1], cached[2])
         version, verdicts, operator = await verdict_store.full_snapshot(self.redis)
-        body = render_snapshot(version, [*verdicts.values(), *operator.values()], time.time())
+        body = render_snapshot(
+            version, [*verdicts.values(), *operator.values()], time.time(), skipped=self._skipped
+        )
         self.metrics.body_bytes.set(len(body))
         if len(body) > self.settings.max_bytes:
             self.metrics.requests.labels("too_large").inc()
@@ -235,7 +274,7 @@ class FeedServer:
                 self.settings.max_bytes,
             )
             return web.json_response({"error": "policy exceeds the feed size bound"}, status=503)
-        signature = sign(self._key_id, self._secret, body)
+        signature = self._key.sign(body)
         self._snapshot = (version, body, signature)
         self.metrics.requests.labels("snapshot").inc()
         return self._body_response(version, body, signature)
@@ -256,7 +295,8 @@ class FeedServer:
             )
         try:
             version = await verdict_store.current_version(self.redis)
-            if since and since == version:
+            # nothing newer (an empty store is at version 0, and so is a new filter)
+            if since == version:
                 await self._wait_for_change(version, wait_ms)
                 version = await verdict_store.current_version(self.redis)
                 if since == version:
@@ -265,7 +305,7 @@ class FeedServer:
             if 0 < since < version:
                 version, changes = await verdict_store.changes_since(self.redis, since)
                 if changes is not None:
-                    body = render_delta(since, version, changes, time.time())
+                    body = render_delta(since, version, changes, time.time(), skipped=self._skipped)
                     if len(body) <= self.settings.max_bytes:
                         self.metrics.requests.labels("delta").inc()
                         return self._body_response(version, body)

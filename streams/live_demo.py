@@ -33,6 +33,7 @@ import yaml
 from streams.envoy_config import FilterOptions, FilterPorts, filter_bootstrap
 from streams.errors import StackError
 from streams.settings import StackSettings
+from streams.signing import SigningKey
 from streams.simulate import DEFAULT_DATA, DEFAULT_WORKLOADS, Simulator, Workload
 from streams.stack import Kafka, Redis, Stack, envoy_binary
 from streams.traffic import Stream, run_stream
@@ -141,10 +142,9 @@ class Demo:
             "worker": free_port(),
             "resolver": free_port(),
         }
-        self.feed_key = (
-            "demo",
-            secrets.token_hex(TOKEN_BYTES),
-        )  # a fresh key per run, never stored
+        # a fresh signing key and token per run, never stored
+        signing_key, signing_text = SigningKey.generate("demo")
+        self.feed_key = (signing_key.id, signing_key.public_b64)
         token = secrets.token_hex(TOKEN_BYTES)
         common = {"DNSGUARD_KAFKA_BOOTSTRAP": s.kafka_bootstrap, "DNSGUARD_REDIS_URL": s.redis_url}
         py = [sys.executable, "-m", "streams.cli"]
@@ -152,13 +152,15 @@ class Demo:
         self.spawn("collector", [*py, "collector"], {**common, "DNSGUARD_COLLECTOR_PORT": str(self.ports["collector"]),
                                                       "DNSGUARD_COLLECTOR_TOKEN": token})  # fmt: skip
         self.spawn("feed", [*py, "feed"], {**common, "DNSGUARD_FEED_PORT": str(self.ports["feed"]),
-                                            "DNSGUARD_FEED_KEYS": f"{self.feed_key[0]}:{self.feed_key[1]}",
+                                            "DNSGUARD_FEED_SIGNING_KEY": signing_text,
                                             "DNSGUARD_FEED_TOKEN": token})  # fmt: skip
         self.spawn("worker", [*py, "worker"], {**common, "DNSGUARD_WORKER_WEB_PORT": str(self.ports["worker"]),
                                                 "DNSGUARD_WORKER_DATA_DIR": str(self.out / "worker"),
                                                 "DNSGUARD_ALLOWLIST_FILE": str(DEFAULT_DATA / "benign_top.csv")})  # fmt: skip
         self.spawn(
-            "publisher", [*py, "publish", "--watch", "--out", str(self.out / "blocklist")], common
+            "publisher",
+            [*py, "publish", "--watch", "--all-namespaces", "--out", str(self.out / "blocklist")],
+            common,
         )
         sim = Simulator()
         # the resolver: real-looking answers; DGA names and storm names do not exist
@@ -275,16 +277,13 @@ class Demo:
     def summary(self, console: Any) -> dict[str, Any]:
         stats = {p.workload.pod: p.stats() for p in self.pods}
         blocked = {pod: st.get("blocked", 0) for pod, st in stats.items()}
-        rpz = self.out / "blocklist" / "dnsguard.rpz"
-        zone_names = (
-            [
-                ln.split()[0]
-                for ln in rpz.read_text().splitlines()[5:]
-                if ln and not ln.startswith("*")
-            ]
-            if rpz.exists()
-            else []
-        )
+        # the global zone, and one per namespace (verdicts from one pod stay in its namespace)
+        zone_names = [
+            ln.split()[0]
+            for rpz in (self.out / "blocklist").glob("**/dnsguard.rpz")
+            for ln in rpz.read_text().splitlines()[5:]
+            if ln and not ln.startswith("*")
+        ]
         result = {
             "queries": sum(p.stream.sent for p in self.pods),
             "blocked": sum(blocked.values()),
@@ -297,7 +296,7 @@ class Demo:
                       f"alerts by detector: {dict(self.alerts) or 'none'}; "
                       f"{result['blocked']:,} queries answered by the filter "
                       f"({', '.join(f'{k} {v}' for k, v in blocked.items() if v) or 'none'}); "
-                      f"policy version {result['feed_version']}, {len(zone_names)} names in the RPZ zone")  # fmt: skip
+                      f"policy version {result['feed_version']}, {len(zone_names)} names in the RPZ zones")  # fmt: skip
         console.print("\n[bold]outputs[/]")
         console.print(
             f"  alerts (OCSF 4003, JSONL):  {self.out / 'alerts.jsonl'}  (also Kafka dnsguard.alerts)"

@@ -27,7 +27,7 @@ from streams.policy_file import load_policy
 def _client() -> Any:
     from streams.settings import redis_from_env
 
-    return redis_from_env()
+    return redis_from_env(socket_connect_timeout=2, socket_timeout=5)
 
 
 def operator_hash_key(e: Entry) -> str:
@@ -106,28 +106,50 @@ def _diff(args: argparse.Namespace) -> int:
     return 1 if (added or changed or removed) and args.exit_code else 0
 
 
-async def _load_merged(file: str | None) -> tuple[int, list[Entry]]:
+async def _load_merged(file: str | None) -> tuple[int | None, list[Entry]]:
+    """The applied policy's version and entries (detector verdicts merged in),
+    or with ``file`` that file's rules plus the verdicts in Redis. Without
+    Redis, a file's rules alone: the version is then None (verdicts not
+    consulted). Without ``file``, Redis is required."""
+    from redis.exceptions import RedisError
+
     from streams import verdict_store
 
+    own = compile_policy(load_policy(Path(file))) if file is not None else None
     client = _client()
     try:
         version, verdicts, operator = await verdict_store.full_snapshot(client)
+    except (RedisError, OSError) as exc:
+        if own is None:
+            raise ConfigError(f"Redis unavailable: {exc}") from exc
+        return None, own
     finally:
         await client.aclose()
     entries = [verdict_entry(v) for v in verdicts.values()]
-    if file is not None:
-        entries += compile_policy(load_policy(Path(file)))
+    if own is not None:
+        entries += own
     else:
         entries += [Entry.from_dict(v) for v in operator.values()]
     return version, entries
 
 
 def _explain(args: argparse.Namespace) -> int:
+    from detectors.dnsname import InvalidName, canonical_name
+
+    try:
+        name = canonical_name(args.name)
+    except InvalidName as exc:
+        raise ConfigError(str(exc)) from None
     version, entries = asyncio.run(_load_merged(args.file))
-    d = CompiledPolicy(entries).decide(args.name, args.namespace, args.workload or "", time.time())
+    d = CompiledPolicy(entries).decide(name, args.namespace, args.workload or "", time.time())
     who = f"namespace {args.namespace}" + (f", workload {args.workload}" if args.workload else "")
-    source = f"file {args.file} + detector verdicts" if args.file else f"policy version {version}"
-    print(f"{args.name} from {who} ({source}):")
+    if args.file and version is None:
+        source = f"file {args.file} only: Redis unavailable, detector verdicts were not consulted"
+    elif args.file:
+        source = f"file {args.file} + detector verdicts of policy version {version}"
+    else:
+        source = f"policy version {version}"
+    print(f"{name or '.'} from {who} ({source}):")
     print(f"  {d.explain()}")
     return 0
 

@@ -18,7 +18,16 @@ rules:
     action: allow                 # allow | nxdomain | refused | sinkhole | log
     expires: 2027-01-01T00:00:00Z # optional
     comment: card payments
+  - suffix: zip                   # a public suffix (or the root) is blocked only with
+    action: nxdomain              #   force: true, so a typo cannot black-hole a TLD
+    force: true
 ```
+
+The file is read defensively: at most ``MAX_POLICY_BYTES``, no YAML aliases
+(so no alias bombs), nesting and node counts bounded, only the standard YAML
+tags; names are checked with the one name rule (``detectors.dnsname``),
+namespaces and workloads as Kubernetes names. Every error names the file and
+the line.
 """
 
 from __future__ import annotations
@@ -32,6 +41,9 @@ from typing import Any
 
 import yaml
 
+from detectors.dnsname import InvalidName, canonical_name
+from detectors.identity import valid_namespace, valid_object_name
+from detectors.names import default_psl
 from detectors.operator_policy import (
     BLOCKING,
     ROOT,
@@ -46,8 +58,15 @@ from streams.errors import ConfigError
 
 FORMATS = ("auto", "hosts", "plain", "adblock", "rpz")
 DEFAULT_MAX_ENTRIES = 1_000_000
-_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
+MAX_POLICY_BYTES = 1 << 20
+MAX_DEPTH = 32
+MAX_NODES = 200_000
 _NAME_KEYS = ("exact", "suffix", "category")
+# the tags a policy file may carry (the YAML core schema)
+_TAGS = frozenset(
+    "tag:yaml.org,2002:" + t
+    for t in ("str", "int", "float", "bool", "null", "timestamp", "map", "seq")
+)
 
 
 class PolicyError(ConfigError):
@@ -55,11 +74,50 @@ class PolicyError(ConfigError):
 
 
 def valid_domain(s: str) -> str | None:
-    """The lower-case name without trailing dot, or None if it is not a domain name."""
-    s = s.strip().lower().rstrip(".")
-    if not s or len(s) > 253:
+    """The name in canonical form (``detectors.dnsname``), or None if it is
+    not a domain name (or is the root)."""
+    try:
+        name = canonical_name(s.strip())
+    except InvalidName:
         return None
-    return s if all(_LABEL.match(label) for label in s.split(".")) else None
+    return name or None
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """A YAML composer that refuses aliases and bounds depth and node count:
+    an alias bomb or a deeply nested file fails at once with its line."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._nodes = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
+        event = self.peek_event()
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent):
+            raise PolicyError(f"line {line}: YAML aliases (*{event.anchor}) are not allowed")
+        self._depth += 1
+        self._nodes += 1
+        if self._depth > MAX_DEPTH:
+            raise PolicyError(f"line {line}: nested deeper than {MAX_DEPTH} levels")
+        if self._nodes > MAX_NODES:
+            raise PolicyError(f"line {line}: more than {MAX_NODES} YAML nodes")
+        try:
+            node: yaml.Node = super().compose_node(parent, index)  # type: ignore[no-untyped-call]
+        finally:
+            self._depth -= 1
+        return node
+
+
+def _scalar(node: yaml.ScalarNode) -> Any:
+    line = node.start_mark.line + 1
+    if node.tag not in _TAGS:
+        raise PolicyError(f"line {line}: tag {node.tag!r} is not allowed")
+    try:
+        return yaml.SafeLoader("").construct_object(node)  # type: ignore[no-untyped-call]
+    except yaml.YAMLError as exc:
+        raise PolicyError(f"line {line}: {getattr(exc, 'problem', None) or exc}") from None
 
 
 # -- category lists ---------------------------------------------------------------
@@ -136,6 +194,7 @@ def load_category(name: str, spec: dict[str, Any], base: Path, line: int) -> Cat
         raise PolicyError(f"line {line}: category {name!r}: max_entries must be a positive integer")
     domains: set[str] = set()
     skipped = 0
+    psl = default_psl()
     for f in files:
         path = (base / f).resolve()
         try:
@@ -146,7 +205,7 @@ def load_category(name: str, spec: dict[str, Any], base: Path, line: int) -> Cat
             ) from exc
         for candidate in _names_from(detect_format(lines) if fmt == "auto" else fmt, lines):
             domain = valid_domain(candidate) if candidate else None
-            if domain is None or "." not in domain:  # a list never blocks a whole TLD
+            if domain is None or psl.is_public_suffix(domain):  # a list never blocks a TLD
                 skipped += 1
                 continue
             domains.add(domain)
@@ -162,14 +221,25 @@ def load_category(name: str, spec: dict[str, Any], base: Path, line: int) -> Cat
 
 def _lines(node: yaml.Node) -> Any:
     """The YAML value with each mapping's line (1-based) under the key ``__line__``."""
+    line = node.start_mark.line + 1
+    if node.tag not in _TAGS:
+        raise PolicyError(f"line {line}: tag {node.tag!r} is not allowed")
     if isinstance(node, yaml.MappingNode):
-        out: dict[Any, Any] = {"__line__": node.start_mark.line + 1}
+        out: dict[Any, Any] = {"__line__": line}
         for k, v in node.value:
-            out[yaml.safe_load(yaml.serialize(k))] = _lines(v)
+            if not isinstance(k, yaml.ScalarNode):
+                raise PolicyError(f"line {k.start_mark.line + 1}: a key must be a plain value")
+            key = _scalar(k)
+            if not isinstance(key, str | int | bool | None):
+                raise PolicyError(f"line {k.start_mark.line + 1}: a key must be a plain value")
+            if key in out:
+                raise PolicyError(f"line {k.start_mark.line + 1}: key {key!r} given twice")
+            out[key] = _lines(v)
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_lines(v) for v in node.value]
-    return yaml.safe_load(yaml.serialize(node))
+    assert isinstance(node, yaml.ScalarNode)
+    return _scalar(node)
 
 
 def _scope(value: Any, line: int) -> Scope:
@@ -183,10 +253,12 @@ def _scope(value: Any, line: int) -> Scope:
     if extra:
         raise PolicyError(f"line {line}: unknown scope field(s) {sorted(extra)}")
     ns, wl = value.get("namespace"), value.get("workload")
-    if not isinstance(ns, str) or not ns or "/" in ns:
+    if not isinstance(ns, str) or not ns:
         raise PolicyError(f"line {line}: scope needs a namespace (a workload scope needs both)")
-    if wl is not None and (not isinstance(wl, str) or not wl or "/" in wl):
-        raise PolicyError(f"line {line}: workload must be a non-empty name")
+    if not valid_namespace(ns):
+        raise PolicyError(f"line {line}: namespace {ns!r} is not a Kubernetes namespace name")
+    if wl is not None and (not isinstance(wl, str) or not valid_object_name(wl)):
+        raise PolicyError(f"line {line}: workload {wl!r} is not a Kubernetes object name")
     return Scope(ns, wl)
 
 
@@ -207,17 +279,21 @@ def _expires(value: Any, line: int) -> float:
 
 
 def parse_policy(text: str, base: Path, source: str = "<policy>") -> OperatorPolicy:
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_POLICY_BYTES:
+        raise PolicyError(f"{source}: larger than {MAX_POLICY_BYTES} bytes")
     try:
-        node = yaml.compose(text)
+        loader = _BoundedLoader(text)
+        try:
+            node = loader.get_single_node()  # type: ignore[no-untyped-call]
+        finally:
+            loader.dispose()  # type: ignore[no-untyped-call]
+        doc = _lines(node) if node is not None else {"__line__": 1}
+        return _build(doc, base)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "?"
-        raise PolicyError(
-            f"{source}: {where}: not valid YAML: {getattr(exc, 'problem', exc)}"
-        ) from exc
-    doc = _lines(node) if node is not None else {"__line__": 1}
-    try:
-        return _build(doc, base)
+        where = f"line {mark.line + 1}" if mark is not None else "line ?"
+        problem = getattr(exc, "problem", None) or exc
+        raise PolicyError(f"{source}: {where}: not valid YAML: {problem}") from None
     except PolicyError as exc:
         raise PolicyError(f"{source}: {exc}") from None
 
@@ -276,6 +352,7 @@ def _build(doc: Any, base: Path) -> OperatorPolicy:
             "action",
             "expires",
             "comment",
+            "force",
             "__line__",
         }
         if unknown:
@@ -302,6 +379,20 @@ def _build(doc: Any, base: Path) -> OperatorPolicy:
             raise PolicyError(
                 f"line {line}: action must be one of {', '.join(sorted(RULE_ACTIONS))}"
             )
+        force = item.get("force", False)
+        if not isinstance(force, bool):
+            raise PolicyError(f"line {line}: force must be true or false")
+        if kind != "category" and action in BLOCKING and not force:
+            if value == ROOT:
+                raise PolicyError(
+                    f"line {line}: this rule blocks every name (the root); "
+                    "add force: true if that is meant (or use a default-deny scope)"
+                )
+            if default_psl().is_public_suffix(value):
+                raise PolicyError(
+                    f"line {line}: {value} is a public suffix, so this rule blocks every "
+                    "domain under it; add force: true if that is meant"
+                )
         comment = item.get("comment", "")
         rules.append(Rule(_scope(item.get("scope"), line), kind, value, action,
                           _expires(item.get("expires"), line), str(comment or ""), line))  # fmt: skip

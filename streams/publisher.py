@@ -11,10 +11,22 @@ tools read.
 * ``dnsguard.stix.json``: a STIX 2.1 bundle with one indicator per name
   (ids derived from the verdict key, so republishing keeps them stable).
 
-RPZ and plain lists have no notion of namespaces: only ``global`` verdicts
-go into them (plus one namespace's, if asked). Every file is written to a
-temporary name, synced, then renamed over the old one, so readers never
+RPZ and plain lists have no notion of namespaces: only global (``*``)
+verdicts go into them (plus one namespace's, if asked). With
+``all_namespaces``, each namespace that has verdicts also gets its own set
+under ``namespaces/<namespace>/`` (global verdicts plus its own), for
+resolvers that serve one namespace. Every file is written
+to a temporary name, synced, then renamed over the old one, so readers never
 see half a file.
+
+Every entry is checked before it is written (the same check as the feed's,
+``verdict_store.entry_fields``: a canonical name that is not the root, a
+public suffix or an internal zone, a valid scope and action), and written
+with the escapes of its format: canonical names hold only ``[a-z0-9._-]`` and
+``\\DDD``, which RPZ master files read as they are; STIX pattern strings
+escape ``\\`` and ``'``. An entry that fails, or whose RPZ owner name would be
+over 255 octets with the zone's origin, is left out and counted, so one bad
+entry never stops a resolver from loading the zone.
 """
 
 from __future__ import annotations
@@ -22,18 +34,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import tempfile
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from detectors.dnsname import InvalidName, canonical_name, name_octets
+from detectors.identity import valid_ip, valid_namespace
+from detectors.verdicts import InvalidVerdict
 from streams import verdict_store
+from streams.verdict_store import entry_fields
 
+log = logging.getLogger("dnsguard.publish")
 BLOCKING = frozenset({"nxdomain", "refused", "sinkhole"})
 _STIX_NS = uuid.UUID("6b3c8f0e-3f7e-4f55-9a7c-2f0d1c8a9e11")  # dnsguard's namespace for STIX ids
 
@@ -47,6 +65,20 @@ class PublishOptions:
     sinkhole_aaaa: str | None = None
     zone: str = "rpz.dnsguard."
     ttl: int = 60
+    all_namespaces: bool = False  # also one set of files per namespace
+
+    def __post_init__(self) -> None:
+        try:
+            zone = canonical_name(self.zone)
+        except InvalidName as exc:
+            raise ValueError(f"zone: {exc}") from None
+        if not zone:
+            raise ValueError("zone: the root cannot be a response policy zone")
+        object.__setattr__(self, "zone", zone + ".")
+        for what, addr, version in (("sinkhole_a", self.sinkhole_a, 4),
+                                    ("sinkhole_aaaa", self.sinkhole_aaaa, 6)):  # fmt: skip
+            if addr is not None and not (valid_ip(addr) and (":" in addr) == (version == 6)):
+                raise ValueError(f"{what}: not an IPv{version} address: {addr!r}")
 
 
 @dataclass
@@ -54,6 +86,8 @@ class Published:
     version: int
     names: int
     files: list[Path] = field(default_factory=list)
+    skipped: int = 0  # entries left out because they were not valid
+    namespace_names: dict[str, int] = field(default_factory=dict)
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -72,17 +106,33 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 def selected(
-    entries: Iterable[Mapping[str, Any]], opts: PublishOptions, now: float
+    entries: Iterable[Mapping[str, Any]],
+    opts: PublishOptions,
+    now: float,
+    skipped: list[tuple[Mapping[str, Any], str]] | None = None,
 ) -> list[Mapping[str, Any]]:
-    """Live blocking entries in the published scopes, one per (name, match), sorted."""
-    scopes = {"global"} | ({f"ns:{opts.namespace}"} if opts.namespace else set())
+    """Live, valid blocking entries in the published scopes, one per (name,
+    match), sorted. Invalid entries are left out (and listed in ``skipped``)."""
+    scopes = {"*"} | ({f"ns:{opts.namespace}"} if opts.namespace else set())
+    zone_octets = name_octets(opts.zone.rstrip("."))
     best: dict[tuple[str, str], Mapping[str, Any]] = {}
     for e in entries:
-        if e["scope"] not in scopes or e["action"] not in BLOCKING:
+        try:
+            _, scope, _, action, expires, name = entry_fields(e, "d")
+        except InvalidVerdict as exc:
+            if skipped is not None:
+                skipped.append((e, str(exc)))
             continue
-        if e.get("expires") and e["expires"] <= now:
+        if scope not in scopes or action not in BLOCKING:
             continue
-        best.setdefault((e["name"], e["match"]), e)
+        if expires and expires <= now:
+            continue
+        # owner "*.<name>.<zone>" must fit in 253 octets
+        if name_octets(name) + 2 + 1 + zone_octets > 253:
+            if skipped is not None:
+                skipped.append((e, f"{name}: too long for an RPZ owner under {opts.zone}"))
+            continue
+        best.setdefault((name, e["match"]), {**e, "scope": scope, "name": name})
     return [best[k] for k in sorted(best)]
 
 
@@ -126,6 +176,11 @@ def _stix_time(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")[:-4] + "Z"
 
 
+def stix_string(text: str) -> str:
+    """``text`` as a STIX 2.1 pattern string literal (backslash and quote escaped)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
 def render_stix(version: int, entries: list[Mapping[str, Any]]) -> bytes:
     objects = []
     for e in entries:
@@ -140,7 +195,7 @@ def render_stix(version: int, entries: list[Mapping[str, Any]]) -> bytes:
             "name": f"{e.get('detector', 'dnsguard')}: {e['name']}",
             "description": e.get("reason", ""),
             "indicator_types": ["malicious-activity"],
-            "pattern": f"[domain-name:value = '{e['name']}']",
+            "pattern": f"[domain-name:value = {stix_string(e['name'])}]",
             "pattern_type": "stix",
             "valid_from": created,
             "labels": [f"dnsguard:{e.get('detector', 'policy')}", f"action:{e['action']}"],
@@ -161,17 +216,40 @@ def render_stix(version: int, entries: list[Mapping[str, Any]]) -> bytes:
 def publish(
     version: int, entries: Iterable[Mapping[str, Any]], opts: PublishOptions, now: float
 ) -> Published:
-    chosen = selected(entries, opts, now)
-    out = Published(version, len(chosen))
+    skipped: list[tuple[Mapping[str, Any], str]] = []
+    chosen = selected(entries, opts, now, skipped)
+    for entry, reason in skipped[:10]:
+        log.error("blocklist entry left out: %s: %.200r", reason, dict(entry))
+    out = Published(version, len(chosen), skipped=len(skipped))
+    _write(out, opts.out_dir, version, chosen, opts)
+    if opts.all_namespaces:
+        entries = list(entries) if not isinstance(entries, list) else entries
+        namespaces = sorted({str(e.get("scope", ""))[3:] for e in entries
+                             if str(e.get("scope", "")).startswith("ns:")
+                             and valid_namespace(str(e["scope"])[3:])})  # fmt: skip
+        for ns in namespaces:
+            ns_opts = replace(opts, namespace=ns, all_namespaces=False)
+            ns_chosen = selected(entries, ns_opts, now)
+            _write(out, opts.out_dir / "namespaces" / ns, version, ns_chosen, ns_opts)
+            out.namespace_names[ns] = len(ns_chosen)
+    return out
+
+
+def _write(
+    out: Published,
+    folder: Path,
+    version: int,
+    chosen: list[Mapping[str, Any]],
+    opts: PublishOptions,
+) -> None:
     for name, data in (
         ("dnsguard.rpz", render_rpz(version, chosen, opts)),
         ("dnsguard-domains.txt", render_list(version, chosen)),
         ("dnsguard.stix.json", render_stix(version, chosen)),
     ):
-        path = opts.out_dir / name
+        path = folder / name
         atomic_write(path, data)
         out.files.append(path)
-    return out
 
 
 async def publish_from_redis(client: Any, opts: PublishOptions) -> Published:
@@ -190,6 +268,8 @@ async def watch(
         if version != last:
             result = await publish_from_redis(client, opts)
             last = result.version
-            print(f"published policy version {result.version}: {result.names} names", flush=True)
+            per_ns = "".join(f", {ns} {n}" for ns, n in result.namespace_names.items())
+            print(f"published policy version {result.version}: {result.names} names{per_ns}",
+                  flush=True)  # fmt: skip
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval_s)

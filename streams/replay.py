@@ -20,8 +20,7 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 
-from detectors.events import Answer, DnsEvent, EventError, from_v1
-from detectors.names import normalise
+from detectors.events import Answer, DnsEvent, EventError, from_v1, query_name
 from detectors.pipeline import Pipeline
 from detectors.verdicts import Decision
 from streams.pcap import read_dns
@@ -49,7 +48,12 @@ def events_from_jsonl(path: Path, rejected: list[dict[str, str]]) -> Iterator[Dn
                 rejected.append({"line": str(lineno), "error": str(exc)})
 
 
-def events_from_pcap(path: Path, rejected: list[dict[str, str]]) -> Iterator[DnsEvent]:
+def events_from_pcap(
+    path: Path, rejected: list[dict[str, str]], namespace: str = ""
+) -> Iterator[DnsEvent]:
+    """Events of a capture; its clients are IP addresses, in ``namespace`` if
+    given (a capture carries no pod identity; without a namespace a verdict
+    has no scope, so findings stay alerts)."""
     pending: dict[tuple[str, int, str, int], tuple[float, str, str]] = {}
     order: list[tuple[str, int, str, int]] = []
     for pkt in read_dns(path):
@@ -63,7 +67,11 @@ def events_from_pcap(path: Path, rejected: list[dict[str, str]]) -> Iterator[Dns
         if not msg.question:
             continue
         q = msg.question[0]
-        name = normalise(q.name.to_text())
+        try:
+            name = query_name(q.name.to_text())
+        except EventError as exc:
+            rejected.append({"packet": f"{pkt.src}->{pkt.dst}@{pkt.ts:.6f}", "error": str(exc)})
+            continue
         qtype = dns.rdatatype.to_text(q.rdtype)
         if not msg.flags & dns.flags.QR:
             key = (pkt.src[0], msg.id, name, q.rdtype)
@@ -79,14 +87,17 @@ def events_from_pcap(path: Path, rejected: list[dict[str, str]]) -> Iterator[Dns
             for rrset in msg.answer
             for rd in rrset
         )
-        yield DnsEvent(ts, pkt.dst[0], "", name, qtype, dns.rcode.to_text(msg.rcode()), answers)
+        rcode = dns.rcode.to_text(msg.rcode())
+        yield DnsEvent(ts, pkt.dst[0], namespace, name, qtype, rcode, answers)
     for key in order:  # queries never answered in the capture
         if key in pending:
             ts, name, qtype = pending.pop(key)
-            yield DnsEvent(ts, key[0], "", name, qtype, None)
+            yield DnsEvent(ts, key[0], namespace, name, qtype, None)
 
 
-def replay(pipeline: Pipeline, path: Path, out_dir: Path, progress: bool = True) -> ReplayResult:
+def replay(
+    pipeline: Pipeline, path: Path, out_dir: Path, progress: bool = True, namespace: str = ""
+) -> ReplayResult:
     from rich.progress import Progress
 
     rejected: list[dict[str, str]] = []
@@ -98,7 +109,11 @@ def replay(pipeline: Pipeline, path: Path, out_dir: Path, progress: bool = True)
         b"\x0a\x0d\x0d\x0a",
         b"\x4d\x3c\xb2\xa1",
     )
-    source = events_from_pcap(path, rejected) if is_pcap else events_from_jsonl(path, rejected)
+    source = (
+        events_from_pcap(path, rejected, namespace)
+        if is_pcap
+        else events_from_jsonl(path, rejected)
+    )
     result = ReplayResult()
     out_dir.mkdir(parents=True, exist_ok=True)
     with (

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.errors import ConfigError
+from streams.signing import SigningError, SigningKey
 
 ENV_PREFIX = "DNSGUARD_"
 
@@ -61,6 +62,36 @@ class _Env:
     def path(self, name: str, default: Path) -> Path:
         raw = self.raw(name)
         return Path(raw).expanduser() if raw is not None else default
+
+    def names(self, name: str) -> tuple[str, ...]:
+        """A comma-separated list of DNS names, lower-cased, without trailing dots."""
+        raw = self.raw(name) or ""
+        return tuple(n.strip().lower().rstrip(".") for n in raw.split(",") if n.strip())
+
+    def boolean(self, name: str, default: bool = False) -> bool:
+        raw = self.raw(name)
+        if raw is None:
+            return default
+        value = raw.strip().lower()
+        if value in ("true", "1", "yes"):
+            return True
+        if value in ("false", "0", "no"):
+            return False
+        raise ConfigError(f"{ENV_PREFIX}{name}={raw!r}: expected true or false")
+
+    def secret_text(self, name: str) -> str | None:
+        """``DNSGUARD_<name>``, else the contents of the file named by
+        ``DNSGUARD_<name>_FILE`` (a mounted Kubernetes Secret)."""
+        raw = self.raw(name)
+        if raw is not None:
+            return raw
+        path = self.raw(name + "_FILE")
+        if path is None:
+            return None
+        try:
+            return Path(path).read_text(encoding="utf-8").strip() or None
+        except OSError as exc:
+            raise ConfigError(f"{ENV_PREFIX}{name}_FILE={path}: {exc.strerror}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,12 +278,12 @@ def redis_auth_from_env(env: Mapping[str, str] | None = None) -> RedisAuth:
     return load_redis_auth(_Env(os.environ if env is None else env))
 
 
-def redis_from_env(env: Mapping[str, str] | None = None) -> Any:
+def redis_from_env(env: Mapping[str, str] | None = None, **kw: Any) -> Any:
     """A Redis client for the CLI tools: ``DNSGUARD_REDIS_URL`` (else the local
     stack's) with the ACL credentials from the environment."""
     source = os.environ if env is None else env
     url = _Env(source).raw("REDIS_URL") or load_stack_settings(source).redis_url
-    return redis_auth_from_env(source).client(url)
+    return redis_auth_from_env(source).client(url, **kw)
 
 
 def load_redis_auth(e: _Env) -> RedisAuth:
@@ -262,6 +293,45 @@ def load_redis_auth(e: _Env) -> RedisAuth:
     return auth
 
 
+MIN_TOKEN_LEN = 16
+INSECURE_HINT = (
+    f"to run without authentication on purpose (a laboratory, never a cluster) set "
+    f"{ENV_PREFIX}INSECURE=true"
+)
+
+
+def check_token(name: str, token: Secret) -> None:
+    if token and len(token.reveal()) < MIN_TOKEN_LEN:
+        raise ConfigError(
+            f"{ENV_PREFIX}{name}: a bearer token of at least {MIN_TOKEN_LEN} characters"
+        )
+
+
+def load_namespace_tokens(folder: Path | None) -> tuple[tuple[str, Secret], ...]:
+    """Per-namespace collector tokens: one file per namespace in ``folder``
+    (a mounted Kubernetes Secret with one key per namespace), holding the token."""
+    if folder is None:
+        return ()
+    from detectors.identity import valid_namespace
+
+    if not folder.is_dir():
+        raise ConfigError(f"{ENV_PREFIX}COLLECTOR_NAMESPACE_TOKENS_DIR={folder}: not a folder")
+    out = []
+    for f in sorted(folder.iterdir()):
+        if f.name.startswith(".") or not f.is_file():
+            continue  # Kubernetes keeps its own ..data links beside the keys
+        if not valid_namespace(f.name):
+            raise ConfigError(
+                f"{ENV_PREFIX}COLLECTOR_NAMESPACE_TOKENS_DIR: {f.name!r} is not a namespace name"
+            )
+        token = Secret(f.read_text(encoding="utf-8").strip())
+        check_token(f"COLLECTOR_NAMESPACE_TOKENS_DIR/{f.name}", token)
+        if not token:
+            raise ConfigError(f"{ENV_PREFIX}COLLECTOR_NAMESPACE_TOKENS_DIR/{f.name}: empty")
+        out.append((f.name, token))
+    return tuple(out)
+
+
 @dataclass(frozen=True, slots=True)
 class CollectorSettings:
     """The HTTP collector: where it listens, what it accepts, where events go."""
@@ -269,7 +339,12 @@ class CollectorSettings:
     host: str = "127.0.0.1"
     port: int = 18080
     path: str = "/v1/events"
+    # a token that may send events of any namespace (egress gateways, node agents)
     token: Secret = field(default_factory=lambda: Secret(""))
+    # tokens that may send events of one namespace only: (namespace, token)
+    namespace_tokens: tuple[tuple[str, Secret], ...] = ()
+    # no token at all: accept anything (logged at start, shown in metrics)
+    insecure: bool = False
     max_body_bytes: int = 4 * 1024 * 1024
     max_events: int = 10_000
     sink: str = "kafka"  # "kafka" or "jsonl:PATH"
@@ -281,6 +356,12 @@ class CollectorSettings:
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
 
     def validate(self) -> CollectorSettings:
+        check_token("COLLECTOR_TOKEN", self.token)
+        if not self.insecure and not self.token and not self.namespace_tokens:
+            raise ConfigError(
+                f"{ENV_PREFIX}COLLECTOR_TOKEN (or {ENV_PREFIX}COLLECTOR_NAMESPACE_TOKENS_DIR) is "
+                f"required: the collector refuses to start without authentication; {INSECURE_HINT}"
+            )
         if not self.path.startswith("/"):
             raise ConfigError(f"{ENV_PREFIX}COLLECTOR_PATH={self.path!r}: must start with '/'")
         if not (self.sink == "kafka" or self.sink.startswith("jsonl:")):
@@ -300,7 +381,11 @@ def load_collector_settings(env: Mapping[str, str] | None = None) -> CollectorSe
         host=e.raw("COLLECTOR_HOST") or "127.0.0.1",
         port=e.port("COLLECTOR_PORT", 18080),
         path=e.raw("COLLECTOR_PATH") or "/v1/events",
-        token=Secret(e.raw("COLLECTOR_TOKEN") or ""),
+        token=Secret(e.secret_text("COLLECTOR_TOKEN") or ""),
+        namespace_tokens=load_namespace_tokens(
+            Path(d) if (d := e.raw("COLLECTOR_NAMESPACE_TOKENS_DIR")) else None
+        ),
+        insecure=e.boolean("INSECURE"),
         max_body_bytes=e.integer("COLLECTOR_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1024),
         max_events=e.integer("COLLECTOR_MAX_EVENTS", 10_000, minimum=1),
         sink=e.raw("COLLECTOR_SINK") or "kafka",
@@ -345,8 +430,21 @@ class WorkerSettings:
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
     redis_auth: RedisAuth = field(default_factory=RedisAuth)
     alert_format: str = "ocsf"  # or "ecs"
+    # a detector verdict goes global only with findings from this many namespaces
+    global_min_namespaces: int = 3
+    cluster_domain: str = "cluster.local"
+    search_domains: tuple[str, ...] = ()
+    internal_zones: tuple[str, ...] = ()
 
     def validate(self) -> WorkerSettings:
+        from detectors.zones import ClusterSettings
+
+        try:
+            ClusterSettings(self.cluster_domain, self.search_domains, self.internal_zones)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{ENV_PREFIX}CLUSTER_DOMAIN / SEARCH_DOMAINS / INTERNAL_ZONES: {exc}"
+            ) from None
         if self.alert_format not in ("ocsf", "ecs"):
             raise ConfigError(
                 f"{ENV_PREFIX}ALERT_FORMAT={self.alert_format!r}: expected ocsf or ecs"
@@ -378,9 +476,6 @@ def load_worker_settings(env: Mapping[str, str] | None = None) -> WorkerSettings
         raise ConfigError(
             f"{ENV_PREFIX}DGA_THRESHOLD={threshold_raw!r}: expected a number"
         ) from exc
-    shadow_raw = (e.raw("SHADOW") or "false").lower()
-    if shadow_raw not in ("true", "false", "1", "0", "yes", "no"):
-        raise ConfigError(f"{ENV_PREFIX}SHADOW={shadow_raw!r}: expected true or false")
     allow = e.raw("ALLOWLIST_FILE")
     return WorkerSettings(
         app_id=e.raw("WORKER_APP_ID") or "dnsguard-worker",
@@ -398,11 +493,15 @@ def load_worker_settings(env: Mapping[str, str] | None = None) -> WorkerSettings
         dga_threshold=threshold,
         allowlist_file=Path(allow) if allow else None,
         allowlist_top_n=e.integer("ALLOWLIST_TOP_N", 10_000, minimum=0),
-        shadow=shadow_raw in ("true", "1", "yes"),
+        shadow=e.boolean("SHADOW"),
         session_timeout_s=e.integer("WORKER_SESSION_TIMEOUT_S", 30, minimum=6),
         kafka_security=load_kafka_security(e),
         redis_auth=load_redis_auth(e),
         alert_format=(e.raw("ALERT_FORMAT") or "ocsf").lower(),
+        global_min_namespaces=e.integer("GLOBAL_MIN_NAMESPACES", 3, minimum=0),
+        cluster_domain=(e.raw("CLUSTER_DOMAIN") or "cluster.local").lower().rstrip("."),
+        search_domains=e.names("SEARCH_DOMAINS"),
+        internal_zones=e.names("INTERNAL_ZONES"),
     ).validate()
 
 
@@ -410,12 +509,12 @@ def load_worker_settings(env: Mapping[str, str] | None = None) -> WorkerSettings
 class FeedSettings:
     """The policy feed server: where it listens, who may read, how bodies are signed."""
 
+    signing_key: SigningKey  # Ed25519; filters hold its public key
     host: str = "127.0.0.1"
     port: int = 18090
     path: str = "/v1/policy"
     token: Secret = field(default_factory=lambda: Secret(""))
-    # (key id, secret); the first signs, every one listed is what filters should accept
-    keys: tuple[tuple[str, Secret], ...] = ()
+    insecure: bool = False  # no token: anyone may read the policy
     redis_url: str = "redis://127.0.0.1:16379/0"
     max_bytes: int = 30 * 1024 * 1024  # Envoy drops dispatched-call responses of ~32 MB and more
     max_wait_ms: int = 30_000
@@ -424,15 +523,12 @@ class FeedSettings:
     redis_auth: RedisAuth = field(default_factory=RedisAuth)
 
     def validate(self) -> FeedSettings:
-        if not self.keys:
+        check_token("FEED_TOKEN", self.token)
+        if not self.insecure and not self.token:
             raise ConfigError(
-                f"{ENV_PREFIX}FEED_KEYS is required: id:secret[,id:secret] (the first signs)"
+                f"{ENV_PREFIX}FEED_TOKEN is required: the feed refuses to start without "
+                f"authentication; {INSECURE_HINT}"
             )
-        for key_id, secret in self.keys:
-            if not key_id or len(secret.reveal()) < 16:
-                raise ConfigError(
-                    f"{ENV_PREFIX}FEED_KEYS: key {key_id!r} needs an id and a secret of >= 16 characters"
-                )
         if not self.path.startswith("/"):
             raise ConfigError(f"{ENV_PREFIX}FEED_PATH={self.path!r}: must start with '/'")
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
@@ -442,16 +538,17 @@ class FeedSettings:
         return self
 
 
-def parse_feed_keys(raw: str | None) -> tuple[tuple[str, Secret], ...]:
-    if not raw:
-        return ()
-    keys = []
-    for part in raw.split(","):
-        key_id, sep, secret = part.strip().partition(":")
-        if not sep:
-            raise ConfigError(f"{ENV_PREFIX}FEED_KEYS: expected id:secret, got {key_id!r}")
-        keys.append((key_id, Secret(secret)))
-    return tuple(keys)
+def load_signing_key(e: _Env) -> SigningKey:
+    raw = e.secret_text("FEED_SIGNING_KEY")
+    if raw is None:
+        raise ConfigError(
+            f"{ENV_PREFIX}FEED_SIGNING_KEY (or {ENV_PREFIX}FEED_SIGNING_KEY_FILE) is required: "
+            "<id>:<base64 Ed25519 seed>; `dnsguard keys new` makes one"
+        )
+    try:
+        return SigningKey.parse(raw)
+    except SigningError as exc:
+        raise ConfigError(f"{ENV_PREFIX}FEED_SIGNING_KEY: {exc}") from None
 
 
 def load_feed_settings(env: Mapping[str, str] | None = None) -> FeedSettings:
@@ -459,11 +556,12 @@ def load_feed_settings(env: Mapping[str, str] | None = None) -> FeedSettings:
     e = _Env(source)
     stack = load_stack_settings(source)
     return FeedSettings(
+        signing_key=load_signing_key(e),
         host=e.raw("FEED_HOST") or "127.0.0.1",
         port=e.port("FEED_PORT", 18090),
         path=e.raw("FEED_PATH") or "/v1/policy",
-        token=Secret(e.raw("FEED_TOKEN") or ""),
-        keys=parse_feed_keys(e.raw("FEED_KEYS")),
+        token=Secret(e.secret_text("FEED_TOKEN") or ""),
+        insecure=e.boolean("INSECURE"),
         redis_url=e.raw("REDIS_URL") or stack.redis_url,
         max_bytes=e.integer("FEED_MAX_BYTES", 30 * 1024 * 1024, minimum=1024),
         max_wait_ms=e.integer("FEED_MAX_WAIT_MS", 30_000, minimum=0),

@@ -13,7 +13,10 @@ Keys (prefix ``dnsguard:``):
   ``changelog_max``; entry ids are ``<version>-<n>``, so the changes after a
   version are one XRANGE away.
 
-Writes are idempotent: re-writing a verdict with the same content and an
+Nothing reaches Redis that could not reach a filter safely: verdicts and
+operator entries are checked (:func:`entry_fields`) and a write with an
+invalid one raises :class:`~detectors.verdicts.InvalidVerdict` before any
+change. Writes are idempotent: re-writing a verdict with the same content and an
 expiry no later than the stored one changes nothing and bumps no version.
 Expired verdicts are removed by :func:`prune_expired` (the feed server runs
 it), which logs them as deletions so deltas carry them too.
@@ -22,10 +25,15 @@ it), which logs them as deletions so deltas carry them too.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from detectors.verdicts import Verdict
+from detectors.dnsname import is_canonical
+from detectors.identity import valid_scope
+from detectors.operator_policy import RULE_ACTIONS
+from detectors.verdicts import InvalidVerdict, Verdict, check_target
+
+_MATCH = {"exact": "e", "suffix": "s"}
 
 PREFIX = "dnsguard:"
 VERSION = PREFIX + "policy:version"
@@ -113,6 +121,38 @@ return {version, out}
 """
 
 
+def feed_scope(scope: str) -> str:
+    return "*" if scope in ("global", "*") else scope
+
+
+def entry_fields(entry: Mapping[str, Any], origin: str) -> tuple[str, str, str, str, int, str]:
+    """The fields of one feed record, or :class:`InvalidVerdict` if the entry
+    could break the format or widen a block: ``(origin, scope, match, action,
+    expires, name)`` with the name in the feed's spelling (``.`` for the root)."""
+    origin = entry.get("origin", origin)
+    scope = feed_scope(str(entry.get("scope", "")))
+    name = str(entry.get("name", ""))
+    match, action = str(entry.get("match", "")), str(entry.get("action", ""))
+    if origin == "o":
+        # operator rules: allow/log marks too, and the root (a default-deny scope)
+        if not valid_scope(scope) or match not in _MATCH or action not in RULE_ACTIONS:
+            raise InvalidVerdict(f"invalid operator entry {scope!r} {match!r} {action!r}")
+        if name not in (".", "") and not is_canonical(name):
+            raise InvalidVerdict(f"invalid operator rule name {name!r}")
+        name = name or "."
+    elif origin == "d":
+        check_target(scope, name, match, action)
+    else:
+        raise InvalidVerdict(f"invalid origin {origin!r}")
+    try:
+        expires = int(entry.get("expires") or 0)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidVerdict(f"invalid expiry {entry.get('expires')!r}") from exc
+    if not 0 <= expires < 2**63:
+        raise InvalidVerdict(f"invalid expiry {expires}")
+    return origin, scope, _MATCH[match], action, expires, name
+
+
 def encode(v: Verdict) -> str:
     return json.dumps(v.as_dict(), sort_keys=True, separators=(",", ":"))
 
@@ -120,7 +160,10 @@ def encode(v: Verdict) -> str:
 async def write_verdicts(
     client: Any, verdicts: Sequence[Verdict], changelog_max: int = 100_000
 ) -> tuple[int, int]:
-    """Upsert verdicts atomically; returns (entries changed, policy version)."""
+    """Upsert verdicts atomically; returns (entries changed, policy version).
+    :class:`InvalidVerdict` (nothing written) if any could not reach a filter safely."""
+    for v in verdicts:
+        check_target(v.scope, v.name, v.match, v.action)
     if not verdicts:
         version = await client.get(VERSION)
         return 0, int(version or 0)
@@ -247,6 +290,8 @@ async def write_operator(
     (no new version when nothing changes); returns (keys changed, version). A
     change bigger than the change log is logged as one reset (readers get a
     snapshot)."""
+    for entry in entries.values():
+        entry_fields(entry, "o")
     added, changed, removed = await diff_operator(client, entries)
     upserts = {**added, **changed}
     if not upserts and not removed:

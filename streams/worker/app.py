@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from detectors.dga_detector import DgaSettings
 from detectors.pipeline import DetectorSettings, Pipeline
 from detectors.verdicts import PolicySettings
+from detectors.zones import ClusterSettings
 from models import artifact
 from streams.settings import WorkerSettings
 from streams.worker.batch import BatchApp
@@ -83,7 +84,12 @@ def build_pipeline(settings: WorkerSettings) -> Pipeline:
     model, _ = artifact.load()
     detector_settings = DetectorSettings(
         dga=replace(DgaSettings(), threshold=settings.dga_threshold),
-        policy=PolicySettings(shadow_global=settings.shadow),
+        policy=PolicySettings(
+            shadow_global=settings.shadow, global_min_namespaces=settings.global_min_namespaces
+        ),
+        cluster=ClusterSettings(
+            settings.cluster_domain, settings.search_domains, settings.internal_zones
+        ),
     )
     return Pipeline(
         model, detector_settings, load_allowlist(settings.allowlist_file, settings.allowlist_top_n)

@@ -16,8 +16,15 @@ from typing import Literal
 
 import msgspec
 
-from detectors.events import Answer, DnsEvent, client_identity, from_v1, parse_ts
-from detectors.names import normalise
+from detectors.events import (
+    Answer,
+    DnsEvent,
+    check_identity,
+    client_identity,
+    from_v1,
+    parse_ts,
+    query_name,
+)
 
 
 class _Node(msgspec.Struct, gc=False):
@@ -67,11 +74,12 @@ def decode_event(raw: bytes | str) -> DnsEvent:
         return from_v1(json.loads(raw))  # the reference path: same result or same error
     node = e.node
     r = e.response
+    check_identity(node.namespace, node.pod, node.workload, e.client.ip)
     return DnsEvent(
         parse_ts(e.ts),
         client_identity(node.namespace, node.pod, node.workload, e.client.ip),
         node.namespace,
-        normalise(e.query.name),
+        query_name(e.query.name),
         e.query.type.upper(),
         None if r is None else r.rcode,
         tuple([Answer(a.type, a.ttl, a.data) for a in r.answers]) if r and r.answers else (),

@@ -59,10 +59,13 @@ def ocsf_alert(d: Decision) -> dict[str, Any]:
         "unmapped": {
             "dnsguard": {
                 "detector": f.detector,
+                "name": f.name,
                 "score": f.score,
                 "evidence": f.evidence,
                 "namespace": f.namespace or ns,
                 "disposition": d.disposition,
+                # why the verdict has its scope, or why there is none
+                "why": d.why,
                 "verdict": verdict,
             }
         },
@@ -99,7 +102,8 @@ def ecs_alert(d: Decision) -> dict[str, Any]:
         "rule": {"name": f.detector, "description": f.summary, "ruleset": "dnsguard"},
         "orchestrator": {"namespace": f.namespace or ns, "resource": {"type": "pod", "name": pod or f.client}},
         "observer": {"vendor": "dnsguard", "product": "dnsguard", "type": "dns"},
-        "dnsguard": {"detector": f.detector, "score": f.score, "evidence": f.evidence, "disposition": d.disposition,
+        "dnsguard": {"detector": f.detector, "name": f.name, "score": f.score, "evidence": f.evidence,
+                     "disposition": d.disposition, "why": d.why,
                      "verdict": d.verdict.as_dict() if d.verdict is not None else None},
     }  # fmt: skip
     if qname:
