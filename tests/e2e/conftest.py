@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -23,7 +24,7 @@ from streams.topics import TopicSpec, ensure_topics
 from streams.upstream import Upstream, UpstreamServer
 from tests.conftest import TlsMaterial, free_ports, make_tls_material
 
-TOKEN = "e2e-token"
+TOKEN = "e2e-collector-token-0123"
 
 
 @pytest.fixture(scope="session")
@@ -229,3 +230,15 @@ def events_for(
 ) -> dict[str, list[dict]]:
     """Every v1 event on ``topic`` whose query name is in ``names``, once all have arrived."""
     return records_by_name(bootstrap, topic, names, lambda ev: ev["query"]["name"], timeout)
+
+
+@pytest.fixture(scope="module")
+def loop_rig(
+    kafka_bootstrap: str, wasm_module: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    """Envoy with the filter and a feed, the feed server on its own Redis, a
+    tampering proxy between them, the collector (``tests/e2e/loop.py``)."""
+    from tests.e2e.loop import start_loop
+
+    with start_loop(kafka_bootstrap, wasm_module, tmp_path_factory.mktemp("loop")) as rig:
+        yield rig

@@ -24,8 +24,10 @@ DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 K8S_VERSION = "1.33.0"
 PLACEHOLDERS = {
     "DNSGUARD_NAMESPACE": "shop", "DNSGUARD_WORKLOAD": "web", "DNSGUARD_POD": "web-7d9f",
-    "DNSGUARD_COLLECTOR_TOKEN": "t0ken", "DNSGUARD_FEED_TOKEN": "t0ken",
-    "DNSGUARD_FEED_KEY_ID": "k1", "DNSGUARD_FEED_KEY": "0123456789abcdef0123456789abcdef",
+    "DNSGUARD_COLLECTOR_TOKEN": "collector-t0ken-0123", "DNSGUARD_FEED_TOKEN": "feed-t0ken-0123456",
+    "DNSGUARD_NAMESPACE_TOKEN": "shop-t0ken-01234567",
+    # the Ed25519 public key of the seed of 32 bytes 0x01
+    "DNSGUARD_FEED_KEY_ID": "k1", "DNSGUARD_FEED_PUBLIC_KEY": "iojj3XQJ8ZX9UtstPLpdcspnCb8dlBIb83SIAbQPb1w=",
 }  # fmt: skip
 # the filter's configuration fields (filter/crates/adapter/src/config.rs, deny_unknown_fields)
 FILTER_FIELDS = {"mode", "collector_cluster", "collector_authority", "collector_path", "token", "batch_size",
@@ -50,7 +52,10 @@ def check_filter_config(cfg: dict) -> None:
     assert set(feed) <= FEED_FIELDS
     assert feed["cluster"]
     assert 1 <= len(feed["keys"]) <= 2
-    assert all(len(k["secret"]) >= 16 for k in feed["keys"])
+    # public keys only: a sidecar's configuration cannot sign a policy
+    assert all(set(k) == {"id", "public_key"} for k in feed["keys"])
+    assert len(cfg["token"]) >= 16
+    assert len(feed["token"]) >= 16
 
 
 @pytest.mark.parametrize("name", ["sidecar.yaml", "egress-gateway.yaml"])
@@ -106,7 +111,9 @@ def test_kubernetes_manifests_match_the_schemas() -> None:
             (c,) = d["spec"]["template"]["spec"]["containers"]
             assert c["args"][0] in ("collector", "worker", "feed", "publish")
             assert all(
-                "value" not in e or ("TOKEN" not in e["name"] and "KEYS" not in e["name"])
+                "value" not in e
+                or not any(w in e["name"] for w in ("TOKEN", "KEY", "PASSWORD"))
+                or e["name"].endswith(("_FILE", "_DIR", "_USERNAME"))
                 for e in c.get("env", [])
             )
 
@@ -116,7 +123,6 @@ def test_strimzi_resources_carry_what_dnsguard_relies_on() -> None:
     kafka = next(d for d in docs if d["kind"] == "Kafka")
     assert kafka["apiVersion"] == "kafka.strimzi.io/v1beta2"
     assert kafka["spec"]["kafka"]["config"]["auto.create.topics.enable"] is False
-    assert {lst["port"] for lst in kafka["spec"]["kafka"]["listeners"]} >= {9092}
     topics = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "KafkaTopic"}
     assert set(topics) == {
         "dnsguard.events",
@@ -134,7 +140,8 @@ def test_strimzi_resources_carry_what_dnsguard_relies_on() -> None:
 
 def test_kafka_clients_use_the_tls_listener_and_mount_its_ca() -> None:
     """The config map points Kafka clients at a TLS listener of the Strimzi cluster,
-    and every Deployment whose service talks to Kafka mounts the CA file it names."""
+    and every Deployment whose service talks to Kafka mounts the CA file it names
+    and authenticates as its own KafkaUser."""
     docs = manifests("k8s")
     kafka = next(d for d in docs if d["kind"] == "Kafka")
     config = next(
@@ -144,7 +151,9 @@ def test_kafka_clients_use_the_tls_listener_and_mount_its_ca() -> None:
     port = int(env["DNSGUARD_KAFKA_BOOTSTRAP"].rsplit(":", 1)[1])
     tls_ports = {lst["port"] for lst in kafka["spec"]["kafka"]["listeners"] if lst["tls"]}
     assert port in tls_ports
-    assert env["DNSGUARD_KAFKA_SECURITY_PROTOCOL"] == "SSL"
+    assert env["DNSGUARD_KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert env["DNSGUARD_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    users = {d["metadata"]["name"] for d in docs if d["kind"] == "KafkaUser"}
     ca = Path(env["DNSGUARD_KAFKA_SSL_CAFILE"])
     ca_secret = f"{kafka['metadata']['name']}-cluster-ca-cert"  # what Strimzi creates
     for d in docs:
@@ -159,6 +168,13 @@ def test_kafka_clients_use_the_tls_listener_and_mount_its_ca() -> None:
         assert len(mounts) == 1, d["metadata"]["name"]
         assert volumes[mounts[0]["name"]]["secret"]["secretName"] == ca_secret
         assert ca.name == "ca.crt"  # the key Strimzi stores the certificate under
+        cenv = {e["name"]: e for e in c["env"]}
+        user = cenv["DNSGUARD_KAFKA_SASL_USERNAME"]["value"]
+        assert user == d["metadata"]["name"]
+        assert user in users
+        # the password Strimzi's User Operator generates for that user
+        ref = cenv["DNSGUARD_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
+        assert (ref["name"], ref["key"]) == (user, "password")
 
 
 def test_workers_serve_their_web_port_to_the_pod_network() -> None:
@@ -190,3 +206,163 @@ def test_istio_resources_configure_the_filter() -> None:
     check_filter_config(
         json.loads(patch["patch"]["value"]["typed_config"]["config"]["configuration"]["value"])
     )
+
+
+def containers_of(d: dict) -> list[dict]:
+    spec = d["spec"]["template"]["spec"]
+    return list(spec.get("initContainers", [])) + list(spec["containers"])
+
+
+def test_every_workload_is_hardened() -> None:
+    """Non-root, read-only root filesystem, no capabilities, no privilege
+    escalation, the runtime seccomp profile, no service-account token, and
+    requests and limits on every container; the policy Job has a deadline."""
+    workloads = [d for d in manifests("k8s") if d["kind"] in ("Deployment", "StatefulSet", "Job")]
+    assert len(workloads) == 6
+    for d in workloads:
+        name = d["metadata"]["name"]
+        pod = d["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False, name
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["securityContext"]["runAsUser"] > 0, name
+        assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        for c in containers_of(d):
+            sc = c["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True, name
+            assert sc["allowPrivilegeEscalation"] is False, name
+            assert sc["capabilities"]["drop"] == ["ALL"], name
+            assert "add" not in sc["capabilities"], name
+            for kind in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(c["resources"][kind]), (name, kind)
+    (job,) = [d for d in workloads if d["kind"] == "Job"]
+    assert 0 < job["spec"]["activeDeadlineSeconds"] <= 3600
+    ns = next(d for d in manifests("k8s") if d["kind"] == "Namespace")
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_redis_requires_an_acl_user_for_every_client() -> None:
+    docs = manifests("k8s")
+    (redis,) = [d for d in docs if d["kind"] == "StatefulSet"]
+    (c,) = redis["spec"]["template"]["spec"]["containers"]
+    assert "--aclfile" in c["args"]
+    acl = c["args"][c["args"].index("--aclfile") + 1]
+    volumes = {v["name"]: v for v in redis["spec"]["template"]["spec"]["volumes"]}
+    mount = next(m for m in c["volumeMounts"] if acl.startswith(m["mountPath"]))
+    assert "secret" in volumes[mount["name"]]
+    redis_clients = {
+        "dnsguard-worker",
+        "dnsguard-feed",
+        "dnsguard-publisher",
+        "dnsguard-policy-apply",
+    }
+    seen = set()
+    for d in docs:
+        if d["kind"] not in ("Deployment", "Job"):
+            continue
+        (c,) = d["spec"]["template"]["spec"]["containers"]
+        env = {e["name"]: e for e in c.get("env", [])}
+        if d["metadata"]["name"] in redis_clients:
+            seen.add(d["metadata"]["name"])
+            assert env["DNSGUARD_REDIS_USERNAME"]["value"]
+            assert "secretKeyRef" in env["DNSGUARD_REDIS_PASSWORD"]["valueFrom"]
+    assert seen == redis_clients
+
+
+def test_kafka_listeners_authenticate_and_users_get_only_their_topics() -> None:
+    docs = manifests("k8s")
+    kafka = next(d for d in docs if d["kind"] == "Kafka")
+    for lst in kafka["spec"]["kafka"]["listeners"]:
+        assert lst["tls"] is True
+        assert lst["authentication"]["type"] in ("scram-sha-512", "tls")
+    assert kafka["spec"]["kafka"]["authorization"]["type"] == "simple"
+    assert kafka["spec"]["kafka"]["config"]["allow.everyone.if.no.acl.found"] is False
+    acls = {
+        d["metadata"]["name"]: {
+            (a["resource"]["type"], a["resource"].get("name", ""), op)
+            for a in d["spec"]["authorization"]["acls"]
+            for op in a["operations"]
+        }
+        for d in docs
+        if d["kind"] == "KafkaUser"
+    }
+    collector, worker = acls["dnsguard-collector"], acls["dnsguard-worker"]
+    assert ("topic", "dnsguard.events", "Write") in collector
+    assert not any(op == "Read" for _, _, op in collector)
+    assert ("topic", "dnsguard.events", "Read") in worker
+    assert ("topic", "dnsguard.events", "Write") not in worker
+    assert {
+        ("topic", "dnsguard.alerts", "Write"),
+        ("topic", "dnsguard.verdicts", "Write"),
+    } <= worker
+    reader = acls["dnsguard-reader"]
+    assert {op for t, _, op in reader if t == "topic"} == {"Read", "Describe"}
+    assert all(name != "dnsguard.events" for _, name, _ in reader)
+
+
+def test_network_policies_allow_only_the_data_path() -> None:
+    """Default deny for every dnsguard pod, then: sidecars to the collector and
+    the feed, the collector and workers to Kafka, workers, feed, publisher and
+    the policy Job to Redis, Prometheus to the workers, and DNS."""
+    docs = manifests("k8s")
+    policies = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "NetworkPolicy"}
+    deny = policies["dnsguard-default-deny"]
+    assert deny["podSelector"]["matchLabels"] == {"app.kubernetes.io/part-of": "dnsguard"}
+    assert set(deny["policyTypes"]) == {"Ingress", "Egress"}
+    assert "ingress" not in deny
+    assert "egress" not in deny
+    for d in docs:  # every dnsguard pod is under the default deny
+        if d["kind"] in ("Deployment", "StatefulSet", "Job"):
+            labels = d["spec"]["template"]["metadata"]["labels"]
+            assert labels["app.kubernetes.io/part-of"] == "dnsguard", d["metadata"]["name"]
+
+    def selects(spec: dict, app: str) -> bool:
+        sel = spec["podSelector"]
+        if "matchLabels" in sel:
+            return sel["matchLabels"].get("app.kubernetes.io/name") == app
+        return any(app in e["values"] for e in sel.get("matchExpressions", []))
+
+    def egress_ports(app: str) -> set[int]:
+        return {p["port"] for s in policies.values() if selects(s, app)
+                for rule in s.get("egress", []) for p in rule.get("ports", [])}  # fmt: skip
+
+    def ingress_ports(app: str) -> set[int]:
+        return {p["port"] for s in policies.values() if selects(s, app)
+                for rule in s.get("ingress", []) for p in rule.get("ports", [])}  # fmt: skip
+
+    assert egress_ports("dnsguard-collector") == {9093}
+    assert egress_ports("dnsguard-worker") == {9093, 6379, 6066}
+    assert egress_ports("dnsguard-feed") == {6379}
+    assert egress_ports("dnsguard-publisher") == {6379}
+    assert egress_ports("dnsguard-policy-apply") == {6379}
+    assert ingress_ports("dnsguard-collector") == {8080}
+    assert ingress_ports("dnsguard-feed") == {8090}
+    assert ingress_ports("dnsguard-worker") == {6066}
+    assert ingress_ports("dnsguard-redis") == {6379}
+    assert ingress_ports("dnsguard-publisher") == set()
+    kafka = next(d for d in docs if d["kind"] == "Kafka")
+    peers = {p["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+             for lst in kafka["spec"]["kafka"]["listeners"] for p in lst["networkPolicyPeers"]}  # fmt: skip
+    assert peers == {"dnsguard-collector", "dnsguard-worker"}
+
+
+def test_only_the_feed_holds_the_signing_key() -> None:
+    docs = manifests("k8s")
+    holders = set()
+    for d in docs:
+        if d["kind"] not in ("Deployment", "StatefulSet", "Job"):
+            continue
+        spec = d["spec"]["template"]["spec"]
+        for v in spec.get("volumes", []):
+            items = v.get("secret", {}).get("items", [])
+            if any(i["key"] == "feed-signing-key" for i in items):
+                holders.add(d["metadata"]["name"])
+            if v.get("secret", {}).get("secretName") == "dnsguard-secrets" and not items:
+                holders.add(d["metadata"]["name"])  # the whole secret mounted
+        for c in spec["containers"]:
+            for e in c.get("env", []):
+                ref = e.get("valueFrom", {}).get("secretKeyRef", {})
+                if ref.get("key") == "feed-signing-key":
+                    holders.add(d["metadata"]["name"])
+    assert holders == {"dnsguard-feed"}
+    for d in manifests("istio"):
+        assert "secret" not in json.dumps(d).replace("secrets", "")

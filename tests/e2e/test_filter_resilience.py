@@ -16,7 +16,7 @@ import pytest
 from streams.envoy_config import FilterOptions, FilterPorts, filter_bootstrap
 from streams.upstream import Upstream, UpstreamServer
 from tests.conftest import free_ports
-from tests.e2e.conftest import EnvoyProcess, FilterRig, events_for
+from tests.e2e.conftest import TOKEN, EnvoyProcess, FilterRig, events_for
 from tests.e2e.test_filter_events import uniq
 
 pytestmark = pytest.mark.e2e
@@ -71,7 +71,12 @@ def hung_collector_envoy(
         admin=admin, dns_tcp=dns_tcp, upstream_dns=up, collector=col, plain_tcp=plain
     )
     opts = FilterOptions(
-        flush_interval_ms=50, batch_size=20, queue_max=50, collector_timeout_ms=300, max_attempts=2
+        token=TOKEN,
+        flush_interval_ms=50,
+        batch_size=20,
+        queue_max=50,
+        collector_timeout_ms=300,
+        max_attempts=2,
     )
     with BlackHole(col) as hole, UpstreamServer(Upstream(), up, free_ports(1)[0]):
         envoy = EnvoyProcess(filter_bootstrap(ports, opts, wasm_module), tmp_path).start()

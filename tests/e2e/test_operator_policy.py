@@ -28,8 +28,8 @@ from streams.stack import Stack
 from streams.upstream import Upstream, UpstreamServer
 from streams.verdict_store import write_verdicts
 from tests.conftest import free_ports
-from tests.e2e.conftest import EnvoyProcess
-from tests.e2e.test_enforcement import FEED_KEY, FEED_TOKEN, FeedProcess
+from tests.e2e.conftest import TOKEN, EnvoyProcess
+from tests.e2e.loop import FEED_KEY, FEED_TOKEN, FeedProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -43,15 +43,15 @@ scopes:
     action: refused
 rules:
   - scope: {namespace: payments}
-    suffix: stripe.example
+    suffix: stripe.example.net
     action: allow
     comment: the payment provider
   - category: gambling
     action: nxdomain
-  - suffix: partner-cdn.example
+  - suffix: partner-cdn.example.net
     action: allow
     comment: a detector must never block the partner CDN
-  - suffix: dropbox.example
+  - suffix: dropbox.example.net
     action: log
     comment: shadow IT
 """
@@ -100,7 +100,7 @@ def policy_rig(wasm_module: Path, tmp_path_factory: pytest.TempPathFactory) -> I
                 ports = FilterPorts(
                     admin=admin, dns_tcp=dns_port, upstream_dns=up, collector=col, feed=feed_port
                 )
-                opts = FilterOptions(feed_keys=(FEED_KEY,), feed_token=FEED_TOKEN,
+                opts = FilterOptions(token=TOKEN, feed_keys=(FEED_KEY,), feed_token=FEED_TOKEN,
                                      metadata={"NAMESPACE": ns, "WORKLOAD_NAME": "api", "NAME": f"api-{ns}"})  # fmt: skip
                 (work / ns).mkdir()
                 envoys[ns] = (
@@ -117,12 +117,14 @@ def policy_rig(wasm_module: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 
 def test_operator_policy_merged_with_detector_verdicts_in_envoy(policy_rig: PolicyRig) -> None:
     rig = policy_rig
-    (rig.work / "gambling.txt").write_text("# category list\ncasino.example\nbets.example\n")
+    (rig.work / "gambling.txt").write_text(
+        "# category list\ncasino.example.net\nbets.example.net\n"
+    )
     (rig.work / "policy.yaml").write_text(POLICY)
     now = time.time()
     # a detector verdict on the partner CDN (a false positive) and one on a real bad name
-    verdicts = [Verdict("global", n, "suffix", "nxdomain", "dga", 0.99, "t", now, now + 600)
-                for n in ("partner-cdn.example", "bad-dga.example")]  # fmt: skip
+    verdicts = [Verdict("*", n, "suffix", "nxdomain", "dga", 0.99, "t", now, now + 600)
+                for n in ("partner-cdn.example.net", "bad-dga.example.net")]  # fmt: skip
 
     async def seed() -> None:
         client = Redis.from_url(rig.redis_url)
@@ -138,24 +140,30 @@ def test_operator_policy_merged_with_detector_verdicts_in_envoy(policy_rig: Poli
     rig.wait_version(version)
 
     # default-deny: payments resolves only what it is allowed
-    assert rig.query("payments", "api.stripe.example") == dns.rcode.NOERROR
+    assert rig.query("payments", "api.stripe.example.net") == dns.rcode.NOERROR
     assert rig.query("payments", "example.org") == dns.rcode.REFUSED
     assert rig.query("shop", "example.org") == dns.rcode.NOERROR
     # a category block applies everywhere (in payments its default-deny answers first: still blocked)
-    assert rig.query("shop", "www.casino.example") == dns.rcode.NXDOMAIN
-    assert rig.query("payments", "bets.example") != dns.rcode.NOERROR
+    assert rig.query("shop", "www.casino.example.net") == dns.rcode.NXDOMAIN
+    assert rig.query("payments", "bets.example.net") != dns.rcode.NOERROR
     # an operator allow overrides a detector verdict for the same name; other verdicts still block
-    assert rig.query("shop", "img.partner-cdn.example") == dns.rcode.NOERROR
-    assert rig.query("shop", "bad-dga.example") == dns.rcode.NXDOMAIN
+    assert rig.query("shop", "img.partner-cdn.example.net") == dns.rcode.NOERROR
+    assert rig.query("shop", "bad-dga.example.net") == dns.rcode.NXDOMAIN
     # log: resolves, and is counted as marked
-    assert rig.query("shop", "files.dropbox.example") == dns.rcode.NOERROR
+    assert rig.query("shop", "files.dropbox.example.net") == dns.rcode.NOERROR
     seen = {n for _, n, _ in rig.upstream.received}
-    assert {"api.stripe.example", "img.partner-cdn.example", "files.dropbox.example"} <= seen
-    assert not {"www.casino.example", "bets.example", "bad-dga.example"} & seen
+    assert {
+        "api.stripe.example.net",
+        "img.partner-cdn.example.net",
+        "files.dropbox.example.net",
+    } <= seen
+    assert not {"www.casino.example.net", "bets.example.net", "bad-dga.example.net"} & seen
     assert rig.envoys["shop"][0].stats()["shadowed"] >= 1
 
-    explained = rig.dnsguard("policy", "explain", "img.partner-cdn.example", "--namespace", "shop")
-    assert "allow (matched on partner-cdn.example): operator rule (line 15)" in explained
+    explained = rig.dnsguard(
+        "policy", "explain", "img.partner-cdn.example.net", "--namespace", "shop"
+    )
+    assert "allow (matched on partner-cdn.example.net): operator rule (line 15)" in explained
     explained = rig.dnsguard("policy", "explain", "example.org", "--namespace", "payments")
     assert "refused (matched on .): default-deny namespace payments (line 5)" in explained
 

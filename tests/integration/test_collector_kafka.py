@@ -37,7 +37,7 @@ async def _drain(bootstrap: str, topic: str, n: int) -> list[tuple[bytes | None,
 
 def test_events_and_dead_letters_land_in_kafka(kafka_bootstrap: str, unique_topic: str) -> None:
     settings = CollectorSettings(
-        token=Secret("t"),
+        token=Secret("collector-token-0123"),
         kafka_bootstrap=kafka_bootstrap,
         events_topic=unique_topic,
         dlq_topic=unique_topic + ".dlq",
@@ -51,7 +51,9 @@ def test_events_and_dead_letters_land_in_kafka(kafka_bootstrap: str, unique_topi
             [event("a.com", "p1"), event("b.com", "p2"), {"v": 1, "ts": "bad"}]
         ).encode()
         async with TestClient(TestServer(Collector(settings).app())) as client:
-            resp = await client.post("/v1/events", data=body, headers={"Authorization": "Bearer t"})
+            resp = await client.post(
+                "/v1/events", data=body, headers={"Authorization": "Bearer collector-token-0123"}
+            )
             assert resp.status == 202
             metrics = await (await client.get("/metrics")).text()
         # 202 means acknowledged: both are already readable
@@ -67,7 +69,7 @@ def test_events_and_dead_letters_land_in_kafka(kafka_bootstrap: str, unique_topi
 def test_kafka_unreachable_is_503_and_recovers_nothing_lost(kafka_bootstrap: str) -> None:
     (dead_port,) = free_ports(1)
     settings = replace(
-        CollectorSettings(token=Secret("")),
+        CollectorSettings(token=Secret(""), insecure=True),
         kafka_bootstrap=f"127.0.0.1:{dead_port}",
         produce_timeout_s=2.0,
     )

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 
 def _verdict(name: str, expires: float) -> Verdict:
-    return Verdict("global", name, "suffix", "nxdomain", "dga", 0.9999, "test", 0.0, expires)
+    return Verdict("*", name, "suffix", "nxdomain", "dga", 0.9999, "test", 0.0, expires)
 
 
 def test_verdict_store_is_versioned_idempotent_and_logged(redis_url: str) -> None:
@@ -38,14 +38,14 @@ def test_verdict_store_is_versioned_idempotent_and_logged(redis_url: str) -> Non
                 client, [_verdict("a.biz", 200), _verdict("c.biz", 10)]
             ) == (2, 2)
             stored = await read_verdicts(client)
-            assert set(stored) == {"global|a.biz", "global|b.biz", "global|c.biz"}
-            assert stored["global|a.biz"]["expires"] == 200
+            assert set(stored) == {"*|a.biz", "*|b.biz", "*|c.biz"}
+            assert stored["*|a.biz"]["expires"] == 200
             log = await client.xrange(CHANGES)
             assert [(e[b"version"], e[b"key"]) for _, e in log] == [
-                (b"1", b"global|a.biz"),
-                (b"1", b"global|b.biz"),
-                (b"2", b"global|a.biz"),
-                (b"2", b"global|c.biz"),
+                (b"1", b"*|a.biz"),
+                (b"1", b"*|b.biz"),
+                (b"2", b"*|a.biz"),
+                (b"2", b"*|c.biz"),
             ]
         finally:
             await client.aclose()

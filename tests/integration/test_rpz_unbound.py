@@ -63,12 +63,10 @@ def test_unbound_enforces_the_published_rpz_zone(redis_url: str, tmp_path: Path)
     db_url = redis_url.rsplit("/", 1)[0] + "/8"
     now = time.time()
     verdicts = [
+        Verdict("*", "bad-dga.example.net", "suffix", "nxdomain", "dga", 0.99, "t", now, now + 600),
+        Verdict("*", "drop.example.net", "exact", "refused", "tunnel", 0.9, "t", now, now + 600),
         Verdict(
-            "global", "bad-dga.example", "suffix", "nxdomain", "dga", 0.99, "t", now, now + 600
-        ),
-        Verdict("global", "drop.example", "exact", "refused", "tunnel", 0.9, "t", now, now + 600),
-        Verdict(
-            "ns:shop", "ns-only.example", "suffix", "nxdomain", "dga", 0.99, "t", now, now + 600
+            "ns:shop", "ns-only.example.net", "suffix", "nxdomain", "dga", 0.99, "t", now, now + 600
         ),
     ]
 
@@ -102,23 +100,23 @@ def test_unbound_enforces_the_published_rpz_zone(redis_url: str, tmp_path: Path)
             deadline = time.monotonic() + 15
             while True:
                 try:
-                    ok = ask("fine.example", timeout=1)
+                    ok = ask("fine.example.net", timeout=1)
                     break
                 except (dns.exception.Timeout, ConnectionRefusedError):
                     assert proc.poll() is None, (tmp_path / "unbound.log").read_text()
                     assert time.monotonic() < deadline, "unbound did not start"
             assert ok.rcode() == dns.rcode.NOERROR
-            assert ok.answer[0][0].address == address_for("fine.example")
-            assert ask("bad-dga.example").rcode() == dns.rcode.NXDOMAIN
-            assert ask("www.bad-dga.example").rcode() == dns.rcode.NXDOMAIN
+            assert ok.answer[0][0].address == address_for("fine.example.net")
+            assert ask("bad-dga.example.net").rcode() == dns.rcode.NXDOMAIN
+            assert ask("www.bad-dga.example.net").rcode() == dns.rcode.NXDOMAIN
             with pytest.raises(dns.exception.Timeout):
-                ask("drop.example", timeout=1.5)
+                ask("drop.example.net", timeout=1.5)
             # namespace verdicts are not published into the (global) zone
-            assert ask("ns-only.example").rcode() == dns.rcode.NOERROR
+            assert ask("ns-only.example.net").rcode() == dns.rcode.NOERROR
             seen = {n for _, n, _ in upstream.received}
-            assert "fine.example" in seen
-            assert "ns-only.example" in seen
-            assert not {"bad-dga.example", "www.bad-dga.example", "drop.example"} & seen
+            assert "fine.example.net" in seen
+            assert "ns-only.example.net" in seen
+            assert not {"bad-dga.example.net", "www.bad-dga.example.net", "drop.example.net"} & seen
         finally:
             proc.terminate()
             proc.wait(10)

@@ -83,6 +83,7 @@ def http_status(url: str, data: bytes | None = None, headers: dict[str, str] | N
         return 0  # not listening yet
 
 
+COLLECTOR_TOKEN = "collector-token-0123456789"
 SERVICE_ENV = ("DNSGUARD_KAFKA_BOOTSTRAP", "DNSGUARD_KAFKA_SECURITY_PROTOCOL", "DNSGUARD_KAFKA_SASL_USERNAME",
                "DNSGUARD_KAFKA_SASL_PASSWORD", "DNSGUARD_REDIS_URL", "DNSGUARD_REDIS_USERNAME",
                "DNSGUARD_REDIS_PASSWORD")  # fmt: skip
@@ -145,7 +146,7 @@ def run_collector_and_worker(
         worker = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=worker_env,
                                   stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     collector_env = dict(os.environ, **env, DNSGUARD_COLLECTOR_PORT=str(col), DNSGUARD_EVENTS_TOPIC=topics["events"],
-                         DNSGUARD_DLQ_TOPIC=topics["dlq"])  # fmt: skip
+                         DNSGUARD_DLQ_TOPIC=topics["dlq"], DNSGUARD_COLLECTOR_TOKEN=COLLECTOR_TOKEN)  # fmt: skip
     with (work / "collector.log").open("ab") as log:
         collector = subprocess.Popen([sys.executable, "-m", "streams.cli", "collector"], env=collector_env,
                                      stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
@@ -158,7 +159,9 @@ def run_collector_and_worker(
         deadline = time.monotonic() + 30
         while (
             http_status(
-                f"http://127.0.0.1:{col}/v1/events", body, {"content-type": "application/json"}
+                f"http://127.0.0.1:{col}/v1/events",
+                body,
+                {"content-type": "application/json", "authorization": f"Bearer {COLLECTOR_TOKEN}"},
             )
             != 202
         ):
@@ -217,16 +220,20 @@ def test_wrong_or_missing_credentials_fail_clearly(
     # the feed server: with the ACL user it serves, without it it answers 503 (filters keep their policy)
     from streams.feed import FeedServer
     from streams.settings import load_feed_settings
+    from streams.signing import SigningKey
 
     async def feed_status(with_auth: bool) -> int:
         from aiohttp.test_utils import TestClient, TestServer
 
-        feed_env = dict(env, DNSGUARD_FEED_KEYS="k1:0123456789abcdef-key")
+        _, signing_key = SigningKey.generate("k1")
+        feed_env = dict(env, DNSGUARD_FEED_SIGNING_KEY=signing_key,
+                        DNSGUARD_FEED_TOKEN="feed-token-0123456789")  # fmt: skip
         if not with_auth:
             feed_env.pop("DNSGUARD_REDIS_USERNAME")
             feed_env.pop("DNSGUARD_REDIS_PASSWORD")
         async with TestClient(TestServer(FeedServer(load_feed_settings(feed_env)).app())) as client:
-            return (await client.get("/v1/policy?since=0")).status
+            auth = {"Authorization": "Bearer feed-token-0123456789"}
+            return (await client.get("/v1/policy?since=0", headers=auth)).status
 
-    assert asyncio.run(feed_status(True)) == 200
+    assert asyncio.run(feed_status(True)) in (200, 304)  # served (an empty store is not modified)
     assert asyncio.run(feed_status(False)) == 503

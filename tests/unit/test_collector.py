@@ -72,8 +72,9 @@ class MemorySink:
         self.dead.extend(dead)
 
 
-SETTINGS = CollectorSettings(token=Secret("s3cret"), max_body_bytes=64 * 1024, max_events=50)
-AUTH = {"Authorization": "Bearer s3cret"}
+TOKEN = "collector-s3cret-0123"
+SETTINGS = CollectorSettings(token=Secret(TOKEN), max_body_bytes=64 * 1024, max_events=50)
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 def call(
@@ -108,7 +109,7 @@ def test_valid_events_are_keyed_by_client_and_invalid_ones_dead_lettered() -> No
 
 @pytest.mark.parametrize(
     ("headers", "status"),
-    [({}, 401), ({"Authorization": "Bearer wrong"}, 401), ({"Authorization": "s3cret"}, 401)],
+    [({}, 401), ({"Authorization": "Bearer wrong"}, 401), ({"Authorization": TOKEN}, 401)],
 )
 def test_token_is_required(headers: dict[str, str], status: int) -> None:
     sink = MemorySink()
@@ -167,3 +168,112 @@ def test_arbitrary_bodies_never_cause_a_server_error(body: bytes) -> None:
     assert status in (202, 400, 413)
     for _, value in sink.events:  # anything accepted is a valid event
         assert json.loads(value)["v"] == 1
+
+
+def test_a_deeply_nested_or_broken_event_costs_only_itself() -> None:
+    """A batch is never answered 500 and its valid events are never lost: an
+    event nested too deeply for the fast decoder, or with invalid UTF-8, is
+    dead-lettered alone."""
+    sink = MemorySink()
+    settings = CollectorSettings(token=Secret(TOKEN), max_body_bytes=4 << 20, max_events=50)
+    good1, good2 = json.dumps(event("x.com", "web-1")), json.dumps(event("y.com", "web-2"))
+    deep = "[" * 100_000 + "]" * 100_000
+    bad_utf8 = json.dumps(event("NAME")).replace("NAME", "a\\udc80.com")
+    body = b"[" + b",".join([good1.encode(), deep.encode(), good2.encode(),
+                             json.dumps(event("NAME")).encode().replace(b"NAME", b"a\xff.com"),
+                             bad_utf8.encode(), b'{"nested": ' + deep.encode() + b"}"]) + b"]"  # fmt: skip
+    status, reply, _ = call(sink, body, settings=settings)
+    assert status == 202
+    assert reply == {"accepted": 2, "rejected": 4}
+    assert [k for k, _ in sink.events] == [b"shop/web-1", b"shop/web-2"]
+    reasons = [json.loads(v)["reason"] for _, v in sink.dead]
+    assert any("UTF-8" in r for r in reasons)
+    assert any("surrogate" in r for r in reasons)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "why"),
+    [
+        (("query", "name"), "zz\n+\td\t*\ts\tnxdomain\t0\tgoogle.com", "U+000A"),
+        (("query", "name"), "a b.example.com", "U+0020"),
+        (("query", "name"), "nul\x00.example.com", "U+0000"),
+        (("query", "name"), "a" * 64 + ".com", "64 octets"),
+        (("query", "name"), ("a" * 60 + ".") * 5 + "com", "octets"),
+        (("query", "name"), "a..b.com", "empty label"),
+        (("query", "name"), "caf\u00e9.fr", "U+00E9"),
+        (("node", "namespace"), "shop\n", "namespace"),
+        (("node", "namespace"), "Shop", "namespace"),
+        (("node", "namespace"), "sh\top", "namespace"),
+        (("node", "pod"), "web/1", "pod"),
+        (("client", "ip"), "10.0.0.1:80", "ip"),
+        (("client", "ip"), "999.0.0.1", "ip"),
+    ],
+)
+def test_events_with_invalid_names_or_identities_are_dead_lettered_with_the_reason(
+    field: tuple[str, str], value: str, why: str
+) -> None:
+    sink = MemorySink()
+    bad = event()
+    bad[field[0]][field[1]] = value
+    status, reply, _ = call(sink, json.dumps([bad, event("ok.example.com")]).encode())
+    assert (status, reply) == (202, {"accepted": 1, "rejected": 1})
+    assert why in json.loads(sink.dead[0][1])["reason"]
+
+
+def test_names_in_any_valid_presentation_form_are_accepted() -> None:
+    sink = MemorySink()
+    names = ["WWW.Example.COM.", "a\\032b.example.com", "_dmarc.example.com", "*.example.com",
+             "a+b/c=.tunnel.example.com", "xn--80ak6aa92e.com", "."]  # fmt: skip
+    status, reply, _ = call(sink, json.dumps([event(n) for n in names]).encode())
+    assert (status, reply) == (202, {"accepted": len(names), "rejected": 0})
+
+
+def test_a_namespace_token_speaks_only_for_its_namespace() -> None:
+    shop_token = "shop-token-0123456789"
+    settings = CollectorSettings(token=Secret(TOKEN),
+                                 namespace_tokens=(("shop", Secret(shop_token)),))  # fmt: skip
+    other = event("x.com")
+    other["node"]["namespace"] = "payments"
+    body = json.dumps([event("a.com"), other]).encode()
+    sink = MemorySink()
+    status, reply, _ = call(sink, body, {"Authorization": f"Bearer {shop_token}"}, settings)
+    assert (status, reply) == (202, {"accepted": 1, "rejected": 1})
+    assert [k for k, _ in sink.events] == [b"shop/web-1"]
+    assert "may only send events of namespace 'shop'" in json.loads(sink.dead[0][1])["reason"]
+    # the collector token speaks for every namespace
+    sink = MemorySink()
+    assert call(sink, body, AUTH, settings)[1] == {"accepted": 2, "rejected": 0}
+
+
+def test_auth_is_on_by_default_and_insecure_mode_is_loud(caplog: pytest.LogCaptureFixture) -> None:
+    from streams.errors import ConfigError
+    from streams.settings import load_collector_settings
+
+    for env in ({}, {"DNSGUARD_COLLECTOR_TOKEN": ""}, {"DNSGUARD_COLLECTOR_TOKEN": "short"}):
+        with pytest.raises(ConfigError, match="COLLECTOR_TOKEN"):
+            load_collector_settings(env)
+    insecure = load_collector_settings({"DNSGUARD_INSECURE": "true"})
+    sink = MemorySink()
+
+    async def run() -> tuple[int, str]:
+        async with TestClient(TestServer(Collector(insecure, sink).app())) as client:
+            resp = await client.post("/v1/events", data=json.dumps([event()]).encode())
+            return resp.status, await (await client.get("/metrics")).text()
+
+    status, metrics = asyncio.run(run())
+    assert status == 202
+    assert "dnsguard_insecure_mode 1.0" in metrics
+    assert "DNSGUARD_INSECURE=true" in caplog.text
+
+
+def test_namespace_tokens_come_from_a_folder(tmp_path: Any) -> None:
+    from streams.errors import ConfigError
+    from streams.settings import load_collector_settings
+
+    (tmp_path / "shop").write_text("shop-token-0123456789\n")
+    (tmp_path / "..data").mkdir()  # what a mounted Secret also holds
+    s = load_collector_settings({"DNSGUARD_COLLECTOR_NAMESPACE_TOKENS_DIR": str(tmp_path)})
+    assert [(ns, t.reveal()) for ns, t in s.namespace_tokens] == [("shop", "shop-token-0123456789")]
+    (tmp_path / "Not_A_Namespace").write_text("x" * 20)
+    with pytest.raises(ConfigError, match="not a namespace name"):
+        load_collector_settings({"DNSGUARD_COLLECTOR_NAMESPACE_TOKENS_DIR": str(tmp_path)})

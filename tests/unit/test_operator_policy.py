@@ -203,7 +203,7 @@ def test_categories_are_bounded(tmp_path: Path) -> None:
 # -- property tests -------------------------------------------------------------------
 
 LABELS = st.sampled_from(["a", "b", "cdn", "x"])
-NAMES = st.lists(LABELS, min_size=1, max_size=3).map(lambda ls: ".".join(ls) + ".test")
+NAMES = st.lists(LABELS, min_size=1, max_size=3).map(lambda ls: ".".join(ls) + ".example.net")
 SCOPES = st.sampled_from([Scope(), Scope("ns1"), Scope("ns2"), Scope("ns1", "w1")])
 ACTIONS = st.sampled_from(["allow", "nxdomain", "refused", "log", "sinkhole"])
 
@@ -224,7 +224,7 @@ def policies(draw: st.DrawFn) -> tuple[OperatorPolicy, list[dict]]:
     modes = [ScopeMode(s, "default-deny", draw(st.sampled_from(["nxdomain", "refused"])))
              for s in draw(st.lists(SCOPES, max_size=2, unique=True))]  # fmt: skip
     verdicts = [
-        {"scope": draw(st.sampled_from(["global", "ns:ns1", "ns:ns2"])), "name": n, "match": draw(st.sampled_from(["exact", "suffix"])),
+        {"scope": draw(st.sampled_from(["*", "ns:ns1", "ns:ns2"])), "name": n, "match": draw(st.sampled_from(["exact", "suffix"])),
          "action": draw(st.sampled_from(["nxdomain", "shadow"])), "expires": draw(st.sampled_from([0, 500, 2000]))}
         for n in draw(st.lists(NAMES, max_size=3, unique=True))
     ]  # fmt: skip
@@ -294,21 +294,112 @@ def test_equal_specificity_blocks_resolve_by_action_not_by_order(
     second = "nxdomain" if first == "refused" else "refused"
     ns1 = Scope.from_key("ns:ns1")
     rules = tuple(
-        Rule(ns1, "exact", "a.test", a, 0.0, "", i) for i, a in enumerate((first, second))
+        Rule(ns1, "exact", "a.example.net", a, 0.0, "", i) for i, a in enumerate((first, second))
     )
     policy = OperatorPolicy(rules, (), {})
-    verdicts = [{"scope": "ns:ns1", "name": "a.test", "match": "exact", "action": a, "expires": 0}
+    verdicts = [{"scope": "ns:ns1", "name": "a.example.net", "match": "exact", "action": a, "expires": 0}
                 for a in ("shadow", "sinkhole", "shadow")]  # fmt: skip
     for vs in ([], verdicts):
         entries = [e.as_dict() for e in compile_policy(policy)] + vs
-        direct = evaluate_directly(policy, vs, "a.test", "ns1", "w1", 100)
+        direct = evaluate_directly(policy, vs, "a.example.net", "ns1", "w1", 100)
         compiled = CompiledPolicy(compile_policy(policy) + [verdict_entry(v) for v in vs])
-        assert direct.action == compiled.decide("a.test", "ns1", "w1", 100).action == "nxdomain"
+        assert (
+            direct.action == compiled.decide("a.example.net", "ns1", "w1", 100).action == "nxdomain"
+        )
         snap = tmp_path / "policy"
         snap.write_bytes(render_snapshot(1, entries, now=0))
-        out = subprocess.run([str(policy_decide), str(snap)], input="a.test\tns1\tw1\t100\n",
+        out = subprocess.run([str(policy_decide), str(snap)], input="a.example.net\tns1\tw1\t100\n",
                              capture_output=True, text=True, check=True)  # fmt: skip
         assert out.stdout.split("\t")[0] == "nxdomain"
     # detector verdicts alone: the block beats the shadow marks around it
     only = OperatorPolicy((), (), {})
-    assert evaluate_directly(only, verdicts, "a.test", "ns1", "w1", 100).action == "sinkhole"
+    assert evaluate_directly(only, verdicts, "a.example.net", "ns1", "w1", 100).action == "sinkhole"
+
+
+# Entries as an attacker or a bug could leave them in Redis: names with TABs,
+# newlines, spaces, NULs, upper case, escapes; bad scopes, matches and actions.
+HOSTILE_NAMES = st.one_of(
+    NAMES,
+    st.sampled_from(
+        [
+            "",
+            ".",
+            "com",
+            "co.uk",
+            "duckdns.org",
+            "x.svc.cluster.local",
+            "a\\042b.example.net",
+            "a\\065.example.net",
+            "zz\n+\td\t*\ts\tnxdomain\t0\t.",
+            "A.example.net",
+        ]
+    ),
+    st.text(alphabet=st.sampled_from(list("ab.\t\n \x00\\-_*Z0é")), max_size=24),
+)
+HOSTILE_SCOPES = st.one_of(
+    st.sampled_from(["*", "global", "ns:ns1", "ns:ns2", "wl:ns1/w1"]),
+    st.sampled_from(["ns:", "ns:Ns1", "ns:a\tb", "wl:ns1", "wl:/w", "planet", "ns:a\n+"]),
+)
+
+
+@st.composite
+def hostile_entries(draw: st.DrawFn) -> list[dict]:
+    out = []
+    for _ in range(draw(st.integers(1, 8))):
+        origin = draw(st.sampled_from(["d", "o", "x"]))
+        actions = ["nxdomain", "refused", "sinkhole", "shadow", "allow", "log", "drop"]
+        out.append(
+            {
+                "origin": origin,
+                "scope": draw(HOSTILE_SCOPES),
+                "name": draw(HOSTILE_NAMES),
+                "match": draw(st.sampled_from(["exact", "suffix", "regex"])),
+                "action": draw(st.sampled_from(actions)),
+                "expires": draw(st.sampled_from([0, 500, 2000])),
+            }
+        )
+    return out
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(hostile_entries())
+def test_the_filter_parses_everything_the_feed_writes_and_nothing_else(
+    policy_decide: Path, tmp_path_factory: pytest.TempPathFactory, entries: list[dict]
+) -> None:
+    """Whatever is stored, the feed server writes only records the filter's
+    parser takes (no record skipped on the Rust side), and exactly the valid
+    entries arrive in the filter's table."""
+    from detectors.verdicts import InvalidVerdict
+    from streams.verdict_store import entry_fields
+
+    # the filter keeps one rule per (origin, scope, match, action, name), lasting
+    # as long as its longest-lived copy (0: for ever)
+    valid: dict[tuple[str, ...], int] = {}
+    invalid = 0
+    for e in entries:
+        try:
+            o, scope, match, action, expires, name = entry_fields(e, "d")
+        except InvalidVerdict:
+            invalid += 1
+            continue
+        key = (o, scope, match, action, name)
+        old = valid.get(key)
+        valid[key] = 0 if expires == 0 or old == 0 else max(expires, old or 0)
+    left_out: list[str] = []
+    body = render_snapshot(1, entries, now=0, skipped=lambda e, why: left_out.append(why))
+    assert len(left_out) == invalid  # every invalid entry is reported, once
+    snap = tmp_path_factory.mktemp("hostile") / "policy"
+    snap.write_bytes(body)
+    out = subprocess.run([str(policy_decide), "--dump", str(snap)], capture_output=True, check=True)
+    assert out.stderr.decode().strip() == "skipped 0"
+    held = set()
+    group: tuple[str, ...] = ()
+    for line in out.stdout.decode().splitlines()[1:]:
+        if line.startswith("@"):
+            group = tuple(line.split("\t")[1:])
+        else:
+            o, scope, match, action, expires = group
+            held.add((o, scope, match, action, line[1:], int(expires)))
+    assert held == {(*key, expires) for key, expires in valid.items()}

@@ -24,18 +24,20 @@ def model():  # type: ignore[no-untyped-def]
 
 
 def test_tunnel_capture_is_detected(model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    result = replay(
-        Pipeline(model),
-        CAPTURES / "tunnels" / "dns2tcp-netrack-2018-03-23.pcap",
-        tmp_path,
-        progress=False,
-    )
+    capture = CAPTURES / "tunnels" / "dns2tcp-netrack-2018-03-23.pcap"
+    # a capture has no namespaces: the tunnel is found, but a verdict has no scope
+    unscoped = replay(Pipeline(model), capture, tmp_path / "unscoped", progress=False)
+    tunnels = [d for d in unscoped.decisions if d.finding.detector == "tunnel"]
+    assert tunnels
+    assert all(d.disposition == "unscoped" and d.verdict is None for d in tunnels)
+    # attributed to a namespace, the verdict is scoped to it
+    result = replay(Pipeline(model), capture, tmp_path, progress=False, namespace="lab")
     assert result.events > 4000
     tunnels = [d for d in result.decisions if d.finding.detector == "tunnel"]
     assert tunnels
     assert tunnels[0].finding.name == "hidemyself.org"
     verdicts = [json.loads(x) for x in (tmp_path / "verdicts.jsonl").read_text().splitlines()]
-    assert {v["name"] for v in verdicts} == {"hidemyself.org"}
+    assert {(v["scope"], v["name"]) for v in verdicts} == {("ns:lab", "hidemyself.org")}
     alerts = (tmp_path / "alerts.jsonl").read_text().splitlines()
     assert len(alerts) == len(result.decisions)
 

@@ -33,15 +33,95 @@ def finding(
     return Finding(detector, 1000.0, f"{ns}/pod-1", ns, name, score, "why", {"score": score})
 
 
-def test_dga_finding_becomes_global_suffix_block_with_expiry() -> None:
-    d = VerdictPolicy().decide(finding())
+def test_a_finding_blocks_in_its_namespace_until_several_namespaces_agree() -> None:
+    policy = VerdictPolicy()
+    d = policy.decide(finding())
     assert d.disposition == "blocked"
     v = d.verdict
     assert v is not None
-    assert (v.scope, v.name, v.match, v.action) == ("global", "qzkfhwpxl.biz", "suffix", "nxdomain")
+    assert (v.scope, v.name, v.match, v.action) == (
+        "ns:shop",
+        "qzkfhwpxl.biz",
+        "suffix",
+        "nxdomain",
+    )
     assert v.expires == 1000.0 + 86_400.0
-    assert v.key == "global|qzkfhwpxl.biz"
+    assert v.key == "ns:shop|qzkfhwpxl.biz"
     assert "dga" in v.reason
+    assert "namespace shop only" in v.reason
+    # the same namespace again: still scoped; a second namespace: still scoped
+    assert policy.decide(finding()).verdict.scope == "ns:shop"  # type: ignore[union-attr]
+    assert policy.decide(finding(ns="payments")).verdict.scope == "ns:payments"  # type: ignore[union-attr]
+    third = policy.decide(finding(ns="legacy")).verdict
+    assert third is not None
+    assert (third.scope, third.key) == ("*", "*|qzkfhwpxl.biz")
+    assert "global: findings from 3 namespaces" in third.reason
+
+
+def test_evidence_from_other_namespaces_expires_with_the_rule() -> None:
+    policy = VerdictPolicy(PolicySettings(global_min_namespaces=2))
+    first = Finding("dga", 1000.0, "a/p", "a", "qzkfhwpxl.biz", 0.9999, "why")
+    later = Finding("dga", 1000.0 + 90_000, "b/p", "b", "qzkfhwpxl.biz", 0.9999, "why")
+    assert policy.decide(first).verdict.scope == "ns:a"  # type: ignore[union-attr]
+    assert policy.decide(later).verdict.scope == "ns:b"  # type: ignore[union-attr]
+    soon = Finding("dga", 1000.0 + 90_001, "a/p", "a", "qzkfhwpxl.biz", 0.9999, "why")
+    assert policy.decide(soon).verdict.scope == "*"  # type: ignore[union-attr]
+
+
+def test_a_client_without_a_namespace_makes_no_verdict_and_never_global() -> None:
+    policy = VerdictPolicy(PolicySettings(global_min_namespaces=0))
+    d = policy.decide(Finding("dga", 1.0, "10.0.0.7", "", "qzkfhwpxl.biz", 0.9999, "why"))
+    assert (d.verdict, d.disposition) == (None, "unscoped")
+    assert policy.decide(finding()).verdict.scope == "ns:shop"  # type: ignore[union-attr]
+    for ns in ("a", "b", "c", "d"):
+        assert policy.decide(finding(ns=ns)).verdict.scope == f"ns:{ns}"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("", "root"),
+        ("com", "public suffix"),
+        ("co.uk", "public suffix"),
+        ("duckdns.org", "public suffix"),
+        ("github.io", "public suffix"),
+        ("kubernetes.default.svc.cluster.local", "internal zone"),
+        ("10.in-addr.arpa", "internal zone"),
+        ("printer.local", "internal zone"),
+        ("ip-10-0-0-1.ec2.internal", "internal zone"),
+        ("host.corp", "internal zone"),
+        ("zz\n+\td\t*", "not allowed"),
+        ("a b.example.net", "not allowed"),
+    ],
+)
+def test_verdicts_never_target_the_root_a_public_suffix_or_an_internal_zone(
+    name: str, why: str
+) -> None:
+    d = VerdictPolicy().decide(finding("tunnel", name, 0.9))
+    assert (d.verdict, d.disposition) == (None, "not-blockable")
+    assert why in d.why
+
+
+def test_a_suffix_verdict_is_refused_when_an_allowlisted_name_is_under_it() -> None:
+    policy = VerdictPolicy(allowlist=Allowlist(["www.google.com", "api.shop.example.net"]))
+    d = policy.decide(finding("tunnel", "google.com", 0.9))
+    assert (d.disposition, d.why) == ("allowlisted", "www.google.com is allowlisted")
+    assert policy.decide(finding("tunnel", "shop.example.net", 0.9)).disposition == "allowlisted"
+    # an exact verdict on the parent leaves the listed name alone
+    rules = {**default_rules(), "tunnel": DetectorRule(match="exact", min_score=0.5)}
+    exact = VerdictPolicy(PolicySettings(rules=rules), Allowlist(["www.google.com"]))
+    assert exact.decide(finding("tunnel", "google.com", 0.9)).disposition == "blocked"
+
+
+def test_a_per_name_score_never_blocks_a_hosting_name() -> None:
+    policy = VerdictPolicy()
+    for name in ("d1a2b3c4e5f6.cloudfront.net", "xk2j9q.s3.amazonaws.com", "qzkfhwpxl.herokuapp.com",
+                 "acct8x.blob.core.windows.net"):  # fmt: skip
+        assert policy.decide(finding("dga", name)).disposition == "needs-client-evidence", name
+        # client-level evidence may
+        assert policy.decide(finding("infected_client", name)).disposition == "blocked", name
+    # dynamic-DNS parents stay blockable on the score
+    assert policy.decide(finding("dga", "qzkfhwpxl.duckdns.org")).disposition == "blocked"
 
 
 def test_allowlist_beats_detectors_including_parent_suffix() -> None:
@@ -56,9 +136,9 @@ def test_allowlisted_public_suffix_covers_only_itself() -> None:
     policy = VerdictPolicy(
         allowlist=Allowlist(["duckdns.org", "github.io", "co.uk", "example.com"])
     )
-    assert policy.decide(finding(name="duckdns.org")).disposition == "allowlisted"
+    assert policy.decide(finding(name="duckdns.org")).disposition == "not-blockable"
     assert policy.decide(finding(name="qzkfhwpxl.duckdns.org")).disposition == "blocked"
-    assert policy.decide(finding(name="a.qzkfhwpxl.github.io")).disposition == "blocked"
+    assert policy.decide(finding("tunnel", "a.qzkfhwpxl.github.io", 0.9)).disposition == "blocked"
     assert policy.decide(finding(name="qzkfhwpxl.co.uk")).disposition == "blocked"
     assert policy.decide(finding(name="a.b.example.com")).disposition == "allowlisted"
 
@@ -69,11 +149,9 @@ def test_findings_without_a_name_are_alerts_only() -> None:
 
 
 def test_namespace_scope_and_per_namespace_shadow() -> None:
-    rules = dict(default_rules())
-    rules["tunnel"] = DetectorRule(scope="namespace", match="suffix", min_score=0.5)
-    policy = VerdictPolicy(PolicySettings(rules=rules, shadow_namespaces=frozenset({"dev"})))
-    prod = policy.decide(finding("tunnel", "evil.example", 0.9, ns="prod"))
-    dev = policy.decide(finding("tunnel", "evil.example", 0.9, ns="dev"))
+    policy = VerdictPolicy(PolicySettings(shadow_namespaces=frozenset({"dev"})))
+    prod = policy.decide(finding("tunnel", "evil.example.net", 0.9, ns="prod"))
+    dev = policy.decide(finding("tunnel", "evil.example.net", 0.9, ns="dev"))
     assert prod.verdict is not None
     assert (prod.verdict.scope, prod.verdict.action) == ("ns:prod", "nxdomain")
     assert dev.verdict is not None
@@ -90,15 +168,16 @@ def test_global_shadow_and_min_score() -> None:
     assert v is not None
     assert v.action == "shadow"
     assert (
-        VerdictPolicy().decide(finding("tunnel", "t.example", 0.2)).disposition == "below-threshold"
+        VerdictPolicy().decide(finding("tunnel", "t.example.net", 0.2)).disposition
+        == "below-threshold"
     )
 
 
 def test_rule_validation() -> None:
     with pytest.raises(ValueError, match="action"):
         DetectorRule(action="drop-table")
-    with pytest.raises(ValueError, match="scope"):
-        DetectorRule(scope="planet")
+    with pytest.raises(ValueError, match="match"):
+        DetectorRule(match="planet")
 
 
 def test_v1_event_decoding_and_errors() -> None:
