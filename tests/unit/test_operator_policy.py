@@ -403,3 +403,37 @@ def test_the_filter_parses_everything_the_feed_writes_and_nothing_else(
             o, scope, match, action, expires = group
             held.add((o, scope, match, action, line[1:], int(expires)))
     assert held == {(*key, expires) for key, expires in valid.items()}
+
+
+NAME_TEXT = st.one_of(
+    st.text(alphabet=st.sampled_from(list("aZ09-_.\\*é ")), max_size=12),
+    st.lists(
+        st.sampled_from(["a", "\\042", "\\065", "\\256", "\\04", "x" * 63, "y" * 64, "-", "_"]),
+        max_size=6,
+    ).map(".".join),
+    st.integers(1, 5).map(lambda n: ".".join(["a" * 63] * n)),  # around the 253-octet bound
+)
+
+
+@settings(
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(NAME_TEXT, min_size=1, max_size=10))
+def test_python_and_rust_agree_on_which_names_are_canonical(
+    policy_decide: Path, tmp_path_factory: pytest.TempPathFactory, names: list[str]
+) -> None:
+    """``detectors.dnsname.is_canonical`` and ``dnswire::presentation`` are one
+    rule: a feed record naming each string is taken by the filter exactly when
+    Python calls the name canonical."""
+    from detectors.dnsname import is_canonical
+
+    names = [n for n in names if n not in ("", ".") and "\t" not in n and "\n" not in n]
+    body = "dnsguard-policy/1\tsnapshot\t1\t0\t0\n" + "".join(
+        f"+\to\tns:a\te\tnxdomain\t0\t{n}\n" for n in names
+    )
+    snap = tmp_path_factory.mktemp("names") / "policy"
+    snap.write_text(body, encoding="utf-8")
+    out = subprocess.run([str(policy_decide), "--dump", str(snap)], capture_output=True, check=True)
+    held = {line[1:] for line in out.stdout.decode().splitlines()[1:] if line.startswith("\t")}
+    assert held == {n for n in names if is_canonical(n)}
+    assert int(out.stderr.decode().split()[1]) == sum(1 for n in names if not is_canonical(n))
