@@ -31,7 +31,7 @@ from sklearn.linear_model import LogisticRegression
 
 from detectors.dga import CachedScorer
 from models import artifact
-from models.train_dga import design_matrix, featurize, load_dataset
+from models.train_dga import design_matrix, load_dataset
 
 BATCH = 1000
 ROUNDS = 7
@@ -51,24 +51,20 @@ def main() -> None:
 
     clf = LogisticRegression()
     clf.classes_ = np.array([0, 1])
-    clf.coef_ = np.concatenate([model.ngram_weights, model.bin_weights]).astype(np.float64)[None, :]
+    clf.coef_ = model.ngram_weights.astype(np.float64)[None, :]
     clf.intercept_ = np.array([model.bias])
 
     def ours(batch: list[str]) -> np.ndarray:
         return model.score_batch(batch)
 
     def sk(batch: list[str]) -> np.ndarray:
-        f = featurize(batch, model.context)
-        return clf.predict_proba(design_matrix(f, model.binner))[:, 1]
+        return clf.predict_proba(design_matrix(batch))[:, 1]
 
     # Same answers from both paths (float32 weights: tiny rounding differences).
     check = batches[0]
     assert np.allclose(ours(check), sk(check), atol=1e-4)
 
-    prebuilt = [
-        design_matrix(featurize(b, model.context), model.binner)
-        for b in batches[:BATCHES_PER_ROUND]
-    ]
+    prebuilt = [design_matrix(b) for b in batches[:BATCHES_PER_ROUND]]
     cached = CachedScorer(model, max_entries=len(names))
     for b in batches[:BATCHES_PER_ROUND]:
         cached.score_batch(b)

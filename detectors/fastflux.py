@@ -3,8 +3,11 @@
 Per query name (bounded LRU), the detector collects the distinct A/AAAA
 addresses seen with TTL <= ``max_ttl`` within a window and the distinct /16
 (IPv4) or /32 (IPv6) networks they fall in. Many addresses spread over many
-networks with low TTLs is the fast-flux signature; CDNs rotate addresses too,
-but within few networks, which is why networks count, not just addresses.
+networks with low TTLs is the fast-flux signature. CDNs and cloud load
+balancers rotate short-lived addresses too, so a name counts only if it is
+not under a hosting suffix and no other client asks for its registrable
+domain (the pipeline says so), and only once one answer carried several
+addresses at a time (``min_answers``), as a flux network's do.
 """
 
 from __future__ import annotations
@@ -25,10 +28,11 @@ class FastFluxSettings:
     max_addresses_per_name: int = 64
     max_names: int = 50_000
     cooldown_s: float = 3_600.0
+    min_answers: int = 3  # addresses in one answer, at least once
 
 
 class _NameState:
-    __slots__ = ("addresses", "last_alert", "min_ttl", "networks", "window")
+    __slots__ = ("addresses", "last_alert", "min_ttl", "networks", "wide", "window")
 
     def __init__(self) -> None:
         self.window = -1
@@ -36,6 +40,7 @@ class _NameState:
         self.networks: set[str] = set()
         self.min_ttl = 1 << 31
         self.last_alert = -1e18
+        self.wide = False  # an answer carried min_answers addresses
 
 
 def network_of(address: str) -> str:
@@ -62,12 +67,17 @@ class FastFlux:
         window = int(ev.ts // s.window_s)
         if window != st.window:
             st.window, st.addresses, st.networks, st.min_ttl = window, set(), set(), 1 << 31
+            st.wide = False
+        if len(low) >= s.min_answers:
+            st.wide = True
         for a in low:
             if len(st.addresses) < s.max_addresses_per_name and a.data not in st.addresses:
                 st.addresses.add(a.data)
                 st.networks.add(network_of(a.data))
             st.min_ttl = min(st.min_ttl, a.ttl)
         if len(st.addresses) < s.min_addresses or ev.ts - st.last_alert < s.cooldown_s:
+            return []
+        if not st.wide:
             return []
         networks = st.networks
         if len(networks) < s.min_networks:

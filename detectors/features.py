@@ -1,66 +1,51 @@
 """DGA features, shared by training (models/) and scoring (detectors.dga).
 
 Everything is vectorised over a batch: the registrable labels are encoded
-into one ``(n, width)`` matrix of small integer codes, and every feature is a
-handful of numpy operations on that matrix. ``FEATURE_VERSION`` names this
-exact computation; a model artifact records it and loading refuses a model
-trained on another version. ``tests/unit/test_dga_features.py`` pins the
-output on golden vectors, so any change here must bump the version.
+into one ``(n, width)`` matrix of small integer codes (with a boundary
+marker at both ends), and every feature is a handful of numpy operations on
+that matrix. ``FEATURE_VERSION`` names this exact computation; a model
+artifact records it and loading refuses a model trained on another version.
+``tests/unit/test_dga_features.py`` pins the output on golden vectors, so any
+change here must bump the version.
 
-Three feature groups:
+The features are **hashed character n-grams** of the label, orders 1 to 5
+(boundary markers included, so prefixes and suffixes are n-grams of their
+own), in ``NGRAM_BUCKETS`` buckets, each counted with weight ``1/sqrt(n)``
+for a label of ``n`` n-grams (so a label's vector has about unit length).
+Nothing else: every statistic a model was given over the years (length bins,
+a benign language model, how common the suffix is among benign names) made
+its rare benign names score extreme and its false-positive tail longer than
+plain n-grams', measured on families held out of training
+(``models/MODEL_CARD.md``).
 
-* **hashed character n-grams** (orders 2-5, with label-boundary markers),
-  ``NGRAM_BUCKETS`` buckets, each gram weighted ``1 / n_grams``;
-* **statistics** (``STAT_NAMES``): length, digits, hyphens, vowels,
-  character entropy, consonant runs, letter/digit switches, likelihood under
-  a benign character-trigram language model, dictionary-word segmentation
-  coverage (to catch word-list DGAs that glue English words together), label
-  structure and how common the suffix is among benign names;
-* statistics are discretised into quantile bins (``StatBinner``) so that a
-  linear model over them is a generalised additive model.
+The **dictionary segmentation** (the most letters of a label covered by
+dictionary words, in the fewest words) is not a model feature; it tells the
+client-level detector which names are made of words, the shape of word-list
+DGAs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from itertools import repeat
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from detectors.names import PublicSuffixList, default_psl
 
-FEATURE_VERSION = "dga-features/2"
+FEATURE_VERSION = "dga-features/3"
 
 MAX_LABEL = 63
 PAD, OTHER, BOUNDARY = 0, 39, 40
 ALPHABET = 41  # PAD, a-z, 0-9, '-', '_', OTHER, BOUNDARY
-NGRAM_ORDERS = (2, 3, 4, 5)
-NGRAM_BITS = 18
+NGRAM_ORDERS = (1, 2, 3, 4, 5)
+NGRAM_BITS = 20
 NGRAM_BUCKETS = 1 << NGRAM_BITS
 _HASH_MULT = np.uint64(0x9E3779B97F4A7C15)
 WORD_MIN, WORD_MAX = 3, 11  # 41**11 < 2**64: word codes are exact
 SHORT = 4  # words and prefixes this short are looked up in a direct table (41**4 bytes)
 
-STAT_NAMES: tuple[str, ...] = (
-    "length",
-    "digit_ratio",
-    "hyphens",
-    "vowel_ratio",
-    "unique_ratio",
-    "entropy",
-    "max_consonant_run",
-    "letter_digit_switches",
-    "lm_mean_logp",
-    "lm_min_logp",
-    "dict_coverage",
-    "dict_words",
-    "dict_full_words",
-    "dict_mean_word_len",
-    "subdomain_labels",
-    "suffix_benign_log_freq",
-)
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -80,28 +65,6 @@ def _char_table() -> U8Array:
 
 
 _CHAR_TABLE = _char_table()
-_VOWEL_CODES = [1 + ord(c) - ord("a") for c in "aeiou"]
-_IS_VOWEL = np.zeros(ALPHABET, dtype=bool)
-_IS_VOWEL[_VOWEL_CODES] = True
-_IS_LETTER = np.zeros(ALPHABET, dtype=bool)
-_IS_LETTER[1:27] = True
-_IS_DIGIT = np.zeros(ALPHABET, dtype=bool)
-_IS_DIGIT[27:37] = True
-_IS_CONSONANT = _IS_LETTER & ~_IS_VOWEL
-_LETTER_OR_DIGIT = _IS_LETTER.astype(np.uint8) + 2 * _IS_DIGIT.astype(np.uint8)
-
-
-def _plogp_table() -> FloatArray:
-    """``p * log2(p)`` for ``p = count / length``, flat ``[length * 64 + count]``."""
-    count = np.arange(MAX_LABEL + 1, dtype=np.float64)[None, :]
-    length = np.maximum(np.arange(MAX_LABEL + 1, dtype=np.float64), 1.0)[:, None]
-    p = count / length
-    with np.errstate(divide="ignore", invalid="ignore"):
-        table: FloatArray = np.where(p > 0, p * np.log2(p), 0.0).reshape(-1)
-    return table
-
-
-_PLOGP = _plogp_table()
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +124,9 @@ def ngram_buckets(enc: EncodedLabels) -> tuple[IntArray, npt.NDArray[np.bool_]]:
     # the k-grams from the (k-1)-grams: gram[j] covers columns j..j+k-1
     gram = codes
     col = 0
-    for k in range(2, max(orders) + 1):
-        gram = gram[:, : w - k + 1] * base + codes[:, k - 1 :]
+    for k in range(1, max(orders) + 1):
+        if k > 1:
+            gram = gram[:, : w - k + 1] * base + codes[:, k - 1 :]
         if k in orders:
             grams[:, col : col + gram.shape[1]] = gram
             col += gram.shape[1]
@@ -170,41 +134,6 @@ def ngram_buckets(enc: EncodedLabels) -> tuple[IntArray, npt.NDArray[np.bool_]]:
     grams += order_of
     grams >>= np.uint64(64 - NGRAM_BITS)
     return grams.view(np.int64), last[None, :] <= (enc.lengths + 1)[:, None]
-
-
-@dataclass(frozen=True, slots=True)
-class TrigramLM:
-    """Add-one smoothed benign character-trigram model over the code alphabet."""
-
-    logp: FloatArray  # (ALPHABET**3,) log P(c | a b)
-    # logp with 0 for every trigram ending in PAD: those are exactly the
-    # positions past a label's closing marker, so scoring needs no mask
-    padded: FloatArray = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        padded = self.logp.reshape(ALPHABET, ALPHABET, ALPHABET).copy()
-        padded[:, :, PAD] = 0.0
-        object.__setattr__(self, "padded", padded.reshape(-1))
-
-    @classmethod
-    def fit(cls, enc: EncodedLabels) -> TrigramLM:
-        idx = _trigram_ids(enc)
-        valid = np.arange(idx.shape[1])[None, :] < enc.lengths[:, None]
-        counts = np.bincount(idx[valid], minlength=ALPHABET**3).astype(np.float64)
-        ctx = counts.reshape(ALPHABET * ALPHABET, ALPHABET)
-        logp = np.log((ctx + 1.0) / (ctx.sum(axis=1, keepdims=True) + ALPHABET))
-        return cls(logp.reshape(-1))
-
-
-def _trigram_ids(enc: EncodedLabels) -> npt.NDArray[np.int32]:
-    """Trigram ids ``(n, width)``; trigram j ends at column j + 2, so the first
-    ``len`` of them end inside the label or on its closing marker."""
-    c = enc.codes.astype(np.int32)
-    positions = c.shape[1] - 2
-    ids: npt.NDArray[np.int32] = (
-        c[:, :positions] * ALPHABET + c[:, 1 : positions + 1]
-    ) * ALPHABET + c[:, 2:]
-    return ids
 
 
 def _prefix_codes(words: npt.NDArray[np.uint64]) -> npt.NDArray[np.uint64]:
@@ -348,15 +277,6 @@ def dictionary_segmentation(
 
 
 @dataclass(frozen=True, slots=True)
-class FeatureContext:
-    """Data the features depend on, trained on benign names only."""
-
-    lm: TrigramLM
-    dictionary: Dictionary
-    suffix_log_freq: dict[str, float]
-
-
-@dataclass(frozen=True, slots=True)
 class Batch:
     labels: list[str]
     suffixes: list[str]
@@ -369,102 +289,23 @@ def split_batch(names: Sequence[str], psl: PublicSuffixList | None = None) -> Ba
     return Batch(labels, suffixes, np.array(depths, dtype=np.int64))
 
 
-def statistics(batch: Batch, enc: EncodedLabels, ctx: FeatureContext) -> FloatArray:
-    """The ``STAT_NAMES`` columns for a batch, shape ``(n, len(STAT_NAMES))``."""
-    return np.column_stack([label_statistics(enc, ctx), name_statistics(batch, ctx)])
+def ngram_scale(valid: npt.NDArray[np.bool_]) -> npt.NDArray[np.float32]:
+    """Each label's n-gram weight, ``1/sqrt(n)`` for its ``n`` valid n-grams."""
+    count = valid.sum(axis=1).astype(np.float32)
+    scale: npt.NDArray[np.float32] = 1.0 / np.sqrt(np.maximum(count, 1.0))
+    return scale
 
 
-N_LABEL_STATS = len(STAT_NAMES) - 2  # the last two are of the name, not of its label
-
-
-def name_statistics(batch: Batch, ctx: FeatureContext) -> FloatArray:
-    """The last two ``STAT_NAMES`` columns: subdomain labels and the suffix's benign frequency."""
-    n = len(batch.labels)
-    suffix_freq = np.fromiter(
-        map(ctx.suffix_log_freq.get, batch.suffixes, repeat(0.0)), dtype=np.float64, count=n
+def words_cover(
+    enc: EncodedLabels, labels: Sequence[str], dictionary: Dictionary
+) -> npt.NDArray[np.bool_]:
+    """Whether each label is made entirely of two or more dictionary words
+    (letters only, at least eight of them)."""
+    covered, words = dictionary_segmentation(enc, dictionary)
+    letters = np.fromiter(
+        (lb.isascii() and lb.isalpha() for lb in labels), dtype=bool, count=len(labels)
     )
-    return np.column_stack([batch.subdomain_labels.astype(np.float64), suffix_freq])
-
-
-def label_statistics(enc: EncodedLabels, ctx: FeatureContext) -> FloatArray:
-    """The first ``N_LABEL_STATS`` columns of ``STAT_NAMES``, computed from the labels alone."""
-    n = enc.codes.shape[0]
-    width = enc.codes.shape[1] - 2
-    # the closing marker is in no character class, and its count is dropped below
-    inner = enc.codes[:, 1 : width + 1]
-    length = enc.lengths.astype(np.float64)
-    safe_len = np.maximum(length, 1.0)
-    # characters per code and label: counts[i, c] for code c (PAD and the marker zeroed)
-    flat = (np.arange(n, dtype=np.int64)[:, None] * ALPHABET + inner).reshape(-1)
-    counts = np.bincount(flat, minlength=n * ALPHABET).reshape(n, ALPHABET)
-    counts[:, BOUNDARY] = 0
-    digits = counts[:, 27:37].sum(axis=1)
-    letter_count = counts[:, 1:27].sum(axis=1)
-    vowels = counts[:, _VOWEL_CODES].sum(axis=1)
-    hyphens = counts[:, 37]
-    counts = counts[:, 1:]
-    # -sum p log2 p with p = count / length, each term read from a table
-    entropy = -_PLOGP[(safe_len.astype(np.int64) * (MAX_LABEL + 1))[:, None] + counts].sum(axis=1)
-    unique = (counts > 0).sum(axis=1)
-
-    # longest consonant run: distance to the last non-consonant at each position
-    cons = _IS_CONSONANT[inner]
-    pos = np.arange(width, dtype=np.int64)[None, :]
-    last_break = np.maximum.accumulate(np.where(cons, -1, pos), axis=1)
-    best_run = (pos - last_break).max(axis=1) if width else np.zeros(n, dtype=np.int64)
-    # neighbours switch between a letter (1) and a digit (2) where their product is 2
-    kind = _LETTER_OR_DIGIT[inner]
-    switches = (kind[:, 1:] * kind[:, :-1] == 2).sum(axis=1)
-
-    tri_logp = ctx.lm.padded[_trigram_ids(enc)]
-    lm_mean = tri_logp.sum(axis=1) / np.maximum(enc.lengths, 1)
-    lm_min = tri_logp.min(axis=1)
-
-    covered, words = dictionary_segmentation(enc, ctx.dictionary)
-    letter_count = np.maximum(letter_count, 1)
-    return np.column_stack(
-        [
-            length,
-            digits / safe_len,
-            hyphens,
-            vowels / letter_count,
-            unique / safe_len,
-            entropy,
-            best_run,
-            switches,
-            lm_mean,
-            lm_min,
-            covered / letter_count,
-            words,
-            # Word-list DGAs are *entirely* made of dictionary words: an interaction
-            # a per-feature model cannot form from coverage and count alone.
-            np.where(covered >= letter_count, words, 0.0),
-            covered / np.maximum(words, 1.0),
-        ]
+    out: npt.NDArray[np.bool_] = (
+        letters & (enc.lengths >= 8) & (covered >= enc.lengths) & (words >= 2)
     )
-
-
-@dataclass(frozen=True, slots=True)
-class StatBinner:
-    """Quantile bin edges per statistic; ``transform`` gives bin indices."""
-
-    edges: tuple[FloatArray, ...]
-
-    @classmethod
-    def fit(cls, stats: FloatArray, bins: int = 16) -> StatBinner:
-        qs = np.linspace(0, 1, bins + 1)[1:-1]
-        return cls(tuple(np.unique(np.quantile(stats[:, j], qs)) for j in range(stats.shape[1])))
-
-    @property
-    def offsets(self) -> IntArray:
-        sizes = np.array([len(e) + 1 for e in self.edges], dtype=np.int64)
-        return np.concatenate([[0], np.cumsum(sizes)[:-1]])
-
-    @property
-    def total_bins(self) -> int:
-        return int(sum(len(e) + 1 for e in self.edges))
-
-    def transform(self, stats: FloatArray) -> IntArray:
-        """Global bin ids ``(n, n_stats)``, already offset per statistic."""
-        cols = [np.searchsorted(e, stats[:, j], side="right") for j, e in enumerate(self.edges)]
-        return np.column_stack(cols).astype(np.int64) + self.offsets[None, :]
+    return out

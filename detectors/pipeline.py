@@ -1,26 +1,52 @@
-"""All detectors and the verdict policy over a batch of events.
+"""All detectors, the verdict policy and the incident table over a batch of events.
 
 ``Pipeline.process(events)`` is the one call the Faust agents, the embedded
-replay mode and the benchmarks make: the same code, the same results.
+replay mode, the cluster benchmark and the other benchmarks make: the same
+code, the same results.
+
+Each batch goes through these steps:
+
+1. **classify** every query name (:class:`detectors.zones.Zones`): search-path
+   expansions and internal names are counted and go no further, except into
+   the client's query rate;
+2. **per-event detectors** (NXDOMAIN storm, tunnelling, fast flux, newly
+   observed domains) see the names that may count;
+3. **names**: each name's registrable domain is scored once (DGA likelihood
+   and dictionary-word shape, cached), and :class:`Popularity` says whether
+   another client asked for it;
+4. the **client-level DGA detector** (:mod:`detectors.infected`) and the
+   strict **per-name** rule (:mod:`detectors.dga_detector`) weigh them;
+5. findings become **decisions** (the verdict policy) and **incident**
+   updates, which say which findings are alerted.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from detectors.dga import CachedScorer, DgaModel
+from detectors.dga import DgaModel, RegistrableScorer
 from detectors.dga_detector import DgaDetector, DgaSettings
 from detectors.events import DnsEvent
 from detectors.fastflux import FastFlux, FastFluxSettings
 from detectors.findings import Finding
+from detectors.incidents import Incidents, IncidentSettings, IncidentUpdate
+from detectors.infected import InfectedClient, InfectedSettings
+from detectors.names import split_name
 from detectors.newdomain import NewDomainSettings, NewlyObservedDomain
 from detectors.nxdomain import NxdomainSettings, NxdomainStorm
+from detectors.popularity import Popularity
 from detectors.rate import RateAnomaly, RateSettings
 from detectors.tunnel import Tunneling, TunnelSettings
 from detectors.verdicts import Allowlist, Decision, PolicySettings, VerdictPolicy
-from detectors.zones import ClusterSettings, Zones
+from detectors.zones import ClusterSettings, NameKind, Zones
+
+# the kinds of name that count as evidence
+COUNTED = (NameKind.PUBLIC, NameKind.DYNAMIC_DNS, NameKind.HOSTING)
+DEFAULT_EVIDENCE_THRESHOLD = 0.9
+DEFAULT_BLOCK_THRESHOLD = 0.99999
 
 
 class EventDetector(Protocol):
@@ -32,6 +58,7 @@ class EventDetector(Protocol):
 @dataclass(frozen=True, slots=True)
 class DetectorSettings:
     dga: DgaSettings = field(default_factory=DgaSettings)
+    infected: InfectedSettings = field(default_factory=InfectedSettings)
     nxdomain: NxdomainSettings = field(default_factory=NxdomainSettings)
     tunnel: TunnelSettings = field(default_factory=TunnelSettings)
     rate: RateSettings = field(default_factory=RateSettings)
@@ -39,13 +66,26 @@ class DetectorSettings:
     fast_flux: FastFluxSettings = field(default_factory=FastFluxSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
     cluster: ClusterSettings = field(default_factory=ClusterSettings)
+    incidents: IncidentSettings = field(default_factory=IncidentSettings)
     enable_new_domain: bool = True
+    max_popularity: int = 200_000
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A decision that is alerted, with the incident it belongs to."""
+
+    decision: Decision
+    incident: IncidentUpdate
 
 
 @dataclass(frozen=True, slots=True)
 class BatchResult:
     findings: list[Finding]
     decisions: list[Decision]
+    alerts: list[Alert] = field(default_factory=list)
+    # events by what the name was: search expansions, internal, counted...
+    names: Counter[str] = field(default_factory=Counter)
 
 
 class Pipeline:
@@ -56,29 +96,99 @@ class Pipeline:
         allowlist: Iterable[str] = (),
     ) -> None:
         self.settings = s = settings or DetectorSettings()
-        self.dga = DgaDetector(CachedScorer(model, s.dga.cache_entries), s.dga)
+        thresholds = model.thresholds
+        evidence = s.dga.evidence_threshold or thresholds.get(
+            "evidence", DEFAULT_EVIDENCE_THRESHOLD
+        )
+        block = s.dga.block_threshold or thresholds.get("block", DEFAULT_BLOCK_THRESHOLD)
+        self.scorer = RegistrableScorer(model, s.dga.cache_entries)
+        self.dga = DgaDetector(s.dga, evidence, block)
+        self.infected = InfectedClient(s.infected)
         self.rate = RateAnomaly(s.rate)  # its baselines outlive a worker: see streams/worker
-        self.per_event: list[EventDetector] = [
-            NxdomainStorm(s.nxdomain),
-            Tunneling(s.tunnel),
-            self.rate,
-            FastFlux(s.fast_flux),
-        ]
+        self.per_event: list[EventDetector] = [NxdomainStorm(s.nxdomain), Tunneling(s.tunnel)]
+        self.fast_flux = FastFlux(s.fast_flux)
         if s.enable_new_domain:
             self.per_event.append(NewlyObservedDomain(s.new_domain))
         self.zones = Zones(s.cluster)
-        self.policy = VerdictPolicy(s.policy, Allowlist(allowlist), self.zones)
+        self.allowlist = Allowlist(allowlist)
+        self.popularity = Popularity(s.max_popularity)
+        self.policy = VerdictPolicy(s.policy, self.allowlist, self.zones)
+        self.incidents = Incidents(s.incidents)
+        self._kinds: dict[tuple[str, str, bool], NameKind] = {}
+
+    def kind(self, ev: DnsEvent) -> NameKind:
+        key = (ev.qname, ev.namespace, ev.rcode == "NXDOMAIN")
+        kind = self._kinds.get(key)
+        if kind is None:
+            if len(self._kinds) >= 200_000:
+                self._kinds.clear()
+            kind = self._kinds[key] = self.zones.kind(ev.qname, ev.namespace, ev.rcode)
+        return kind
 
     def process(self, events: Sequence[DnsEvent]) -> BatchResult:
+        names: Counter[str] = Counter()
+        kinds = [self.kind(ev) for ev in events]
+        counted = [ev for ev, k in zip(events, kinds, strict=True) if k in COUNTED]
+        for k in kinds:
+            names[k.name.lower()] += 1
         findings: list[Finding] = []
         # Detector by detector: they share no state, so the order of updates
         # across detectors does not matter, only each one's order of events.
         for det in self.per_event:
             update = det.update
-            for ev in events:
+            for ev in counted:
                 found = update(ev)
                 if found:
                     findings.extend(found)
-        findings.extend(self.dga.update_batch(events))
+        rate = self.rate.update
+        for ev in events:
+            found = rate(ev)
+            if found:
+                findings.extend(found)
+        findings.extend(self._names(counted, kinds_of=[k for k in kinds if k in COUNTED]))
+        if events:
+            findings.extend(self.infected.flush(max(ev.ts for ev in events)))
         findings.sort(key=lambda f: (f.ts, f.detector, f.client, f.name or ""))
-        return BatchResult(findings, [self.policy.decide(f) for f in findings])
+        decisions = [self.policy.decide(f) for f in findings]
+        alerts = []
+        for d in decisions:
+            rule = self.policy.settings.rules.get(d.finding.detector)
+            incident = self.incidents.update(
+                d.finding, d.verdict.name if d.verdict is not None else None
+            )
+            if incident.alert and (rule is None or rule.alert):
+                alerts.append(Alert(d, incident))
+        return BatchResult(findings, decisions, alerts, names)
+
+    def _names(self, counted: list[DnsEvent], kinds_of: list[NameKind]) -> list[Finding]:
+        """The per-name and client-level DGA detectors, on one batch's counted events."""
+        if not counted:
+            return []
+        splits = [split_name(ev.qname) for ev in counted]
+        info = self.scorer.describe([sp.registrable for sp in splits])
+        evidence = self.dga.evidence_threshold
+        observe, listed = self.popularity.observe, self.allowlist.has
+        typo = self.popularity.typo_of_popular
+        infected, dga, flux = self.infected.update, self.dga, self.fast_flux.update
+        out: list[Finding] = []
+        for ev, sp, (score, wordy), kind in zip(counted, splits, info, kinds_of, strict=True):
+            registrable = sp.registrable
+            shared = observe(registrable, ev.client) or listed(registrable)
+            if not shared and ev.rcode == "NXDOMAIN" and typo(sp.label, sp.suffix):
+                shared = True  # a typo of a popular name: a person, not a bot
+            if ev.rcode == "NXDOMAIN":
+                dga.saw_nxdomain(registrable)
+            elif kind != NameKind.HOSTING and not shared:
+                found = dga.update(ev, registrable, score)
+                if found:
+                    out.extend(found)
+                if ev.answers:
+                    found = flux(ev)
+                    if found:
+                        out.extend(found)
+            if ev.rcode == "NXDOMAIN" and len(ev.qname) > len(registrable):
+                continue  # a missing host under a domain: a DGA asks for domains
+            found = infected(ev, registrable, sp.suffix, score, score >= evidence, wordy, shared)
+            if found:
+                out.extend(found)
+        return out

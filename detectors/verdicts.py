@@ -58,6 +58,8 @@ class DetectorRule:
     ttl_s: float = 86_400.0
     # judges one name on its own, without client-level evidence
     per_name: bool = False
+    # its findings are alerted (incidents); False: evidence and metrics only
+    alert: bool = True
 
     def __post_init__(self) -> None:
         if self.match not in MATCHES:
@@ -76,7 +78,8 @@ def default_rules() -> dict[str, DetectorRule]:
         "fast_flux": DetectorRule(min_score=0.5, match="exact", ttl_s=21_600.0),
         "nxdomain_storm": DetectorRule(block=False),
         "rate": DetectorRule(block=False),
-        "new_domain": DetectorRule(block=False),
+        # a first query in a namespace is context, not something a SOC acts on
+        "new_domain": DetectorRule(block=False, alert=False),
     }
 
 
@@ -212,6 +215,10 @@ class Allowlist:
             if candidate in self._names:
                 return candidate
         return None
+
+    def has(self, name: str) -> bool:
+        """Whether ``name`` itself is listed (a registrable domain's whole check)."""
+        return name in self._names
 
     def conflicts(self, name: str, match: str) -> str | None:
         """The allowlisted name a verdict on ``name`` would block, or None."""

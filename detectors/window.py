@@ -119,3 +119,15 @@ class BoundedStates(Generic[K, V]):
 
     def peek(self, key: K) -> V | None:
         return self._items.get(key)
+
+    def put(self, key: K, value: V) -> None:
+        """Set ``key``'s state (the most recently used)."""
+        items = self._items
+        items[key] = value
+        items.move_to_end(key)
+        if len(items) > self.max_keys:
+            items.popitem(last=False)
+            self.evicted += 1
+
+    def items(self) -> list[tuple[K, V]]:
+        return list(self._items.items())

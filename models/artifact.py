@@ -17,18 +17,12 @@ from typing import Any
 import numpy as np
 
 from detectors.dga import DgaModel
-from detectors.features import (
-    FEATURE_VERSION,
-    STAT_NAMES,
-    Dictionary,
-    FeatureContext,
-    StatBinner,
-    TrigramLM,
-)
+from detectors.features import FEATURE_VERSION, Dictionary
 
-FORMAT = "dnsguard-dga/1"
+FORMAT = "dnsguard-dga/2"
 ARTIFACT_DIR = Path(__file__).resolve().parent / "artifacts"
-DEFAULT_STEM = ARTIFACT_DIR / "dga-v1"
+DEFAULT_STEM = ARTIFACT_DIR / "dga-v2"
+THRESHOLD_NAMES = ("evidence", "block")
 
 
 class ArtifactError(ValueError):
@@ -36,14 +30,9 @@ class ArtifactError(ValueError):
 
 
 def _arrays(model: DgaModel) -> dict[str, np.ndarray]:
-    edges = model.binner.edges
     return {
         "ngram_weights": model.ngram_weights.astype(np.float32),
-        "bin_weights": model.bin_weights.astype(np.float32),
-        "bin_edges": np.concatenate(edges).astype(np.float64),
-        "bin_edge_counts": np.array([len(e) for e in edges], dtype=np.int64),
-        "lm_logp": model.context.lm.logp.astype(np.float32),
-        "dictionary": model.context.dictionary.words,
+        "dictionary": model.dictionary.words,
     }
 
 
@@ -61,6 +50,7 @@ def _atomic_write(path: Path, write: Any) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; the worker may run as another user
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -73,14 +63,26 @@ def save(model: DgaModel, stem: Path, metadata: dict[str, Any]) -> None:
         **metadata,
         "format": FORMAT,
         "feature_version": model.feature_version,
-        "stat_names": list(STAT_NAMES),
         "bias": model.bias,
-        "suffix_log_freq": model.context.suffix_log_freq,
+        "thresholds": dict(model.thresholds),
         "arrays_sha256": _digest(arrays),
     }
     _atomic_write(stem.with_suffix(".npz"), lambda fh: np.savez_compressed(fh, **arrays))
     body = json.dumps(meta, indent=2, sort_keys=True).encode() + b"\n"
     _atomic_write(stem.with_suffix(".json"), lambda fh: fh.write(body))
+
+
+def _thresholds(stem: Path, raw: Any) -> dict[str, float]:
+    if not isinstance(raw, dict) or set(raw) != set(THRESHOLD_NAMES):
+        raise ArtifactError(f"{stem}: thresholds must be exactly {list(THRESHOLD_NAMES)}")
+    out = {}
+    for key, value in raw.items():
+        if not isinstance(value, (int, float)) or not 0.0 < float(value) < 1.0:
+            raise ArtifactError(f"{stem}: threshold {key}={value!r} is not in (0, 1)")
+        out[key] = float(value)
+    if out["evidence"] > out["block"]:
+        raise ArtifactError(f"{stem}: the evidence threshold is above the block threshold")
+    return out
 
 
 def load(stem: Path = DEFAULT_STEM) -> tuple[DgaModel, dict[str, Any]]:
@@ -90,34 +92,28 @@ def load(stem: Path = DEFAULT_STEM) -> tuple[DgaModel, dict[str, Any]]:
             arrays = {k: npz[k] for k in npz.files}
     except (OSError, ValueError) as exc:
         raise ArtifactError(f"cannot read DGA artifact {stem}: {exc}") from exc
-    if meta.get("format") != FORMAT:
-        raise ArtifactError(f"{stem}: format {meta.get('format')!r}, expected {FORMAT!r}")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise ArtifactError(f"{stem}: format {found!r}, expected {FORMAT!r}")
     if meta.get("feature_version") != FEATURE_VERSION:
         raise ArtifactError(
             f"{stem}: trained on features {meta.get('feature_version')!r}, "
             f"this code computes {FEATURE_VERSION!r}; retrain with `dnsguard train dga`"
         )
-    if meta.get("stat_names") != list(STAT_NAMES):
-        raise ArtifactError(f"{stem}: statistic names differ from this code's")
+    if set(arrays) != {"ngram_weights", "dictionary"}:
+        raise ArtifactError(f"{stem}: arrays {sorted(arrays)}, expected dictionary, ngram_weights")
     if _digest(arrays) != meta.get("arrays_sha256"):
         raise ArtifactError(f"{stem}: arrays do not match the recorded sha256")
-    counts = arrays["bin_edge_counts"]
-    splits = np.cumsum(counts)[:-1]
-    edges = tuple(np.split(arrays["bin_edges"], splits))
-    context = FeatureContext(
-        lm=TrigramLM(arrays["lm_logp"].astype(np.float64)),
-        dictionary=Dictionary.from_codes(arrays["dictionary"]),
-        suffix_log_freq={str(k): float(v) for k, v in meta["suffix_log_freq"].items()},
-    )
     try:
         model = DgaModel(
             feature_version=meta["feature_version"],
-            context=context,
-            binner=StatBinner(edges),
-            ngram_weights=arrays["ngram_weights"],
-            bin_weights=arrays["bin_weights"],
+            dictionary=Dictionary.from_codes(arrays["dictionary"]),
+            ngram_weights=arrays["ngram_weights"].astype(np.float32),
             bias=float(meta["bias"]),
+            thresholds=_thresholds(stem, meta.get("thresholds")),
         )
-    except ValueError as exc:
+    except (KeyError, TypeError, ValueError) as exc:
+        if isinstance(exc, ArtifactError):
+            raise
         raise ArtifactError(f"{stem}: {exc}") from exc
     return model, meta

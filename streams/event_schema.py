@@ -94,7 +94,7 @@ class Event(msgspec.Struct, forbid_unknown_fields=True):
     ts: Ts
     node: Node
     client: Client
-    transport: Literal["tcp", "dot", "doh"]
+    transport: Literal["udp", "tcp", "dot", "doh"]
     query: Query
     response: Response | None
     latency_us: Annotated[int, msgspec.Meta(ge=0)] | None

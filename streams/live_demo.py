@@ -34,7 +34,7 @@ from streams.envoy_config import FilterOptions, FilterPorts, filter_bootstrap
 from streams.errors import StackError
 from streams.settings import StackSettings
 from streams.signing import SigningKey
-from streams.simulate import DEFAULT_DATA, DEFAULT_WORKLOADS, Simulator, Workload
+from streams.simulate import DEFAULT_DATA, DEFAULT_WORKLOADS, DGA_BURST, Simulator, Workload
 from streams.stack import Kafka, Redis, Stack, envoy_binary
 from streams.traffic import Stream, run_stream
 from streams.upstream import Upstream, UpstreamServer
@@ -122,6 +122,7 @@ class Demo:
     pods: list[Pod] = field(default_factory=list)
     alerts: Counter[str] = field(default_factory=Counter)
     alert_names: dict[str, str] = field(default_factory=dict)
+    alerts_by_pod: Counter[str] = field(default_factory=Counter)
 
     def spawn(self, name: str, args: list[str], env: dict[str, str]) -> Child:
         log = self.out / f"{name}.log"
@@ -163,8 +164,9 @@ class Demo:
             common,
         )
         sim = Simulator()
-        # the resolver: real-looking answers; DGA names and storm names do not exist
-        self.upstream = Upstream(nxdomain=set(sim.dga), nxdomain_prefixes=("nx-", "svc-"))
+        # the resolver: real-looking answers; DGA names (but each burst's C2) and
+        # storm names do not exist
+        self.upstream = Upstream(nxdomain=set(sim.dga) - sim.c2, nxdomain_prefixes=("nx-", "svc-"))
         self.resolver = UpstreamServer(self.upstream, self.ports["resolver"], free_port())
         self.resolver.__enter__()
         wait_http(f"http://127.0.0.1:{self.ports['collector']}/healthz")
@@ -173,7 +175,9 @@ class Demo:
             f"starting {len(DEFAULT_WORKLOADS)} Envoy sidecars with the dnsguard filter ..."
         )
         for w in DEFAULT_WORKLOADS:
-            pool = 40 if w.kind == "dga" else 0  # the bot retries its rendezvous names
+            # the bot's list of the day is one burst, retried after each pause: once
+            # its C2 is blocked, the retries are answered by the filter
+            pool = DGA_BURST if w.kind == "dga" else 0
             pod = Pod(w, free_port(), free_port(), Stream(w.kind, "127.0.0.1", 0, w.qps, pool))
             pod.stream.port = pod.dns_port
             ports = FilterPorts(admin=pod.admin, dns_tcp=pod.dns_port, upstream_dns=self.ports["resolver"],
@@ -206,6 +210,8 @@ class Demo:
                             alert = json.loads(r.value)
                             u = alert.get("unmapped", {}).get("dnsguard", {})
                             self.alerts[u.get("detector", "?")] += 1
+                            pod = (alert.get("src_endpoint") or {}).get("hostname") or "?"
+                            self.alerts_by_pod[pod] += 1
                             name = (alert.get("query") or {}).get("hostname")
                             if name:
                                 self.alert_names[name] = u.get("detector", "?")
@@ -289,6 +295,9 @@ class Demo:
             "blocked": sum(blocked.values()),
             "blocked_by_pod": blocked,
             "alerts": dict(self.alerts),
+            "alerts_by_pod": {
+                p.workload.pod: self.alerts_by_pod[p.workload.pod] for p in self.pods
+            },
             "rpz_names": len(zone_names),
             "feed_version": max((st.get("feed_version", 0) for st in stats.values()), default=0),
         }

@@ -34,7 +34,9 @@ class ReplayResult:
     events: int = 0
     rejected: int = 0
     findings: Counter[str] = field(default_factory=Counter)
+    alerts: Counter[str] = field(default_factory=Counter)  # alerted findings, by detector
     decisions: list[Decision] = field(default_factory=list)
+    names: Counter[str] = field(default_factory=Counter)  # events by what their name was
 
 
 def events_from_jsonl(path: Path, rejected: list[dict[str, str]]) -> Iterator[DnsEvent]:
@@ -129,11 +131,14 @@ def replay(
             batch.sort(key=lambda e: e.ts)
             res = pipeline.process(batch)
             result.events += len(batch)
+            result.names.update(res.names)
             for d in res.decisions:
                 result.findings[d.finding.detector] += 1
-                alerts.write(json.dumps(ocsf_alert(d)) + "\n")
                 if d.verdict is not None:
                     verdicts.write(json.dumps(d.verdict.as_dict()) + "\n")
+            for a in res.alerts:  # incidents: a new one, a new verdict, or a periodic update
+                result.alerts[a.decision.finding.detector] += 1
+                alerts.write(json.dumps(ocsf_alert(a.decision, a.incident.incident)) + "\n")
             result.decisions.extend(res.decisions)
             batch.clear()
 

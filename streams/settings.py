@@ -416,7 +416,9 @@ class WorkerSettings:
     # worker that holds them (a pod's IP); empty: the bind address
     web_host: str = ""
     data_dir: Path = Path("/tmp/dnsguard-worker")
-    dga_threshold: float = 0.999
+    # DGA score levels; None: those calibrated with the model (models/MODEL_CARD.md)
+    dga_evidence_threshold: float | None = None
+    dga_block_threshold: float | None = None
     allowlist_file: Path | None = None  # CSV with a domain column (top-N popular)
     allowlist_top_n: int = 10_000
     shadow: bool = False
@@ -449,8 +451,10 @@ class WorkerSettings:
             raise ConfigError(
                 f"{ENV_PREFIX}ALERT_FORMAT={self.alert_format!r}: expected ocsf or ecs"
             )
-        if not 0 < self.dga_threshold < 1:
-            raise ConfigError(f"{ENV_PREFIX}DGA_THRESHOLD={self.dga_threshold}: must be in (0, 1)")
+        for key, value in (("DGA_EVIDENCE_THRESHOLD", self.dga_evidence_threshold),
+                           ("DGA_BLOCK_THRESHOLD", self.dga_block_threshold)):  # fmt: skip
+            if value is not None and not 0 < value < 1:
+                raise ConfigError(f"{ENV_PREFIX}{key}={value}: must be in (0, 1)")
         if self.batch_max < 1:
             raise ConfigError(f"{ENV_PREFIX}WORKER_BATCH_MAX={self.batch_max}: must be positive")
         if self.web_bind in ("0.0.0.0", "::") and not self.web_host:
@@ -469,13 +473,13 @@ def load_worker_settings(env: Mapping[str, str] | None = None) -> WorkerSettings
     source = os.environ if env is None else env
     e = _Env(source)
     stack = load_stack_settings(source)
-    threshold_raw = e.raw("DGA_THRESHOLD")
-    try:
-        threshold = float(threshold_raw) if threshold_raw is not None else 0.999
-    except ValueError as exc:
-        raise ConfigError(
-            f"{ENV_PREFIX}DGA_THRESHOLD={threshold_raw!r}: expected a number"
-        ) from exc
+    thresholds: dict[str, float | None] = {}
+    for key in ("DGA_EVIDENCE_THRESHOLD", "DGA_BLOCK_THRESHOLD"):
+        raw = e.raw(key)
+        try:
+            thresholds[key] = float(raw) if raw else None
+        except ValueError as exc:
+            raise ConfigError(f"{ENV_PREFIX}{key}={raw!r}: expected a number") from exc
     allow = e.raw("ALLOWLIST_FILE")
     return WorkerSettings(
         app_id=e.raw("WORKER_APP_ID") or "dnsguard-worker",
@@ -490,7 +494,8 @@ def load_worker_settings(env: Mapping[str, str] | None = None) -> WorkerSettings
         web_bind=e.raw("WORKER_WEB_BIND") or "127.0.0.1",
         web_host=e.raw("WORKER_WEB_HOST") or "",
         data_dir=e.path("WORKER_DATA_DIR", stack.state_dir / "worker"),
-        dga_threshold=threshold,
+        dga_evidence_threshold=thresholds["DGA_EVIDENCE_THRESHOLD"],
+        dga_block_threshold=thresholds["DGA_BLOCK_THRESHOLD"],
         allowlist_file=Path(allow) if allow else None,
         allowlist_top_n=e.integer("ALLOWLIST_TOP_N", 10_000, minimum=0),
         shadow=e.boolean("SHADOW"),

@@ -2,7 +2,13 @@
 
 Used by ``dnsguard demo``, the integration tests and the benchmarks. Names come
 from the shared data files: popular domains for browsing, a DGA family's names
-for the infected pod, tunnelling query names for the exfiltrating pod.
+for the infected pod, tunnelling query names for the exfiltrating pod. The
+infected pod walks its DGA's list in bursts of ``DGA_BURST`` names; the last
+name of each burst resolves (``Simulator.c2``: the bot's C2), the others are
+answered NXDOMAIN, and the bot goes quiet for ``DGA_PAUSE_S`` (it has its
+C2). ``dnsguard demo`` runs the whole system on these workloads;
+``dnsguard eval cluster`` (``streams/clustersim.py``) generates a whole
+cluster's DNS instead.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DGA_BURST = 20  # names per burst of the infected pod; the last one resolves
+DGA_PAUSE_S = 15.0  # after its C2 resolves, the bot stays quiet this long
 
 
 def rfc3339(ts: float) -> str:
@@ -61,6 +69,7 @@ class Simulator:
         self.rng = random.Random(seed)
         self.benign = read_column(data_dir / "benign_top.csv", "domain", limit=5000)
         self.dga = read_column(data_dir / "dga_train.csv", "domain", ("family", dga_family), 2000)
+        self.c2 = set(self.dga[DGA_BURST - 1 :: DGA_BURST])
         self.tunnel = read_column(data_dir / "tunnel_train.csv", "qname", ("tool", "dnscat2"), 2000)
         self._counters: dict[str, int] = {}
 
@@ -69,11 +78,24 @@ class Simulator:
         self._counters[key] = i + 1
         return items[i % len(items)]
 
+    def gap(self, w: Workload, name: str) -> float:
+        """Seconds from sending ``name`` to ``w``'s next query."""
+        pause = DGA_PAUSE_S if w.kind == "dga" and name in self.c2 else 0.0
+        return 1.0 / w.qps + pause
+
     def draw(self, w: Workload) -> tuple[str, str, str, list[dict[str, Any]]]:
         """The next query of workload ``w``: (name, type, expected rcode, answers)."""
         rng = self.rng
         if w.kind == "dga":
-            return self._next("dga", self.dga), "A", "NXDOMAIN", []
+            name = self._next("dga", self.dga)
+            if name in self.c2:
+                return (
+                    name,
+                    "A",
+                    "NOERROR",
+                    [{"name": name, "type": "A", "ttl": 300, "data": "198.51.100.7"}],
+                )
+            return name, "A", "NXDOMAIN", []
         if w.kind == "tunnel":
             return self._next("tunnel", self.tunnel), "TXT", "NOERROR", []
         if w.kind == "nxstorm":
@@ -91,14 +113,16 @@ class Simulator:
         self, start: float, duration_s: float, workloads: tuple[Workload, ...] = DEFAULT_WORKLOADS
     ) -> Iterator[dict[str, Any]]:
         """v1 events in time order over ``duration_s`` seconds from ``start``."""
-        schedule: list[tuple[float, int]] = []
+        drawn: list[tuple[float, int, tuple[str, str, str, list[dict[str, Any]]]]] = []
         for i, w in enumerate(workloads):
-            n = int(duration_s * w.qps)
-            schedule.extend((start + k / w.qps + i * 1e-4, i) for k in range(n))
-        schedule.sort()
-        for qid, (ts, i) in enumerate(schedule):
+            t = start + i * 1e-4
+            while t < start + duration_s:
+                query = self.draw(w)
+                drawn.append((t, i, query))
+                t += self.gap(w, query[0])
+        drawn.sort(key=lambda d: (d[0], d[1]))
+        for qid, (ts, i, (name, qtype, rcode, answers)) in enumerate(drawn):
             w = workloads[i]
-            name, qtype, rcode, answers = self.draw(w)
             yield {
                 "v": 1,
                 "ts": rfc3339(ts),

@@ -62,10 +62,11 @@ async def run_stream(
     """Send ``stream``'s queries for ``duration_s`` seconds, paced at its qps."""
     workload = Workload("-", "-", "-", stream.kind, stream.qps)
     start = time.monotonic()
+    due = start
     drawn: list[tuple[str, str]] = []
     conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
     try:
-        while (due := start + stream.sent / stream.qps) < start + duration_s:
+        while due < start + duration_s:
             if due > time.monotonic():
                 await asyncio.sleep(due - time.monotonic())
             if stream.pool and len(drawn) >= stream.pool:
@@ -75,6 +76,7 @@ async def run_stream(
                 drawn.append((name, qtype))
             wire = dns.message.make_query(name, dns.rdatatype.from_text(qtype)).to_wire()
             stream.sent += 1
+            due += sim.gap(workload, name)
             try:
                 if conn is None:
                     conn = await asyncio.wait_for(

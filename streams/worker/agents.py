@@ -121,8 +121,10 @@ class Worker:
                 event = self.app.as_event(record)  # held: Faust keeps only a weak reference
                 self.baselines[client] = baseline
 
-    def render_alert(self, d: Any) -> dict[str, Any]:
-        return ecs_alert(d) if self.settings.alert_format == "ecs" else ocsf_alert(d)
+    def render_alert(self, d: Any, incident: dict[str, Any] | None = None) -> dict[str, Any]:
+        if self.settings.alert_format == "ecs":
+            return ecs_alert(d, incident)
+        return ocsf_alert(d, incident)
 
     def observe_lag(self, batch: list[ConsumerRecord]) -> None:
         """Consumer lag: records between the newest offset seen and each partition's end."""
@@ -156,18 +158,20 @@ class Worker:
     async def publish(self, events: list[DnsEvent]) -> None:
         result = self.pipeline.process(events)
         self.metrics.events.inc(len(events))
+        for kind, n in result.names.items():
+            self.metrics.names.labels(kind=kind).inc(n)
         now = time.time()
         for ev in events[-1:]:
             self.metrics.latency.observe(max(0.0, now - ev.ts))
         verdicts = []
-        uids = [alert_id(d) for d in result.decisions]
+        uids = [alert_id(a.decision, a.incident.incident) for a in result.alerts]
         fresh = await self.first_times(uids)
-        for d, uid, first in zip(result.decisions, uids, fresh, strict=True):
-            self.metrics.findings.labels(detector=d.finding.detector).inc()
+        for a, uid, first in zip(result.alerts, uids, fresh, strict=True):
             if first:
-                await self.topics["alerts"].send(
-                    key=uid.encode(), value=json.dumps(self.render_alert(d)).encode()
-                )
+                alert = self.render_alert(a.decision, a.incident.incident)
+                await self.topics["alerts"].send(key=uid.encode(), value=json.dumps(alert).encode())
+        for d in result.decisions:
+            self.metrics.findings.labels(detector=d.finding.detector).inc()
             if d.verdict is not None:
                 verdicts.append(d.verdict)
                 self.metrics.verdicts.labels(action=d.verdict.action).inc()

@@ -30,6 +30,7 @@ class WorkerMetrics:
     lag: Gauge
     pending_verdicts: Gauge
     baselines_restored: Counter
+    names: Counter
 
     @classmethod
     def create(cls) -> WorkerMetrics:
@@ -64,6 +65,13 @@ class WorkerMetrics:
                 "Query-rate baselines taken up from the changelog-backed table",
                 registry=r,
             ),
+            names=Counter(
+                "dnsguard_worker_names",
+                "Events by what their query name is: public, dynamic_dns, hosting, internal, "
+                "search_expansion (a resolver's search-path artefact), suffix_only",
+                ["kind"],
+                registry=r,
+            ),
         )
 
 
@@ -83,7 +91,11 @@ def load_allowlist(path: Path | None, top_n: int) -> list[str]:
 def build_pipeline(settings: WorkerSettings) -> Pipeline:
     model, _ = artifact.load()
     detector_settings = DetectorSettings(
-        dga=replace(DgaSettings(), threshold=settings.dga_threshold),
+        dga=replace(
+            DgaSettings(),
+            evidence_threshold=settings.dga_evidence_threshold,
+            block_threshold=settings.dga_block_threshold,
+        ),
         policy=PolicySettings(
             shadow_global=settings.shadow, global_min_namespaces=settings.global_min_namespaces
         ),

@@ -1,10 +1,13 @@
 """Alerts as OCSF DNS Activity (class 4003), or as Elastic Common Schema
 documents (``DNSGUARD_ALERT_FORMAT=ecs``), and their de-duplication.
 
-An alert's id is a hash of what it is about (detector, client, name, time),
-so replaying the same events yields the same ids; a Redis ``SET NX`` on the id
-before producing keeps a replay (after a crash, or a second run) from
-publishing the same alert twice.
+An alert belongs to an incident (one per client and detector, see
+:mod:`detectors.incidents`) and carries it under ``unmapped.dnsguard.incident``
+(first and last seen, findings so far, examples). Its id is a hash of the
+incident and the alert's number in it (or, without an incident, of what the
+finding is about), so replaying the same events yields the same ids; a Redis
+``SET NX`` on the id before producing keeps a replay (after a crash, or a
+second run) from publishing the same alert twice.
 """
 
 from __future__ import annotations
@@ -19,14 +22,17 @@ OCSF_VERSION = "1.3.0"
 SEVERITY = {"dga": 4, "tunnel": 4, "fast_flux": 3, "nxdomain_storm": 3, "rate": 2, "new_domain": 1}
 
 
-def alert_id(d: Decision) -> str:
+def alert_id(d: Decision, incident: dict[str, Any] | None = None) -> str:
     f = d.finding
-    key = json.dumps([f.detector, f.client, f.name, round(f.ts, 6)], separators=(",", ":"))
+    if incident is not None:
+        key = json.dumps([incident["id"], incident["alerts"]], separators=(",", ":"))
+    else:
+        key = json.dumps([f.detector, f.client, f.name, round(f.ts, 6)], separators=(",", ":"))
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-def ocsf_alert(d: Decision) -> dict[str, Any]:
-    """One OCSF DNS Activity record carrying dnsguard's finding and verdict."""
+def ocsf_alert(d: Decision, incident: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One OCSF DNS Activity record carrying dnsguard's finding, its incident and verdict."""
     f = d.finding
     ns, _, pod = f.client.partition("/")
     verdict = d.verdict.as_dict() if d.verdict is not None else None
@@ -43,7 +49,7 @@ def ocsf_alert(d: Decision) -> dict[str, Any]:
         "severity_id": SEVERITY.get(f.detector, 1),
         "message": f.summary,
         "metadata": {
-            "uid": alert_id(d),
+            "uid": alert_id(d, incident),
             "version": OCSF_VERSION,
             "product": {"name": "dnsguard", "vendor_name": "dnsguard"},
         },
@@ -67,6 +73,7 @@ def ocsf_alert(d: Decision) -> dict[str, Any]:
                 # why the verdict has its scope, or why there is none
                 "why": d.why,
                 "verdict": verdict,
+                "incident": incident,
             }
         },
     }
@@ -76,7 +83,7 @@ ECS_VERSION = "8.11.0"
 ECS_SEVERITY = {1: 21, 2: 47, 3: 73, 4: 99}  # OCSF severity_id -> ECS event.severity (0-100)
 
 
-def ecs_alert(d: Decision) -> dict[str, Any]:
+def ecs_alert(d: Decision, incident: dict[str, Any] | None = None) -> dict[str, Any]:
     """The same alert in ECS field names (ECS core fields, dnsguard's own under ``dnsguard``)."""
     import datetime as dt
 
@@ -89,7 +96,7 @@ def ecs_alert(d: Decision) -> dict[str, Any]:
         "ecs": {"version": ECS_VERSION},
         "message": f.summary,
         "event": {
-            "id": alert_id(d),
+            "id": alert_id(d, incident),
             "kind": "alert",
             "category": ["network", "threat"],
             "type": ["protocol", "indicator"],
@@ -103,7 +110,7 @@ def ecs_alert(d: Decision) -> dict[str, Any]:
         "orchestrator": {"namespace": f.namespace or ns, "resource": {"type": "pod", "name": pod or f.client}},
         "observer": {"vendor": "dnsguard", "product": "dnsguard", "type": "dns"},
         "dnsguard": {"detector": f.detector, "name": f.name, "score": f.score, "evidence": f.evidence,
-                     "disposition": d.disposition, "why": d.why,
+                     "disposition": d.disposition, "why": d.why, "incident": incident,
                      "verdict": d.verdict.as_dict() if d.verdict is not None else None},
     }  # fmt: skip
     if qname:

@@ -242,20 +242,22 @@ def uniq(prefix: str = "dga") -> str:
     return f"{prefix}{uuid.uuid4().hex[:12]}.example.net"
 
 
-def confident_dga_names(shared: Path, n: int, seed: int = 7) -> list[str]:
-    """DGA names from the shared data that the shipped model scores far above its threshold."""
+def dga_burst(shared: Path, n: int, family: str = "cryptolocker", seed: int = 7) -> list[str]:
+    """``n`` names of one DGA family that the shipped model counts as DGA-like
+    (at its evidence level), in the family's order from a random start."""
     import csv
     import random
 
     from models import artifact
 
     with (shared / "dga_train.csv").open() as fh:
-        names = [row["domain"] for row in csv.DictReader(fh)]
-    random.Random(seed).shuffle(names)
+        names = [row["domain"] for row in csv.DictReader(fh) if row["family"] == family]
     model, _ = artifact.load()
-    candidates = names[:4000]
-    scores = model.score_batch(candidates)
-    return [name for name, s in zip(candidates, scores, strict=True) if s >= 0.9999][:n]
+    start = random.Random(seed).randrange(len(names) - 4 * n)
+    window = names[start : start + 4 * n]
+    scores = model.score_batch(window)
+    return [name for name, s in zip(window, scores, strict=True)
+            if s >= model.thresholds["evidence"]][:n]  # fmt: skip
 
 
 def popular_names(shared: Path, n: int) -> list[str]:

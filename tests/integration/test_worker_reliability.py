@@ -84,7 +84,7 @@ class Rig:
                 stderr=subprocess.STDOUT,
             )
 
-    def verdict_keys(self, detector: str = "dga") -> set[str]:
+    def verdict_keys(self, detector: str = "infected_client") -> set[str]:
         async def run() -> set[str]:
             client = Redis.from_url(self.redis_url, socket_timeout=2)
             try:
@@ -99,14 +99,14 @@ class Rig:
         return asyncio.run(run())
 
     def expected_dga_keys(self) -> set[str]:
-        """What an uninterrupted, in-process run of the same events decides (DGA verdicts)."""
+        """What an uninterrupted, in-process run of the same events decides (C2 verdicts)."""
         pipeline = Pipeline(artifact.load()[0])
         events = sorted((from_v1(e) for e in self.events), key=lambda e: e.ts)
         decisions = pipeline.process(events).decisions
         return {
             d.verdict.key
             for d in decisions
-            if d.verdict is not None and d.finding.detector == "dga"
+            if d.verdict is not None and d.finding.detector == "infected_client"
         }
 
     def wait_for(self, predicate, timeout: float = 150) -> None:  # type: ignore[no-untyped-def]

@@ -161,18 +161,29 @@ def test_new_domain_ignores_nxdomain() -> None:
 
 
 # -- fast flux --------------------------------------------------------------------
+def flux_answers(i: int, per_answer: int) -> tuple[Answer, ...]:
+    return tuple(
+        Answer("A", 60, f"{20 + (i * 3 + k) * 7 % 200}.{(i * 3 + k) * 13 % 250}.1.{i}")
+        for k in range(per_answer)
+    )
+
+
 def test_fast_flux_many_networks_low_ttl() -> None:
     events = [
-        traffic.event(
-            i * 10.0,
-            "flux.example.net",
-            answers=(Answer("A", 60, f"{20 + i * 7 % 200}.{i * 13 % 250}.1.{i}"),),
-        )
-        for i in range(30)
+        traffic.event(i * 10.0, "flux.example.net", answers=flux_answers(i, 3)) for i in range(30)
     ]
     findings = run(FastFlux(), events)
     assert len(findings) == 1
     assert findings[0].evidence["distinct_networks"] >= 6
+
+
+def test_fast_flux_needs_answers_carrying_several_addresses() -> None:
+    # one random address per answer, as a load balancer or a synthetic resolver
+    # gives: not a flux network's wide answers
+    events = [
+        traffic.event(i * 10.0, "lb.example.net", answers=flux_answers(i, 1)) for i in range(60)
+    ]
+    assert run(FastFlux(), events) == []
 
 
 def test_fast_flux_quiet_for_cdn_rotation_in_one_network() -> None:

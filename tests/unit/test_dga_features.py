@@ -8,21 +8,22 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from detectors.features import (
+    ALPHABET,
     BOUNDARY,
     FEATURE_VERSION,
     MAX_LABEL,
+    NGRAM_BITS,
     NGRAM_BUCKETS,
+    NGRAM_ORDERS,
     OTHER,
     PAD,
-    STAT_NAMES,
     Dictionary,
-    FeatureContext,
-    TrigramLM,
     dictionary_segmentation,
     encode_labels,
     ngram_buckets,
+    ngram_scale,
     split_batch,
-    statistics,
+    words_cover,
 )
 
 pytestmark = pytest.mark.unit
@@ -36,70 +37,73 @@ NAMES = [
     "com",
     "a.wreczn.mooo.com",  # a dynamic-DNS parent: the customer's label is the one scored
 ]
-
-GOLDEN_STATS = np.array(
-    [
-        [8, 0, 0, 0.5, 0.875, 2.75, 1, 0, -3.047464, -3.068053, 1, 2, 2, 4, 1, 1],
-        [10, 0, 0, 0, 1, 3.321928, 10, 0, -3.713572, -3.713572, 0, 0, 0, 0, 0, 0],
-        [7, 0, 0, 0.285714, 0.857143, 2.521641, 3, 0, -3.713572, -3.713572, 1, 2, 2, 3.5, 0, 1],
-        [7, 0.428571, 1, 0.333333, 1, 2.807355, 1, 4, -3.717015, -3.73767, 0, 0, 0, 0, 0, 0.8],
-        [11, 0, 0, 0.454545, 0.909091, 3.277613, 2, 0, -3.713572, -3.713572, 1, 2, 2, 5.5, 0, 0],
-        [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
-        [6, 0, 0, 0.166667, 1, 2.584963, 3, 0, -3.717588, -3.73767, 0, 0, 0, 0, 1, 0],
-    ]
-)
+# the first buckets of 'facebook' (orders 1..5 in turn), pinned: changing the
+# hash or the encoding changes every model's meaning and must bump FEATURE_VERSION
 GOLDEN_FIRST_NGRAMS = [
-    74434,
-    171545,
-    50723,
-    28403,
-    244589,
-    248852,
-    94742,
-    233118,
-    119193,
-    68104,
-    179386,
-    6156,
-]
-
-
-def _context() -> FeatureContext:
-    return FeatureContext(
-        lm=TrigramLM.fit(encode_labels(["google", "facebook", "wikipedia", "amazon", "netflix"])),
-        dictionary=Dictionary.from_words(
-            ["face", "book", "net", "flix", "best", "buy", "the", "original"]
-        ),
-        suffix_log_freq={"com": 1.0, "org": 0.8},
-    )
+    756400, 742605, 648055, 895590, 94550, 247535, 283650, 283650, 837155, 756400, 297738,
+    686183,
+]  # fmt: skip
 
 
 def test_feature_version_is_named() -> None:
-    assert FEATURE_VERSION == "dga-features/2"
-    assert len(STAT_NAMES) == GOLDEN_STATS.shape[1]
+    assert FEATURE_VERSION == "dga-features/3"
 
 
-def test_statistics_match_golden_vectors() -> None:
-    batch = split_batch(NAMES)
-    stats = statistics(batch, encode_labels(batch.labels), _context())
-    np.testing.assert_allclose(stats, GOLDEN_STATS, atol=1e-5)
+def reference_buckets(label: str) -> list[int]:
+    """The n-gram buckets of one label, by the definition: every k-gram (k in
+    NGRAM_ORDERS) of BOUNDARY + codes + BOUNDARY, read as a base-ALPHABET
+    number, times the multiplier plus k (mod 2**64), top NGRAM_BITS bits."""
+    codes = [BOUNDARY] + [_code(c) for c in label[:MAX_LABEL]] + [BOUNDARY]
+    out = []
+    for k in NGRAM_ORDERS:
+        for j in range(len(codes) - k + 1):
+            value = 0
+            for c in codes[j : j + k]:
+                value = value * ALPHABET + c
+            h = (value * 0x9E3779B97F4A7C15 + k) % 2**64
+            out.append(h >> (64 - NGRAM_BITS))
+    return out
 
 
 def test_ngram_buckets_match_golden_vectors() -> None:
     batch = split_batch(NAMES)
+    assert batch.labels == ["facebook", "xjwqkzpvhr", "bestbuy", "a1b2-c3", "theoriginal", "",
+                            "wreczn"]  # fmt: skip
     ids, valid = ngram_buckets(encode_labels(batch.labels))
     assert ids[0][valid[0]][:12].tolist() == GOLDEN_FIRST_NGRAMS
-    assert int(valid.sum()) == 163 + 22  # 'wreczn': 7 + 6 + 5 + 4
+    assert int(valid.sum()) == sum(len(reference_buckets(lb)) for lb in batch.labels)
     assert ids.min() >= 0
     assert ids.max() < NGRAM_BUCKETS
+
+
+@given(st.lists(st.text(alphabet="abz09-_\xe9.", max_size=70), min_size=1, max_size=12))
+def test_ngram_buckets_match_their_definition(labels: list[str]) -> None:
+    ids, valid = ngram_buckets(encode_labels(labels))
+    for row, ok, label in zip(ids.tolist(), valid.tolist(), labels, strict=True):
+        got = sorted(b for b, v in zip(row, ok, strict=True) if v)
+        assert got == sorted(reference_buckets(label))
+
+
+def test_ngram_scale_gives_unit_length_to_distinct_grams() -> None:
+    _, valid = ngram_buckets(encode_labels(["abc", "abcdefgh"]))
+    scale = ngram_scale(valid)
+    counts = valid.sum(axis=1)
+    np.testing.assert_allclose(scale * np.sqrt(counts), 1.0, rtol=1e-6)
 
 
 def test_ngram_count_per_label_is_exact() -> None:
     # a label of length L with boundaries has (L + 2 - k + 1) grams of order k
     enc = encode_labels(["abc", "abcdefgh"])
     _, valid = ngram_buckets(enc)
-    expected = [sum(max(0, L + 3 - k) for k in (2, 3, 4, 5)) for L in (3, 8)]
+    expected = [sum(max(0, L + 3 - k) for k in NGRAM_ORDERS) for L in (3, 8)]
     assert valid.sum(axis=1).tolist() == expected
+
+
+def test_words_cover_needs_two_words_and_every_letter() -> None:
+    d = Dictionary.from_words(["face", "book", "stone", "river", "the", "original"])
+    labels = ["facebook", "stoneriver", "theoriginal", "stoneriverx", "river", "face9book"]
+    got = words_cover(encode_labels(labels), labels, d).tolist()
+    assert got == [True, True, True, False, False, False]
 
 
 def test_segmentation_prefers_full_cover_then_fewer_words() -> None:
@@ -121,11 +125,10 @@ def test_dictionary_rejects_non_words() -> None:
 def test_features_never_fail_on_arbitrary_text(labels: list[str]) -> None:
     batch = split_batch(labels)
     enc = encode_labels(batch.labels)
-    stats = statistics(batch, enc, _context())
     ids, valid = ngram_buckets(enc)
-    assert stats.shape == (len(labels), len(STAT_NAMES))
-    assert np.isfinite(stats).all()
     assert ids.shape == valid.shape
+    assert np.isfinite(ngram_scale(valid)).all()
+    assert words_cover(enc, batch.labels, Dictionary.from_words(["alpha"])).shape == (len(labels),)
 
 
 def _code(ch: str) -> int:

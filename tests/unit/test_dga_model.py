@@ -28,7 +28,37 @@ def test_artifact_records_provenance(model) -> None:  # type: ignore[no-untyped-
     assert set(meta["data_sha256"]) == {"benign_top.csv", "dga_train.csv"}
     assert {"numpy", "scikit-learn", "python"} <= set(meta["library_versions"])
     assert isinstance(meta["seed"], int)
-    assert 0 < meta["thresholds"]["fpr_1e-3"] < 1
+    t = meta["thresholds"]
+    assert 0 < t["evidence"] < t["block"] < 1
+    assert meta["calibration"]["evidence_fpr"] == 0.01
+
+
+def test_logits_equal_the_training_design_matrix(model) -> None:  # type: ignore[no-untyped-def]
+    """Serving's gather-sum and training's sparse matrix are one computation."""
+    from models.train_dga import design_matrix
+
+    m, _ = model
+    names = ["google.com", "xjwqkzpvhrtq.com", "www.bbc.co.uk", "a" * 63 + ".net", "com",
+             "zq-9_x.duckdns.org", "d1a2b3c4e5f6g7.cloudfront.net"]  # fmt: skip
+    x = design_matrix(names)
+    expected = x @ m.ngram_weights.astype(np.float64) + m.bias
+    expected[4] = -20.0  # 'com' has no label to judge: the bare-suffix logit
+    np.testing.assert_allclose(m.logits(names), expected, rtol=0, atol=1e-4)
+
+
+def test_load_refuses_bad_thresholds(tmp_path: Path) -> None:
+    stem = tmp_path / "m"
+    for suffix in (".npz", ".json"):
+        shutil.copy(artifact.DEFAULT_STEM.with_suffix(suffix), stem.with_suffix(suffix))
+    meta = json.loads(stem.with_suffix(".json").read_text())
+    for bad in (
+        {"evidence": 0.9},
+        {"evidence": 0.99, "block": 0.9},
+        {"evidence": 0.5, "block": 1.0},
+    ):
+        stem.with_suffix(".json").write_text(json.dumps({**meta, "thresholds": bad}))
+        with pytest.raises(artifact.ArtifactError, match="threshold"):
+            artifact.load(stem)
 
 
 def test_scores_are_probabilities_and_rank_dga_above_benign(model) -> None:  # type: ignore[no-untyped-def]
@@ -63,17 +93,18 @@ def test_cached_scorer_matches_model_and_bounds_memory(model) -> None:  # type: 
     assert scorer.hits >= 2
 
 
-def test_names_sharing_registrable_and_depth_score_alike(model) -> None:  # type: ignore[no-untyped-def]
-    """What the cache key relies on: the subdomain's text never changes a score."""
+def test_names_sharing_registrable_score_alike(model) -> None:  # type: ignore[no-untyped-def]
+    """What the cache key relies on: the subdomains never change a score."""
     m, _ = model
     names = ["a1.cdn.example.com", "zz9-q.cdn.example.com", "x.y.example.com", "q.example.com"]
-    s = m.score_batch(names)
-    assert s[0] == s[1] == s[2]  # same registrable domain, two labels in front
+    s = m.score_batch([*names, "example.com", "example.net"])
+    assert s[0] == s[1] == s[2] == s[3] == s[4]
+    assert s[5] == s[4]  # nor does the public suffix: only the registrable label is read
     scorer = CachedScorer(m)
-    np.testing.assert_array_equal(scorer.score_batch(names), s)
-    assert scorer.misses == 2  # four names, two model inputs
-    scorer.score_batch(["other.cdn.example.com", "r.example.com"])
-    assert (scorer.misses, scorer.hits) == (2, 2)
+    np.testing.assert_array_equal(scorer.score_batch(names), s[:4])
+    assert scorer.misses == 1  # four names, one model input
+    scorer.score_batch(["other.cdn.example.com", "r.example.net"])
+    assert (scorer.misses, scorer.hits) == (2, 1)  # a batch counts one miss per key
 
 
 def test_a_names_score_does_not_depend_on_its_batch(model, shared_data: Path) -> None:  # type: ignore[no-untyped-def]

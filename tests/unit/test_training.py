@@ -7,28 +7,38 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from detectors.dga import DgaModel
+from detectors.features import FEATURE_VERSION, Dictionary
 from models import artifact
 from models.synthetic import synthetic_dga
-from models.train_dga import build_context, english_words, featurize, fit, threshold_at_fpr
+from models.train_dga import (
+    calibrate,
+    design_matrix,
+    english_words,
+    fit_linear,
+    sigmoid,
+    threshold_at_fpr,
+)
 from tests.unit import traffic
 
 pytestmark = pytest.mark.unit
 
 
-def _small_fit(seed: int):  # type: ignore[no-untyped-def]
+def _small_fit(seed: int) -> DgaModel:
     benign = traffic.benign(1500)
     dga = traffic.dga("cryptolocker", 500) + traffic.dga("symmi", 500)
-    ctx = build_context(benign)
-    f = featurize(benign + dga, ctx)
-    y = np.r_[np.zeros(len(benign)), np.ones(len(dga))].astype(int)
-    return fit(ctx, f, y, seed)[0]
+    y = np.r_[np.zeros(len(benign)), np.ones(len(dga))].astype(np.int64)
+    clf = fit_linear(design_matrix(benign + dga), y, seed)
+    return DgaModel(FEATURE_VERSION, Dictionary.from_words(["face", "book"]),
+                    clf.coef_.ravel().astype(np.float32), float(clf.intercept_[0]),
+                    calibrate(clf.decision_function(design_matrix(benign))))  # fmt: skip
 
 
 def test_training_is_reproducible_and_roundtrips(tmp_path: Path) -> None:
     a = _small_fit(1)
     b = _small_fit(1)
     np.testing.assert_array_equal(a.ngram_weights, b.ngram_weights)
-    np.testing.assert_array_equal(a.bin_weights, b.bin_weights)
+    assert a.thresholds == b.thresholds
     artifact.save(a, tmp_path / "m", {"seed": 1})
     loaded, meta = artifact.load(tmp_path / "m")
     names = ["google.com", "qzkfhwpxl.biz", "heivaxgevopofe.ddns.net"]
@@ -51,3 +61,12 @@ def test_threshold_at_fpr() -> None:
     thr = threshold_at_fpr(scores, 1e-3)
     assert (scores >= thr).mean() <= 1e-3
     assert (scores >= np.nextafter(scores[-11], -np.inf)).mean() > 1e-3
+
+
+def test_calibration_levels() -> None:
+    """Evidence at FPR 1e-2 of the benign logits, block a margin above the highest."""
+    logits = np.linspace(-10, 5, 1000)
+    t = calibrate(logits)
+    assert (sigmoid(logits) >= t["evidence"]).mean() <= 1e-2
+    assert (sigmoid(logits) >= t["evidence"]).mean() >= 9e-3
+    assert t["block"] == pytest.approx(float(sigmoid(np.array([6.0]))[0]))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from detectors.events import EventError, from_v1
+from detectors.events import Answer, EventError, from_v1
 from detectors.findings import Finding
 from detectors.pipeline import Pipeline
 from detectors.verdicts import (
@@ -217,16 +217,22 @@ def model():  # type: ignore[no-untyped-def]
 
 
 def _attack_traffic():  # type: ignore[no-untyped-def]
-    events = traffic.browsing(0, 120, 5, client="shop/web-1")
-    bot = traffic.dga("cryptolocker", 60)
+    events = traffic.browsing(0, 180, 5, client="shop/web-1")
+    bot = traffic.dga("cryptolocker", 61)
+    # a burst of nonexistent names that ends with one that resolves: the C2
     events += [
         traffic.event(60 + i * 0.5, n, client="shop/infected", rcode="NXDOMAIN")
-        for i, n in enumerate(bot)
+        for i, n in enumerate(bot[:60])
     ]
+    events.append(
+        traffic.event(
+            90.2, bot[60], client="shop/infected", answers=(Answer("A", 300, "198.51.100.7"),)
+        )
+    )
     return sorted(events, key=lambda e: e.ts)
 
 
-def test_pipeline_blocks_dga_and_is_deterministic(model) -> None:  # type: ignore[no-untyped-def]
+def test_pipeline_names_the_infected_pod_blocks_its_c2_and_is_deterministic(model) -> None:  # type: ignore[no-untyped-def]
     events = _attack_traffic()
     results = []
     for _ in range(2):
@@ -236,13 +242,16 @@ def test_pipeline_blocks_dga_and_is_deterministic(model) -> None:  # type: ignor
         results.append(r.findings + r2.findings)
     assert results[0] == results[1]
     detectors = {f.detector for f in results[0]}
-    assert {"dga", "nxdomain_storm"} <= detectors
+    assert {"infected_client", "nxdomain_storm"} <= detectors
     p = Pipeline(model, allowlist=traffic.benign(1000))
-    decisions = p.process(events).decisions
-    blocked = {d.verdict.name for d in decisions if d.verdict is not None}
-    assert blocked  # DGA names from the infected pod are blocked
-    assert blocked <= set(traffic.dga("cryptolocker", 60))
-    assert not any(d.finding.client == "shop/web-1" and d.verdict for d in decisions)
+    result = p.process(events)
+    named = [a.decision.finding for a in result.alerts if a.decision.finding.name is None
+             and a.decision.finding.detector == "infected_client"]  # fmt: skip
+    assert [f.client for f in named] == ["shop/infected"]
+    blocked = {(d.verdict.scope, d.verdict.name) for d in result.decisions if d.verdict is not None}
+    c2 = traffic.dga("cryptolocker", 61)[60]
+    assert blocked == {("ns:shop", c2)}  # the C2, in the pod's namespace; no other name
+    assert not any(a.decision.finding.client == "shop/web-1" for a in result.alerts)
 
 
 def test_top_n_allowlist_leaves_tenants_of_shared_parents_blockable(shared_data: Path) -> None:

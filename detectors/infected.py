@@ -1,0 +1,415 @@
+"""Client-level DGA detection: the infected pod is the finding.
+
+A bot walks its DGA's list: many names in a short time, nearly all
+nonexistent, none asked for by any other client, of one shape (one or a few
+suffixes; random characters, or dictionary words glued together), until one
+resolves: its command-and-control server. No per-name model separates a
+word-list DGA's ``longshadowbright.net`` from a benign name, but a client that
+asks for twenty such names in a burst, each of them nonexistent and unknown
+to every other client, is not browsing.
+
+Per client, over a sliding window, the detector keeps the distinct
+registrable domains that were answered NXDOMAIN and that no other client
+asked for (search-path expansions, internal zones and popular names never
+count: the pipeline classifies names first; nor do typos of popular names).
+It names the client infected when ``min_burst`` of them came within
+``burst_s`` and were nearly all the names nobody else asked for that the
+client asked for in that span (a bot's burst, not a crawler meeting dead
+links among live ones), and the set has one of three shapes:
+
+* **random-character**: at least ``min_dga_like`` names the per-name model
+  scores as DGA-like (at its evidence threshold), making up at least
+  ``min_dga_share`` of the set;
+* **word-list**: at least ``min_wordy`` names made entirely of dictionary
+  words, at least ``min_wordy_share`` of the set, mostly under one suffix;
+* **volume**: at least ``min_names`` names, mostly under one suffix, with a
+  burst of ``min_volume_burst``.
+
+**The C2.** A burst ends with the name that resolves. A name that resolves
+soon after the burst's last nonexistent name (within three of the burst's own
+steps, at most ``c2_gap_s``), that no other client asked for, and that has
+the shape of the burst's core (its DGA-like names, else its dictionary-word
+names, else its names under the main suffix: one of their suffixes when they
+keep to a few, and never a provider's suffix when they are top-level domains;
+a label length within their range, the alphabet most of them use; made of
+dictionary words when they are, else DGA-like enough) is held as the candidate (of two such names after the
+same burst, the one shaped more like it); if the burst goes on (another name of its shape fails to
+resolve) the candidate was not its end and is dropped; once ``c2_confirm_s`` pass
+without that, it is the C2. A named client's C2 is a finding with that name,
+so the verdict policy blocks it in the client's namespace; C2s confirmed
+before the client was named are reported when it is. Memory per client is
+bounded (``max_entries`` names, a few C2s).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from dataclasses import dataclass
+
+from detectors.events import DnsEvent
+from detectors.findings import Finding
+from detectors.window import BoundedStates
+
+NAME = "infected_client"
+
+
+@dataclass(frozen=True, slots=True)
+class InfectedSettings:
+    window_s: float = 900.0
+    max_entries: int = 48
+    min_dga_like: int = 8
+    min_dga_share: float = 0.5
+    min_wordy: int = 12
+    min_wordy_share: float = 0.6
+    min_names: int = 24
+    min_suffix_share: float = 0.5
+    # a bot's burst: this many of the counted names within burst_s of each other,
+    # nearly all of what the client asked for that nobody else did in that span
+    min_burst: int = 6
+    min_volume_burst: int = 15  # for the volume shape
+    burst_s: float = 60.0
+    min_burst_nx_share: float = 0.8
+    resolved_bucket_s: float = 10.0  # resolved names are counted per bucket this long
+    c2_gap_s: float = 5.0
+    c2_confirm_s: float = 10.0
+    c2_length_slack: int = 2  # label length outside the core's range by at most this
+    c2_min_score: float = 0.5  # a random-character burst's C2 scores at least this
+    max_c2: int = 8
+    renotify_s: float = 900.0  # a named client's finding again at most this often
+    max_clients: int = 100_000
+
+
+# (ts, registrable, suffix, dga_like, wordy, score)
+Entry = tuple[float, str, str, bool, bool, float]
+
+
+class _Client:
+    __slots__ = ("c2", "client", "confirmed", "entries", "last_finding", "last_nx", "named",
+                 "namespace", "pending", "resolved", "style")  # fmt: skip
+
+    def __init__(self) -> None:
+        self.client = ""
+        self.namespace = ""
+        self.entries: list[Entry] = []
+        # [bucket, count]: how many names resolved for the client, per bucket of
+        # resolved_bucket_s, over the window (a bot's burst is nearly all NXDOMAIN)
+        self.resolved: list[list[int]] = []
+        self.pending: Entry | None = None  # the name that may have ended a burst
+        self.confirmed: list[Entry] = []  # C2s confirmed before the client was named
+        self.c2: list[str] = []  # C2s reported
+        self.last_nx = -1e18
+        self.named = -1.0
+        self.last_finding = -1e18
+        self.style = ""
+
+
+def _label(e: Entry) -> str:
+    return e[1][: len(e[1]) - len(e[2]) - 1]
+
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _classes(label: str) -> str:
+    """The alphabet a label is written in: letters, hex digits, letters and
+    digits, or with hyphens."""
+    if "-" in label:
+        return "hyphenated"
+    if label.isalpha():
+        return "letters"
+    if set(label) <= _HEX:
+        return "hex"
+    return "alphanumeric"
+
+
+def _suffix_share(entries: list[Entry]) -> tuple[float, list[tuple[str, int]]]:
+    counts = Counter(e[2] for e in entries)
+    top = counts.most_common(3)
+    return (top[0][1] / len(entries) if top else 0.0), top
+
+
+def _core(entries: list[Entry]) -> tuple[list[Entry], str]:
+    """The burst's core and what makes it: ``dga-like`` or ``wordy`` names, or
+    the ``suffix`` most of them are under."""
+    dga_like = [e for e in entries if e[3]]
+    if len(dga_like) >= 3:
+        return dga_like, "dga-like"
+    wordy = [e for e in entries if e[4]]
+    if len(wordy) >= 3:
+        return wordy, "wordy"
+    _, top = _suffix_share(entries)
+    main = top[0][0] if top else ""
+    return [e for e in entries if e[2] == main], "suffix"
+
+
+class InfectedClient:
+    name = NAME
+
+    def __init__(self, settings: InfectedSettings | None = None) -> None:
+        self.settings = s = settings or InfectedSettings()
+        self.clients: BoundedStates[str, _Client] = BoundedStates(s.max_clients, _Client)
+        self._pending: dict[str, None] = {}  # clients holding a C2 candidate
+
+    def _burst(self, st: _Client) -> int:
+        """The most names within ``burst_s`` of each other that were nearly all
+        (``min_burst_nx_share``) of what the client asked for in that span and
+        nobody else did: a bot's burst, not a crawler meeting dead links."""
+        s = self.settings
+        times = sorted(e[0] for e in st.entries)
+        resolved = st.resolved
+        width = s.resolved_bucket_s
+        best = 0
+        j = 0
+        for i, start in enumerate(times):
+            while j < len(times) and times[j] - start <= s.burst_s:
+                j += 1
+            k = j - i
+            if k <= best:
+                continue
+            lo, hi = int(start // width), int((start + s.burst_s) // width)
+            r = sum(c for b, c in resolved if lo <= b <= hi)
+            if k >= s.min_burst_nx_share * (k + r):
+                best = k
+        return best
+
+    def _style(self, st: _Client) -> str:
+        s = self.settings
+        entries = st.entries
+        n = len(entries)
+        burst = self._burst(st) if n >= s.min_burst else 0
+        if burst < s.min_burst:
+            return ""
+        dga_like = sum(e[3] for e in entries)
+        wordy = sum(e[4] for e in entries)
+        share, _ = _suffix_share(entries)
+        if dga_like >= s.min_dga_like and dga_like >= s.min_dga_share * n:
+            return "random-character"
+        if wordy >= s.min_wordy and wordy >= s.min_wordy_share * n and share >= s.min_suffix_share:
+            return "word-list"
+        if n >= s.min_names and share >= s.min_suffix_share and burst >= s.min_volume_burst:
+            return "volume"
+        return ""
+
+    def _matches(self, st: _Client, e: Entry) -> bool:
+        """Whether a resolving name has the shape of the client's burst."""
+        s = self.settings
+        core, made_of = _core(st.entries)
+        if not core:
+            return False
+        share, _ = _suffix_share(core)
+        suffixes = {x[2] for x in core}
+        if e[2] not in suffixes:
+            if share >= s.min_suffix_share:
+                return False  # a burst that keeps to a few suffixes: its C2 is under one of them
+            if "." in e[2] and all("." not in x for x in suffixes):
+                return False  # a burst under top-level domains: not a name under a provider's
+        lengths = [len(_label(x)) for x in core]
+        if (
+            not min(lengths) - s.c2_length_slack
+            <= len(_label(e))
+            <= max(lengths) + s.c2_length_slack
+        ):
+            return False
+        classes = Counter(_classes(_label(x)) for x in core)
+        main, count = classes.most_common(1)[0]
+        if count >= 0.8 * len(core) and _classes(_label(e)) != main:
+            return False  # a burst of one alphabet (letters, hex, ...): its C2 is in it
+        if made_of == "wordy":
+            return e[4]  # a word-list burst ends in a name of words too
+        return e[5] >= s.c2_min_score
+
+    def update(
+        self, ev: DnsEvent, registrable: str, suffix: str, score: float, dga_like: bool,
+        wordy: bool, shared: bool,
+    ) -> list[Finding]:  # fmt: skip
+        """One event of a name that may count (not internal, not an expansion)."""
+        if not registrable:
+            return []
+        s = self.settings
+        if shared:
+            if ev.rcode == "NOERROR" and ev.answers:
+                st0 = self.clients.peek(ev.client)
+                if st0 is not None:
+                    self._resolved(st0, ev.ts)
+            return []
+        if ev.rcode == "NXDOMAIN":
+            st = self.clients.get(ev.client)
+            st.client, st.namespace = ev.client, ev.namespace
+            out = self._confirm(st, ev.ts) if st.pending is not None else []
+            entry = (ev.ts, registrable, suffix, dga_like, wordy, score)
+            if self._matches(st, entry):  # a name of the burst (and not, say, a typo)
+                if st.pending is not None and ev.ts > st.pending[0]:
+                    st.pending = None  # the burst went on: that name was not its end
+                    self._pending.pop(ev.client, None)
+                st.last_nx = ev.ts
+            elif not st.entries:
+                st.last_nx = ev.ts
+            entries = st.entries
+            if any(e[1] == registrable for e in entries):
+                return out
+            if st.last_nx < ev.ts - s.window_s:
+                st.last_nx = ev.ts
+            cutoff = ev.ts - s.window_s
+            if entries and entries[0][0] < cutoff:
+                st.entries = entries = [e for e in entries if e[0] >= cutoff]
+            entries.append(entry)
+            if len(entries) > s.max_entries:
+                del entries[0]
+            if st.named >= 0:
+                if ev.ts - st.last_finding >= s.renotify_s:
+                    out.append(self._named_finding(ev, st))
+                return out
+            style = self._style(st)
+            if not style:
+                return out
+            st.named, st.style = ev.ts, style
+            out.append(self._named_finding(ev, st))
+            for c in st.confirmed:  # bursts that ended before the client was named
+                if c[0] >= cutoff:
+                    out += self._c2(ev, st, c)
+            st.confirmed = []
+            return out
+        st2 = self.clients.peek(ev.client)
+        if st2 is None:
+            return []
+        out = self._confirm(st2, ev.ts) if st2.pending is not None else []
+        if ev.rcode != "NOERROR" or not ev.answers:
+            return out
+        self._resolved(st2, ev.ts)
+        if ev.ts - st2.last_nx > self._gap(st2) or registrable in st2.c2:
+            return out
+        entry = (ev.ts, registrable, suffix, dga_like, wordy, score)
+        if self._matches(st2, entry):
+            pending = st2.pending
+            # two candidates after the same burst: the one shaped more like it ended it
+            if pending is None or (
+                pending[0] >= st2.last_nx
+                and self._distance(st2, entry) < self._distance(st2, pending)
+            ):
+                st2.pending = entry
+                self._pending[ev.client] = None
+        return out
+
+    def _resolved(self, st: _Client, ts: float) -> None:
+        s = self.settings
+        bucket = int(ts // s.resolved_bucket_s)
+        resolved = st.resolved
+        if resolved and resolved[-1][0] == bucket:
+            resolved[-1][1] += 1
+            return
+        resolved.append([bucket, 1])
+        oldest = bucket - int(s.window_s // s.resolved_bucket_s)
+        while resolved and resolved[0][0] < oldest:
+            del resolved[0]
+
+    def _distance(self, st: _Client, e: Entry) -> float:
+        """How far a candidate's shape is from the burst's core (0: right in it)."""
+        core, made_of = _core(st.entries)
+        lengths = sorted(len(_label(x)) for x in core)
+        d = abs(len(_label(e)) - lengths[len(lengths) // 2]) / 4 if lengths else 0.0
+        d += sum(_classes(_label(e)) != _classes(_label(x)) for x in core) / max(1, len(core))
+        return d + (1 - e[5] if made_of != "wordy" else 0.0)
+
+    def _gap(self, st: _Client) -> float:
+        """How soon after the burst's last name its C2 comes: three of the burst's
+        own steps (its median gap between names), between 1 s and ``c2_gap_s``."""
+        core, _ = _core(st.entries)
+        times = sorted(e[0] for e in core[-9:])
+        steps = sorted(b - a for a, b in itertools.pairwise(times))
+        if not steps:
+            return self.settings.c2_gap_s
+        return min(self.settings.c2_gap_s, max(1.0, 3 * steps[len(steps) // 2]))
+
+    def _confirm(self, st: _Client, now: float) -> list[Finding]:
+        """The pending candidate, if the burst has stayed over for ``c2_confirm_s``."""
+        e = st.pending
+        if e is None or now - e[0] < self.settings.c2_confirm_s:
+            return []
+        st.pending = None
+        if st.named >= 0:
+            return self._c2_at(st, e)
+        st.confirmed.append(e)
+        del st.confirmed[: -self.settings.max_c2]
+        return []
+
+    def flush(self, now: float) -> list[Finding]:
+        """Confirm the candidates whose burst has been over long enough by ``now``
+        (the pipeline calls this with each batch's latest time)."""
+        out: list[Finding] = []
+        for client in list(self._pending):
+            st = self.clients.peek(client)
+            if st is None or st.pending is None:
+                self._pending.pop(client, None)
+                continue
+            found = self._confirm(st, now)
+            if st.pending is None:
+                self._pending.pop(client, None)
+            out += found
+        return out
+
+    def _named_finding(self, ev: DnsEvent, st: _Client) -> Finding:
+        s = self.settings
+        st.last_finding = ev.ts
+        entries = st.entries
+        share, top = _suffix_share(entries)
+        dga_like = sum(e[3] for e in entries)
+        wordy = sum(e[4] for e in entries)
+        n = len(entries)
+        suffixes = ", ".join(f".{x} {c}" for x, c in top)
+        return Finding(
+            detector=NAME,
+            ts=ev.ts,
+            client=ev.client,
+            namespace=ev.namespace,
+            name=None,
+            score=round(min(1.0, 0.5 + n / (4 * s.min_names)), 4),
+            summary=(
+                f"{ev.client} looks infected ({st.style} DGA): {n} nonexistent names nobody "
+                f"else asked for in {s.window_s:.0f}s ({dga_like} DGA-like, {wordy} dictionary "
+                f"words; {suffixes})"
+            ),
+            evidence={
+                "style": st.style,
+                "nxdomain_names": n,
+                "dga_like": dga_like,
+                "dictionary_words": wordy,
+                "suffix_share": round(share, 3),
+                "suffixes": [{"suffix": x, "names": c} for x, c in top],
+                "examples": [e[1] for e in entries[-5:]],
+                "window_s": s.window_s,
+                "named_at": st.named,
+                "c2": list(st.c2),
+            },
+        )
+
+    def _c2(self, ev: DnsEvent, st: _Client, e: Entry) -> list[Finding]:
+        return self._c2_at(st, e, ev)
+
+    def _c2_at(self, st: _Client, e: Entry, ev: DnsEvent | None = None) -> list[Finding]:
+        if e[1] in st.c2 or len(st.c2) >= self.settings.max_c2:
+            return []
+        st.c2.append(e[1])
+        n = len(st.entries)
+        client, namespace = st.client, st.namespace
+        return [
+            Finding(
+                detector=NAME,
+                ts=max(ev.ts if ev is not None else e[0], e[0]),
+                client=client,
+                namespace=namespace,
+                name=e[1],
+                score=0.99,
+                summary=(
+                    f"{e[1]} resolved for {client} at the end of a burst of nonexistent "
+                    f"{st.style} DGA names ({n} in the window): the bot's C2"
+                ),
+                evidence={
+                    "style": st.style,
+                    "c2": e[1],
+                    "resolved_at": e[0],
+                    "nxdomain_names": n,
+                    "examples": [x[1] for x in st.entries[-5:]],
+                },
+            )
+        ]

@@ -1,0 +1,194 @@
+"""``dnsguard eval cluster``: detection judged on an hour of cluster traffic.
+
+The traffic comes from :mod:`streams.clustersim` (v1 events, search-path
+expansions, internal names, typos, punycode, CDN names, infected pods whose
+DGA bursts end in one resolving name). Each event is decoded by the worker's
+decoder and the batches go through the same :class:`detectors.pipeline.Pipeline`
+the worker, replay and the demo run. The report says:
+
+* infected pods named by the client-level detector, for random-character and
+  word-list families, and how many DGA queries each pod sent before it was
+  first named (median, max);
+* healthy pods alerted, per detector and in all, and alerts per pod-hour;
+* block verdicts on names that are not a DGA's (benign names, CDN names
+  included), and the share of C2 names blocked;
+* events per second through decode and pipeline.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from detectors.dga import DgaModel
+from detectors.events import DnsEvent, EventError
+from detectors.infected import NAME as INFECTED
+from detectors.pipeline import DetectorSettings, Pipeline
+from streams.clustersim import ClusterSpec, Truth, generate
+from streams.worker.decode import decode_event
+
+BATCH = 2000
+
+
+@dataclass
+class ClusterReport:
+    spec: dict[str, Any]
+    events: int
+    pods: int
+    infected_random: int
+    infected_wordlist: int
+    found_random: int
+    found_wordlist: int
+    queries_before_named_median: float | None
+    queries_before_named_max: int | None
+    healthy_pods: int
+    healthy_alerted: int
+    healthy_alerted_by_detector: dict[str, int]
+    benign_block_verdicts: list[str]
+    c2_names: int
+    c2_blocked: int
+    alerts: int
+    alerts_by_detector: dict[str, int]
+    alerts_per_pod_hour: float
+    events_per_s: float
+    generate_s: float
+    missed: list[dict[str, Any]]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def evaluate(
+    events: list[bytes],
+    truth: Truth,
+    model: DgaModel,
+    spec: ClusterSpec,
+    settings: DetectorSettings | None = None,
+    allowlist: list[str] | None = None,
+    generate_s: float = 0.0,
+) -> ClusterReport:
+    pipeline = Pipeline(model, settings or DetectorSettings(), allowlist or [])
+    alerts: list[tuple[float, str, str]] = []  # (ts, client, detector)
+    verdict_names: dict[str, set[str]] = defaultdict(set)  # name -> clients
+    t0 = time.perf_counter()
+    batch: list[DnsEvent] = []
+
+    def flush() -> None:
+        result = pipeline.process(batch)
+        for a in result.alerts:
+            f = a.decision.finding
+            alerts.append((f.ts, f.client, f.detector))
+        for d in result.decisions:
+            if d.verdict is not None:
+                verdict_names[d.verdict.name].add(d.finding.client)
+        batch.clear()
+
+    for raw in events:
+        try:
+            batch.append(decode_event(raw))
+        except (EventError, ValueError):
+            continue
+        if len(batch) >= BATCH:
+            flush()
+    if batch:
+        flush()
+    elapsed = time.perf_counter() - t0
+
+    infected = truth.infected()
+    healthy = [c for c in truth.pods if c not in infected]
+    named_at: dict[str, float] = {}
+    by_detector: dict[str, set[str]] = defaultdict(set)
+    alerts_by_detector: Counter[str] = Counter()
+    for ts, client, detector in alerts:
+        alerts_by_detector[detector] += 1
+        by_detector[detector].add(client)
+        if detector == INFECTED and client not in named_at:
+            named_at[client] = ts
+    before = []
+    missed = []
+    for c in infected:
+        pod = truth.pods[c]
+        times = sorted(truth.dga_times.get(c, []))
+        if c in named_at:
+            before.append(sum(1 for t in times if t <= named_at[c]))
+        else:
+            missed.append({"client": c, "family": pod.family, "dga_queries": len(times)})
+    healthy_set = set(healthy)
+    all_dga = set().union(*truth.dga_names.values()) if truth.dga_names else set()
+    benign_blocks = sorted(n for n in verdict_names if n not in all_dga)
+    c2 = set().union(*truth.c2_names.values()) if truth.c2_names else set()
+    hours = spec.duration_s / 3600
+    random_pods = [c for c in infected if not truth.pods[c].wordlist]
+    word_pods = [c for c in infected if truth.pods[c].wordlist]
+    return ClusterReport(
+        spec=asdict(spec),
+        events=len(events),
+        pods=len(truth.pods),
+        infected_random=len(random_pods),
+        infected_wordlist=len(word_pods),
+        found_random=sum(1 for c in random_pods if c in named_at),
+        found_wordlist=sum(1 for c in word_pods if c in named_at),
+        queries_before_named_median=statistics.median(before) if before else None,
+        queries_before_named_max=max(before) if before else None,
+        healthy_pods=len(healthy),
+        healthy_alerted=len({c for cs in by_detector.values() for c in cs} & healthy_set),
+        healthy_alerted_by_detector={
+            d: len(cs & healthy_set) for d, cs in sorted(by_detector.items())
+        },
+        benign_block_verdicts=benign_blocks,
+        c2_names=len(c2),
+        c2_blocked=len(c2 & set(verdict_names)),
+        alerts=len(alerts),
+        alerts_by_detector=dict(alerts_by_detector),
+        alerts_per_pod_hour=len(alerts) / max(1, len(truth.pods)) / max(hours, 1e-9),
+        events_per_s=len(events) / elapsed if elapsed else 0.0,
+        generate_s=generate_s,
+        missed=missed,
+    )
+
+
+def run(
+    spec: ClusterSpec,
+    data_dir: Path,
+    model: DgaModel,
+    settings: DetectorSettings | None = None,
+    allowlist: list[str] | None = None,
+    jsonl: Path | None = None,
+) -> ClusterReport:
+    t0 = time.perf_counter()
+    events, truth = generate(spec, data_dir)
+    generate_s = time.perf_counter() - t0
+    if jsonl is not None:
+        with jsonl.open("wb") as fh:
+            fh.writelines(e + b"\n" for e in events)
+        jsonl.with_suffix(".truth.json").write_text(json.dumps(truth.as_dict(), indent=1))
+    return evaluate(events, truth, model, spec, settings, allowlist, generate_s)
+
+
+def render(r: ClusterReport) -> str:
+    def pct(a: int, b: int) -> str:
+        return f"{a}/{b} ({a / b:.0%})" if b else "-"
+
+    lines = [
+        f"events: {r.events:,} from {r.pods} pods over {r.spec['duration_s'] / 3600:g} h "
+        f"(generated in {r.generate_s:.1f}s; {r.events_per_s:,.0f} events/s through decode and pipeline)",
+        f"infected pods named: random-character {pct(r.found_random, r.infected_random)}, "
+        f"word-list {pct(r.found_wordlist, r.infected_wordlist)}",
+        f"DGA queries before a pod is first named: median {r.queries_before_named_median}, "
+        f"max {r.queries_before_named_max}",
+        f"healthy pods alerted: {pct(r.healthy_alerted, r.healthy_pods)}; by detector "
+        + (", ".join(f"{d} {n}" for d, n in r.healthy_alerted_by_detector.items() if n) or "none"),
+        f"block verdicts on names that are not a DGA's: {len(r.benign_block_verdicts)}"
+        + (f" ({', '.join(r.benign_block_verdicts[:5])})" if r.benign_block_verdicts else ""),
+        f"C2 names blocked: {pct(r.c2_blocked, r.c2_names)}",
+        f"alerts: {r.alerts} ({r.alerts_per_pod_hour:.3f} per pod-hour); by detector "
+        + (", ".join(f"{d} {n}" for d, n in sorted(r.alerts_by_detector.items())) or "none"),
+    ]
+    for m in r.missed:
+        lines.append(f"  not named: {m['client']} ({m['family']}, {m['dga_queries']} DGA queries)")
+    return "\n".join(lines)

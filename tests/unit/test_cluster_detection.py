@@ -1,0 +1,213 @@
+"""Detection on what a cluster's DNS looks like: search-path expansions,
+internal zones, hosting names, typos, infected pods and their C2, incidents."""
+
+from __future__ import annotations
+
+import random
+import string
+
+import pytest
+
+from detectors.events import Answer, DnsEvent
+from detectors.findings import Finding
+from detectors.incidents import Incidents, IncidentSettings
+from detectors.pipeline import Pipeline
+from detectors.zones import ClusterSettings, NameKind, Zones
+from models import artifact
+from tests.unit import traffic
+
+pytestmark = pytest.mark.unit
+
+A = (Answer("A", 300, "198.51.100.7"),)
+
+
+@pytest.fixture(scope="module")
+def model():  # type: ignore[no-untyped-def]
+    return artifact.load()[0]
+
+
+def lookup(ts: float, name: str, client: str, ns: str, outcome: str = "ok") -> list[DnsEvent]:
+    """What a glibc pod with ndots:5 sends for one lookup: the name under each
+    search suffix (A and AAAA, NXDOMAIN), then the name itself."""
+    out = []
+    if name.count(".") < 5:
+        for suffix in (f"{ns}.svc.cluster.local", "svc.cluster.local", "cluster.local"):
+            for qtype in ("A", "AAAA"):
+                out.append(DnsEvent(ts, client, ns, f"{name}.{suffix}", qtype, "NXDOMAIN"))
+            ts += 0.001
+    for qtype in ("A", "AAAA"):
+        rcode = "NXDOMAIN" if outcome == "nx" else "NOERROR"
+        answers = A if rcode == "NOERROR" and qtype == "A" else ()
+        out.append(DnsEvent(ts, client, ns, name, qtype, rcode, answers))
+    return out
+
+
+def run(pipeline: Pipeline, events: list[DnsEvent]):  # type: ignore[no-untyped-def]
+    events.sort(key=lambda e: e.ts)
+    findings, alerts, names = [], [], {}
+    for i in range(0, len(events), 500):
+        r = pipeline.process(events[i : i + 500])
+        findings += r.findings
+        alerts += r.alerts
+        for k, n in r.names.items():
+            names[k] = names.get(k, 0) + n
+    return findings, alerts, names
+
+
+def test_zones_classify_cluster_names() -> None:
+    z = Zones(
+        ClusterSettings(search_domains=("corp.example.com",), internal_zones=("intra.example.net",))
+    )
+    assert (
+        z.kind("www.google.com.shop.svc.cluster.local", "shop", "NXDOMAIN")
+        == NameKind.SEARCH_EXPANSION
+    )
+    assert (
+        z.kind("www.google.com.svc.cluster.local", "shop", "NXDOMAIN") == NameKind.SEARCH_EXPANSION
+    )
+    assert (
+        z.kind("www.google.com.corp.example.com", "shop", "NXDOMAIN") == NameKind.SEARCH_EXPANSION
+    )
+    # the same name answered is not an artefact, but it is internal
+    assert z.kind("redis.shop.svc.cluster.local", "shop", "NOERROR") == NameKind.INTERNAL
+    for name in ("10.0.0.10.in-addr.arpa", "printer.local", "db.intra.example.net",
+                 "ip-10-0-0-1.ec2.internal", "nas.home.arpa", "x.corp", "b.1.ip6.arpa"):  # fmt: skip
+        assert z.kind(name, "shop", "NOERROR") == NameKind.INTERNAL, name
+    assert z.kind("d1a2b3c4e5f6.cloudfront.net") == NameKind.HOSTING
+    assert z.kind("xk2j9q.s3.amazonaws.com") == NameKind.HOSTING
+    assert z.kind("myapp-7f3k.azurewebsites.net") == NameKind.HOSTING
+    assert z.kind("qzkfhwpxl.duckdns.org") == NameKind.DYNAMIC_DNS
+    assert z.kind("qzkfhwpxl.no-ip.org") == NameKind.DYNAMIC_DNS
+    assert z.kind("www.example.com") == NameKind.PUBLIC
+    assert z.kind("co.uk") == NameKind.SUFFIX_ONLY
+    assert z.blockable("com") == "a public suffix"
+    assert z.blockable("x.svc.cluster.local") == "an internal zone"
+
+
+def test_a_pods_search_path_expansions_are_counted_and_never_evidence(model) -> None:  # type: ignore[no-untyped-def]
+    """Two hundred external lookups with ndots:5 are 1,200 NXDOMAIN answers of
+    distinct names under cluster.local in a few minutes: no storm, no
+    tunnel, no DGA, no alert."""
+    rng = random.Random(3)
+    names = traffic.benign(2000)
+    events: list[DnsEvent] = []
+    for i in range(200):
+        base = rng.choice(["www.", "api.", "cdn.", ""]) + rng.choice(names)
+        events += lookup(i * 0.5, base, "shop/web-1", "shop")
+    findings, alerts, counted = run(Pipeline(model), events)
+    assert findings == []
+    assert alerts == []
+    assert counted["search_expansion"] == 1200
+    assert sum(counted.values()) - counted["search_expansion"] == 400
+
+
+def test_internal_zones_are_never_a_tunnelling_parent(model) -> None:  # type: ignore[no-untyped-def]
+    rng = random.Random(4)
+    events = []
+    for i in range(120):
+        label = "".join(rng.choice(string.ascii_lowercase + string.digits) for _ in range(40))
+        events.append(DnsEvent(i * 0.4, "shop/web-1", "shop", f"{label}.pods.svc.cluster.local", "TXT",
+                               "NOERROR", A))  # fmt: skip
+        events.append(
+            DnsEvent(i * 0.4, "shop/web-1", "shop", f"{label}.x.local", "TXT", "NOERROR", A)
+        )
+    findings, alerts, _ = run(Pipeline(model), events)
+    assert findings == []
+    assert alerts == []
+
+
+def test_random_cdn_labels_are_never_blocked_on_their_score(model) -> None:  # type: ignore[no-untyped-def]
+    rng = random.Random(5)
+    events = []
+    for i in range(300):
+        label = "".join(rng.choice(string.ascii_lowercase + string.digits) for _ in range(14))
+        suffix = rng.choice(["cloudfront.net", "s3.amazonaws.com", "blob.core.windows.net",
+                             "azureedge.net", "herokuapp.com", "web.app"])  # fmt: skip
+        events += lookup(i * 2.0, f"{label}.{suffix}", f"shop/web-{i % 7}", "shop")
+    findings, alerts, _ = run(Pipeline(model), events)
+    assert [f for f in findings if f.name] == []
+    assert alerts == []
+
+
+def burst(
+    start: float, names: list[str], client: str, ns: str, step: float = 0.3
+) -> list[DnsEvent]:
+    """A bot's burst: every name but the last answered NXDOMAIN, the last resolves."""
+    out = []
+    for i, name in enumerate(names):
+        out += lookup(start + i * step, name, client, ns, "ok" if i == len(names) - 1 else "nx")
+    return out
+
+
+def healthy_browsing(seconds: float, clients: int, seed: int, typo_rate: float) -> list[DnsEvent]:
+    rng = random.Random(seed)
+    names = traffic.benign(3000)
+    events = []
+    for c in range(clients):
+        t = rng.uniform(0, 5)
+        while t < seconds:
+            name = names[min(int(rng.paretovariate(1.1)) - 1, len(names) - 1)]
+            outcome = "ok"
+            if rng.random() < typo_rate:  # a letter dropped
+                label, _, rest = name.partition(".")
+                i = rng.randrange(len(label))
+                name, outcome = f"{label[:i]}{label[i + 1 :]}.{rest}", "nx"
+            events += lookup(t, name, f"shop/browser-{c}", "shop", outcome)
+            t += rng.expovariate(0.5)
+    return events
+
+
+@pytest.mark.parametrize("family", ["cryptolocker", "suppobox"])
+def test_an_infected_pod_is_named_and_its_c2_blocked_in_its_namespace(model, family: str) -> None:  # type: ignore[no-untyped-def]
+    names = traffic.dga(family, 80)
+    events = healthy_browsing(400, 5, seed=6, typo_rate=0.02)
+    events += burst(100, names[:40], "payments/batch-1", "payments")
+    events += burst(300, names[40:80], "payments/batch-1", "payments")
+    _findings, alerts, _ = run(Pipeline(model), events)
+    named = [a.decision.finding for a in alerts if a.decision.finding.detector == "infected_client"
+             and a.decision.finding.name is None]  # fmt: skip
+    assert [f.client for f in named] == ["payments/batch-1"]  # one incident, named once
+    assert named[0].evidence["style"] in ("random-character", "word-list", "volume")
+    # named within the first burst, well before its 40 names are done
+    assert named[0].ts < 100 + 30 * 0.3
+    blocks = {(a.decision.verdict.scope, a.decision.verdict.name)
+              for a in alerts if a.decision.verdict is not None}  # fmt: skip
+    assert ("ns:payments", names[79]) in blocks  # the second burst's C2, once named
+    assert {n for _, n in blocks} <= {names[39], names[79]}
+    assert not [a for a in alerts if a.decision.finding.client.startswith("shop/")]
+
+
+def test_typo_prone_browsers_are_not_named(model) -> None:  # type: ignore[no-untyped-def]
+    events = healthy_browsing(900, 12, seed=7, typo_rate=0.15)
+    findings, alerts, _ = run(Pipeline(model), events)
+    assert [f for f in findings if f.detector == "infected_client"] == []
+    assert alerts == []
+
+
+def test_incidents_grow_instead_of_alerting_again() -> None:
+    incidents = Incidents(IncidentSettings(realert_s=600, close_s=1800))
+    updates = [incidents.update(Finding("nxdomain_storm", 100.0 + i * 60, "a/p", "a", None, 0.8,
+                                        "storm", {"qname": f"x{i}.com"})) for i in range(30)]  # fmt: skip
+    alerted = [u for u in updates if u.alert]
+    assert len(alerted) == 3  # opened, then every ten minutes
+    assert alerted[-1].incident["findings"] == 21
+    assert updates[-1].incident["examples"] == ["x0.com", "x1.com", "x2.com", "x3.com", "x4.com"]
+    # a verdict on a new target is alerted at once
+    v = incidents.update(
+        Finding("nxdomain_storm", 100.0 + 30 * 60, "a/p", "a", "c2.com", 0.9, "c2"), "c2.com"
+    )
+    assert v.alert
+    # quiet for longer than close_s: the next finding opens a new incident
+    later = incidents.update(
+        Finding("nxdomain_storm", 100.0 + 30 * 60 + 4000, "a/p", "a", None, 0.8, "s")
+    )
+    assert later.alert
+    assert later.incident["id"] != updates[0].incident["id"]
+    assert later.incident["findings"] == 1
+
+
+def test_the_incident_table_is_bounded() -> None:
+    incidents = Incidents(IncidentSettings(max_incidents=100))
+    for i in range(1000):
+        incidents.update(Finding("rate", float(i), f"a/p{i}", "a", None, 0.5, "r"))
+    assert len(incidents) == 100
