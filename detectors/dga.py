@@ -2,7 +2,7 @@
 
 The model is linear in one sparse part, so scoring a batch is a gather-sum:
 
-    z = bias + scale * sum(w[bucket] for each n-gram of the label)
+    z = bias + w[suffix bucket] + scale * sum(w[bucket] for each n-gram of the label)
     score = 1 / (1 + exp(-z))
 
 with ``scale = 1/sqrt(n)`` for a label of ``n`` n-grams (``detectors.features``).
@@ -30,7 +30,7 @@ from detectors.features import (
     encode_labels,
     ngram_buckets,
     ngram_scale,
-    split_batch,
+    suffix_buckets,
     words_cover,
 )
 from detectors.names import PublicSuffixList, default_psl, split_name
@@ -50,6 +50,9 @@ class DgaModel:
     # DGA-like for the client-level detector) and "block" (one name alone)
     thresholds: Mapping[str, float] = field(default_factory=dict)
 
+    # the weights with one zero appended: invalid n-grams gather it
+    _gather: npt.NDArray[np.float32] = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
         if self.feature_version != FEATURE_VERSION:
             raise ValueError(
@@ -58,15 +61,19 @@ class DgaModel:
             )
         if self.ngram_weights.shape != (NGRAM_BUCKETS,):
             raise ValueError(f"ngram weights must have shape ({NGRAM_BUCKETS},)")
+        gather = np.append(self.ngram_weights.astype(np.float32), np.float32(0.0))
+        object.__setattr__(self, "_gather", gather)
 
     def logits(self, names: Sequence[str], psl: PublicSuffixList | None = None) -> FloatArray:
         if not names:
             return np.zeros(0)
-        batch = split_batch(names, psl if psl is not None else default_psl())
-        return self.logits_of(encode_labels(batch.labels)).astype(np.float64)
+        labels, suffixes, _ = (psl if psl is not None else default_psl()).label_and_suffix_many(
+            names
+        )
+        return self.logits_of(encode_labels(labels), suffix_buckets(suffixes)).astype(np.float64)
 
-    def logits_of(self, encoded: EncodedLabels) -> F32Array:
-        """Logits (float32, as the weights) of encoded labels."""
+    def logits_of(self, encoded: EncodedLabels, suffix_ids: npt.NDArray[np.int64]) -> F32Array:
+        """Logits (float32, as the weights) of encoded labels and their suffixes' buckets."""
         lengths = encoded.lengths
         z = np.empty(len(lengths), dtype=np.float32)
         # by groups of similar length: every array is as wide as its longest label
@@ -80,6 +87,7 @@ class DgaModel:
             lo = hi
             if sel.size:
                 z[sel] = self.ngram_part(*ngram_buckets(encoded.take(sel)))
+        z += self._gather[suffix_ids]
         z += np.float32(self.bias)
         # a name that is only a public suffix (or empty) has no label to judge
         z[lengths == 0] = -20.0
@@ -89,7 +97,8 @@ class DgaModel:
         self, ngram_ids: npt.NDArray[np.int64], ngram_valid: npt.NDArray[np.bool_]
     ) -> F32Array:
         """Each label's scaled n-gram weight sum (float32, as the weights)."""
-        ng: F32Array = np.where(ngram_valid, self.ngram_weights[ngram_ids], 0.0).sum(axis=1)
+        ids = np.where(ngram_valid, ngram_ids, NGRAM_BUCKETS)
+        ng: F32Array = self._gather[ids].sum(axis=1)
         ng *= ngram_scale(ngram_valid)
         return ng
 
@@ -105,7 +114,7 @@ class DgaModel:
         word-list DGAs, and of many benign names, so evidence only in numbers."""
         if not names:
             return np.zeros(0, dtype=bool)
-        labels = split_batch(names).labels
+        labels = default_psl().labels_many(names)
         return words_cover(encode_labels(labels), labels, self.dictionary)
 
 

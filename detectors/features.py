@@ -12,10 +12,13 @@ The features are **hashed character n-grams** of the label, orders 1 to 5
 (boundary markers included, so prefixes and suffixes are n-grams of their
 own), in ``NGRAM_BUCKETS`` buckets, each counted with weight ``1/sqrt(n)``
 for a label of ``n`` n-grams (so a label's vector has about unit length).
-Nothing else: every statistic a model was given over the years (length bins,
-a benign language model, how common the suffix is among benign names) made
-its rare benign names score extreme and its false-positive tail longer than
-plain n-grams', measured on families held out of training
+Besides, one bucket for the **public suffix** itself (``com``, ``co.uk``,
+``duckdns.org``; the label's n-grams never see it), weight 1: a name's
+suffix is evidence of its own (dynamic-DNS parents host generated labels far
+more often than ``com`` does). Nothing else: the statistics a model was given
+before (length bins, a benign language model, how common the suffix is among
+benign names) made rare benign names score extreme and the false-positive tail
+longer than plain n-grams', measured on families held out of training
 (``models/MODEL_CARD.md``).
 
 The **dictionary segmentation** (the most letters of a label covered by
@@ -26,6 +29,7 @@ DGAs.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -34,7 +38,7 @@ import numpy.typing as npt
 
 from detectors.names import PublicSuffixList, default_psl
 
-FEATURE_VERSION = "dga-features/3"
+FEATURE_VERSION = "dga-features/4"
 
 MAX_LABEL = 63
 PAD, OTHER, BOUNDARY = 0, 39, 40
@@ -287,6 +291,32 @@ def split_batch(names: Sequence[str], psl: PublicSuffixList | None = None) -> Ba
     psl = psl if psl is not None else default_psl()
     labels, suffixes, depths = psl.label_and_suffix_many(names)
     return Batch(labels, suffixes, np.array(depths, dtype=np.int64))
+
+
+SUFFIX_TAG = 0  # a suffix's bucket is tagged apart from every n-gram order (1..5)
+_SUFFIX_BUCKETS: dict[str, int] = {}
+_SUFFIX_CACHE_MAX = 50_000
+
+
+def suffix_bucket(suffix: str) -> int:
+    """The bucket of a public suffix: CRC-32 of its text, spread like an n-gram's
+    code (times the multiplier plus ``SUFFIX_TAG``, mod 2**64, top bits)."""
+    bucket = _SUFFIX_BUCKETS.get(suffix)
+    if bucket is None:
+        code = zlib.crc32(suffix.encode("utf-8", "surrogatepass"))
+        bucket = ((code * 0x9E3779B97F4A7C15 + SUFFIX_TAG) % (1 << 64)) >> (64 - NGRAM_BITS)
+        if len(_SUFFIX_BUCKETS) >= _SUFFIX_CACHE_MAX:
+            _SUFFIX_BUCKETS.clear()
+        _SUFFIX_BUCKETS[suffix] = bucket
+    return bucket
+
+
+def suffix_buckets(suffixes: Sequence[str]) -> IntArray:
+    get = _SUFFIX_BUCKETS.get
+    out = [get(s) for s in suffixes]
+    if None in out:
+        out = [suffix_bucket(s) for s in suffixes]
+    return np.array(out, dtype=np.int64)
 
 
 def ngram_scale(valid: npt.NDArray[np.bool_]) -> npt.NDArray[np.float32]:

@@ -133,9 +133,11 @@ def _core(entries: list[Entry]) -> tuple[list[Entry], str]:
     """The burst's core and what makes it: ``dga-like`` or ``wordy`` names, or
     the ``suffix`` most of them are under."""
     dga_like = [e for e in entries if e[3]]
-    if len(dga_like) >= 3:
-        return dga_like, "dga-like"
     wordy = [e for e in entries if e[4]]
+    # the larger of the two shapes makes the burst (a word-list burst has a few
+    # names that score as DGA-like, and the other way round)
+    if len(dga_like) >= 3 and len(dga_like) >= len(wordy):
+        return dga_like, "dga-like"
     if len(wordy) >= 3:
         return wordy, "wordy"
     _, top = _suffix_share(entries)
@@ -191,10 +193,20 @@ class InfectedClient:
             return "volume"
         return ""
 
+    def _recent(self, st: _Client, now: float) -> list[Entry]:
+        """The client's names of the last ``burst_s``: the burst a name would end
+        (older names, a crawler's dead links say, do not shape it)."""
+        cutoff = now - self.settings.burst_s
+        entries = st.entries
+        i = len(entries)
+        while i and entries[i - 1][0] >= cutoff:
+            i -= 1
+        return entries[i:]
+
     def _matches(self, st: _Client, e: Entry) -> bool:
-        """Whether a resolving name has the shape of the client's burst."""
+        """Whether a name has the shape of the burst it comes in or ends."""
         s = self.settings
-        core, made_of = _core(st.entries)
+        core, made_of = _core(self._recent(st, e[0]))
         if not core:
             return False
         share, _ = _suffix_share(core)
@@ -277,7 +289,7 @@ class InfectedClient:
         if ev.rcode != "NOERROR" or not ev.answers:
             return out
         self._resolved(st2, ev.ts)
-        if ev.ts - st2.last_nx > self._gap(st2) or registrable in st2.c2:
+        if ev.ts - st2.last_nx > self._gap(st2, ev.ts) or registrable in st2.c2:
             return out
         entry = (ev.ts, registrable, suffix, dga_like, wordy, score)
         if self._matches(st2, entry):
@@ -305,16 +317,16 @@ class InfectedClient:
 
     def _distance(self, st: _Client, e: Entry) -> float:
         """How far a candidate's shape is from the burst's core (0: right in it)."""
-        core, made_of = _core(st.entries)
+        core, made_of = _core(self._recent(st, e[0]))
         lengths = sorted(len(_label(x)) for x in core)
         d = abs(len(_label(e)) - lengths[len(lengths) // 2]) / 4 if lengths else 0.0
         d += sum(_classes(_label(e)) != _classes(_label(x)) for x in core) / max(1, len(core))
         return d + (1 - e[5] if made_of != "wordy" else 0.0)
 
-    def _gap(self, st: _Client) -> float:
+    def _gap(self, st: _Client, now: float) -> float:
         """How soon after the burst's last name its C2 comes: three of the burst's
         own steps (its median gap between names), between 1 s and ``c2_gap_s``."""
-        core, _ = _core(st.entries)
+        core, _ = _core(self._recent(st, now))
         times = sorted(e[0] for e in core[-9:])
         steps = sorted(b - a for a, b in itertools.pairwise(times))
         if not steps:

@@ -204,6 +204,28 @@ class PublicSuffixList:
         labels = norm.split(".") if norm else [""]
         return norm, labels, self.suffix_start(labels)
 
+    def labels_many(self, names: Sequence[str]) -> list[str]:
+        """The registrable label of each name (``split(name).label``): what the
+        DGA model reads, for a batch, with the common ``label.tld`` case in one
+        string split and two dict probes."""
+        table = self._table
+        out: list[str] = []
+        add = out.append
+        for norm in normalise_many(names):
+            label, _, tld = norm.rpartition(".")
+            if (
+                label
+                and "." not in label
+                and not table.get(tld, 0) & _WILDCARD_OR_EXCEPTION
+                and norm not in table
+            ):
+                add(label)
+                continue
+            labels = norm.split(".") if norm else [""]
+            start = self.suffix_start(labels)
+            add(labels[start - 1] if start > 0 else "")
+        return out
+
     def label_and_suffix_many(self, names: Sequence[str]) -> tuple[list[str], list[str], list[int]]:
         """``(label, suffix, subdomain_labels)`` of ``split(name)`` for each name, as
         three lists, without building ``SplitName``s (the DGA features split every

@@ -27,7 +27,7 @@ def _train(args: argparse.Namespace) -> int:
     artifact.save(model, Path(args.out), meta)
     print(
         f"trained {model.feature_version} DGA model in {time.perf_counter() - t0:.0f}s -> {args.out}.npz/.json; "
-        f"thresholds {json.dumps(meta['thresholds'])}"
+        f"thresholds {json.dumps(model.thresholds)}"
     )
     return 0
 

@@ -41,6 +41,7 @@ from detectors.features import (
     ngram_buckets,
     ngram_scale,
     split_batch,
+    suffix_buckets,
 )
 from models.synthetic import synthetic_dga
 
@@ -106,13 +107,17 @@ def design_matrix(names: Sequence[str], chunk: int = 20_000) -> Matrix:
     ``DgaModel.logits_of`` gathers, so ``X @ w + b`` is its logit."""
     parts = []
     for start in range(0, len(names), chunk):
-        labels = split_batch(names[start : start + chunk]).labels
-        ids, valid = ngram_buckets(encode_labels(labels))
+        batch = split_batch(names[start : start + chunk])
+        ids, valid = ngram_buckets(encode_labels(batch.labels))
         scale = ngram_scale(valid)
         rows, cols = np.nonzero(valid)
+        n = len(batch.labels)
         m = sp.csr_matrix(
-            (scale[rows].astype(np.float64), (rows, ids[rows, cols])),
-            shape=(len(labels), NGRAM_BUCKETS),
+            (
+                np.r_[scale[rows].astype(np.float64), np.ones(n)],
+                (np.r_[rows, np.arange(n)], np.r_[ids[rows, cols], suffix_buckets(batch.suffixes)]),
+            ),
+            shape=(n, NGRAM_BUCKETS),
         )
         m.sum_duplicates()
         parts.append(m)

@@ -23,6 +23,8 @@ from detectors.features import (
     ngram_buckets,
     ngram_scale,
     split_batch,
+    suffix_bucket,
+    suffix_buckets,
     words_cover,
 )
 
@@ -46,7 +48,7 @@ GOLDEN_FIRST_NGRAMS = [
 
 
 def test_feature_version_is_named() -> None:
-    assert FEATURE_VERSION == "dga-features/3"
+    assert FEATURE_VERSION == "dga-features/4"
 
 
 def reference_buckets(label: str) -> list[int]:
@@ -82,6 +84,19 @@ def test_ngram_buckets_match_their_definition(labels: list[str]) -> None:
     for row, ok, label in zip(ids.tolist(), valid.tolist(), labels, strict=True):
         got = sorted(b for b, v in zip(row, ok, strict=True) if v)
         assert got == sorted(reference_buckets(label))
+
+
+def test_suffix_buckets_match_their_definition() -> None:
+    import zlib
+
+    for suffix in ("com", "co.uk", "duckdns.org", "", "xn--p1ai"):
+        code = zlib.crc32(suffix.encode())
+        expected = ((code * 0x9E3779B97F4A7C15) % 2**64) >> (64 - NGRAM_BITS)
+        assert suffix_bucket(suffix) == expected
+    assert suffix_buckets(["com", "net", "com"]).tolist() == [
+        suffix_bucket("com"), suffix_bucket("net"), suffix_bucket("com")
+    ]  # fmt: skip
+    assert suffix_bucket("com") == 55654  # pinned: a change must bump FEATURE_VERSION
 
 
 def test_ngram_scale_gives_unit_length_to_distinct_grams() -> None:

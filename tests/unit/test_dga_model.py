@@ -99,7 +99,7 @@ def test_names_sharing_registrable_score_alike(model) -> None:  # type: ignore[n
     names = ["a1.cdn.example.com", "zz9-q.cdn.example.com", "x.y.example.com", "q.example.com"]
     s = m.score_batch([*names, "example.com", "example.net"])
     assert s[0] == s[1] == s[2] == s[3] == s[4]
-    assert s[5] == s[4]  # nor does the public suffix: only the registrable label is read
+    assert s[5] != s[4]  # the public suffix is a feature of its own
     scorer = CachedScorer(m)
     np.testing.assert_array_equal(scorer.score_batch(names), s[:4])
     assert scorer.misses == 1  # four names, one model input
