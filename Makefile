@@ -15,7 +15,7 @@ test: setup check
 check:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy detectors
+	$(BIN)/mypy detectors streams models bench
 	$(BIN)/lint-imports
 	./filter/check.sh
 

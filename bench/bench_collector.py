@@ -6,7 +6,7 @@ idempotent, keyed by client) and (b) through the collector over HTTP in
 batches of BATCH with CONCURRENCY requests in flight; rounds are interleaved
 and medians reported.
 
-Run: ``.venv/bin/python bench/bench_collector.py`` (writes bench/results/collector.json).
+Run: ``.venv/bin/python -m bench.bench_collector`` (writes bench/results/collector.json).
 """
 
 from __future__ import annotations
@@ -14,25 +14,23 @@ from __future__ import annotations
 import asyncio
 import json
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
+import aiohttp
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+
+from streams.engine.topics import TopicSpec, ensure_topics
+from streams.ingest.collector import Collector
+from streams.settings import CollectorSettings, Secret, load_stack_settings
+from streams.sim.workloads import Simulator
+from streams.stack.processes import free_ports
+from streams.stack.services import Kafka, Stack
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import aiohttp  # noqa: E402
-from aiohttp import web  # noqa: E402
-from aiokafka import AIOKafkaProducer  # noqa: E402
-
-from streams.collector import Collector  # noqa: E402
-from streams.settings import CollectorSettings, Secret, load_stack_settings  # noqa: E402
-from streams.simulate import Simulator  # noqa: E402
-from streams.stack import Kafka, Stack  # noqa: E402
-from streams.topics import TopicSpec, ensure_topics  # noqa: E402
-from tests.conftest import free_ports  # noqa: E402
 
 N = 60_000
 BATCH = 500

@@ -7,7 +7,7 @@ clients (the baseline). Global, client-independent state (the DGA score cache,
 the per-namespace bloom filters, fast-flux per name) has its own bound and is
 reported separately.
 
-Run: ``.venv/bin/python bench/bench_detector_memory.py``
+Run: ``.venv/bin/python -m bench.bench_detector_memory``
 """
 
 from __future__ import annotations
@@ -62,7 +62,11 @@ def measure(events: list[DnsEvent]) -> float:
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
-    detectors = [NxdomainStorm(), Tunneling(), RateAnomaly()]
+    detectors: list[NxdomainStorm | Tunneling | RateAnomaly] = [
+        NxdomainStorm(),
+        Tunneling(),
+        RateAnomaly(),
+    ]
     for ev in events:
         for d in detectors:
             d.update(ev)

@@ -9,7 +9,7 @@ trained weights, interleaved round by round; medians are reported.
 * ``sklearn predict_proba only``: the model call alone on a prebuilt matrix;
 * ``cached``: ``CachedScorer`` on names it has already seen.
 
-Run: ``.venv/bin/python bench/bench_dga.py`` (prints a table, writes bench/results/dga.json).
+Run: ``.venv/bin/python -m bench.bench_dga`` (prints a table, writes bench/results/dga.json).
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ def main() -> None:
         return model.score_batch(batch)
 
     def sk(batch: list[str]) -> np.ndarray:
-        return clf.predict_proba(design_matrix(batch))[:, 1]
+        out: np.ndarray = clf.predict_proba(design_matrix(batch))[:, 1]
+        return out
 
     # Same answers from both paths (float32 weights: tiny rounding differences).
     check = batches[0]

@@ -10,7 +10,7 @@ read's bytes in, as any parser must ("read"). Envoy CPU per query comes from /pr
 (utime+stime) over each round. The filter ships every event to a real
 collector (JSONL sink), so shipping is included in its cost.
 
-Run: ``.venv/bin/python bench/bench_filter.py`` (after ``make setup``);
+Run: ``.venv/bin/python -m bench.bench_filter`` (after ``make setup``);
 prints a table and writes bench/results/filter.json.
 """
 
@@ -28,10 +28,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from streams.envoy_config import (  # noqa: E402
+from streams.stack.envoy import (
     TCP_PROXY,
     FilterOptions,
     FilterPorts,
@@ -39,8 +36,10 @@ from streams.envoy_config import (  # noqa: E402
     listener,
     wasm_filter,
 )
-from streams.stack import envoy_binary  # noqa: E402
-from tests.conftest import free_ports  # noqa: E402
+from streams.stack.processes import free_ports
+from streams.stack.services import envoy_binary
+
+ROOT = Path(__file__).resolve().parents[1]
 
 DNSBENCH = ROOT / "filter" / "target" / "release" / "dnsbench"
 FLOOR = ROOT / "filter" / "target" / "wasm32-unknown-unknown" / "release" / "wasm_floor.wasm"
@@ -74,7 +73,8 @@ def load(port: int, conns: int, pipeline: int) -> dict[str, float]:
         [str(DNSBENCH), "load", str(port), str(conns), str(pipeline), str(SECONDS)],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
-    return json.loads(out.stdout)
+    result: dict[str, float] = json.loads(out.stdout)
+    return result
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ A static feed server in this process serves each Envoy a signed snapshot.
 Also measured: snapshot size and the time from a new version being served to
 the Envoy reporting it (``feed_version``), for the large policy.
 
-Run: ``.venv/bin/python bench/bench_policy.py``; RULES (default 100000),
+Run: ``.venv/bin/python -m bench.bench_policy``; RULES (default 100000),
 CATEGORY_ENTRIES (default 1000000), BENCH_ROUNDS (5), BENCH_SECONDS (3).
 Writes bench/results/policy.json.
 """
@@ -37,18 +37,16 @@ import urllib.request
 from pathlib import Path
 
 import yaml
+from aiohttp import web
+
+from bench.bench_filter import DNSBENCH, cpu_seconds, load, wait_ready
+from streams.policy.feed import render_snapshot
+from streams.policy.signing import SigningKey
+from streams.stack.envoy import FilterOptions, FilterPorts, filter_bootstrap
+from streams.stack.processes import free_ports
+from streams.stack.services import envoy_binary
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from aiohttp import web  # noqa: E402
-
-from bench.bench_filter import DNSBENCH, cpu_seconds, load, wait_ready  # noqa: E402
-from streams.envoy_config import FilterOptions, FilterPorts, filter_bootstrap  # noqa: E402
-from streams.feed import render_snapshot  # noqa: E402
-from streams.signing import SigningKey  # noqa: E402
-from streams.stack import envoy_binary  # noqa: E402
-from tests.conftest import free_ports  # noqa: E402
 
 OUT = ROOT / "bench" / "results" / "policy.json"
 RULES = int(os.environ.get("RULES", "100000"))
@@ -129,7 +127,7 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = [
         subprocess.Popen([str(DNSBENCH), "serve", str(upstream)])
     ]
-    envs = {}
+    envs: dict[str, dict[str, int]] = {}
     try:
         env = dict(
             os.environ, DNSGUARD_COLLECTOR_PORT=str(collector), DNSGUARD_COLLECTOR_TOKEN=TOKEN
@@ -175,7 +173,6 @@ def main() -> None:
                 "pid": p.pid,
                 "port": dns_port,
                 "admin": admin,
-                "ready_s": time.perf_counter() - t0,
             }
         for e in envs.values():
             load(e["port"], 4, 8)  # warm up

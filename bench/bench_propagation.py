@@ -10,15 +10,17 @@ shared data (scored far above threshold by the shipped model), sends one
 query through the first Envoy, then asks both Envoys every 10 ms until each
 answers NXDOMAIN.
 
-Run: ``.venv/bin/python bench/bench_propagation.py`` (after ``make setup``);
+Run: ``.venv/bin/python -m bench.bench_propagation`` (after ``make setup``);
 BENCH_RUNS (default 25). Prints p50/p99 and writes bench/results/propagation.json.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
+import secrets
 import statistics
 import sys
 import tempfile
@@ -26,30 +28,28 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import dns.message
+import dns.query
+import dns.rcode
+
+from streams.engine.topics import TopicSpec, ensure_topics
+from streams.policy.signing import SigningKey
+from streams.settings import load_stack_settings
+from streams.sim.resolver import Upstream, UpstreamServer
+from streams.sim.workloads import DEFAULT_DATA as SHARED_DATA
+from streams.sim.workloads import confident_dga_names, popular_names
+from streams.stack.envoy import FilterOptions, FilterPorts, filter_bootstrap
+from streams.stack.processes import CollectorProcess, EnvoyProcess, FeedProcess, free_ports
+from streams.stack.services import Kafka, Redis, Stack
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import dns.message  # noqa: E402
-import dns.query  # noqa: E402
-import dns.rcode  # noqa: E402
-
-from streams.envoy_config import FilterOptions, FilterPorts, filter_bootstrap  # noqa: E402
-from streams.settings import load_stack_settings  # noqa: E402
-from streams.stack import Kafka, Redis, Stack  # noqa: E402
-from streams.topics import TopicSpec, ensure_topics  # noqa: E402
-from streams.upstream import Upstream, UpstreamServer  # noqa: E402
-from tests.conftest import SHARED_DATA, free_ports  # noqa: E402
-from tests.e2e.conftest import TOKEN, CollectorProcess, EnvoyProcess  # noqa: E402
-from tests.e2e.loop import (  # noqa: E402
-    FEED_KEY,
-    FEED_TOKEN,
-    FeedProcess,
-    confident_dga_names,
-    popular_names,
-)
 
 OUT = ROOT / "bench" / "results" / "propagation.json"
 RUNS = int(os.environ.get("BENCH_RUNS", "25"))
+# this run's own secrets: the collector and feed tokens, the feed's signing key
+TOKEN, FEED_TOKEN = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+SIGNING_KEY = "bench:" + base64.b64encode(secrets.token_bytes(32)).decode()
+FEED_KEY = ("bench", SigningKey.parse(SIGNING_KEY).public_b64)
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -78,13 +78,15 @@ def main() -> None:
     (admin_a, admin_b, dns_a, dns_b, up, up_doh, col, feed_port, web) = free_ports(9)
     upstream = Upstream()
     names = confident_dga_names(SHARED_DATA, RUNS + 5, seed=11)
-    procs: list = []
+    procs: list[FeedProcess | CollectorProcess | EnvoyProcess] = []
     try:
         with UpstreamServer(upstream, up, up_doh):
-            feed = FeedProcess(feed_port, redis_url, work / "feed.log").start()
+            feed = FeedProcess(
+                feed_port, redis_url, work / "feed.log", SIGNING_KEY, FEED_TOKEN
+            ).start()
             procs.append(feed)
             collector = CollectorProcess(
-                col, bootstrap, "p.events", "p.dlq", work / "collector.log"
+                col, bootstrap, "p.events", "p.dlq", work / "collector.log", TOKEN
             )
             procs.append(collector)
             envoys = {}

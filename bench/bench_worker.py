@@ -8,7 +8,7 @@ all (measured by its own ``dnsguard_worker_events_total`` metric, from the
 first event processed to the last, so Faust's start-up and rebalance are not
 counted).
 
-Run: ``.venv/bin/python bench/bench_worker.py`` (writes bench/results/worker.json).
+Run: ``.venv/bin/python -m bench.bench_worker`` (writes bench/results/worker.json).
 """
 
 from __future__ import annotations
@@ -24,17 +24,17 @@ import time
 import urllib.request
 from dataclasses import replace
 from pathlib import Path
+from typing import cast
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from streams.engine.topics import TopicSpec, ensure_topics
+from streams.settings import load_stack_settings
+from streams.sim.workloads import Simulator
+from streams.stack.processes import free_ports
+from streams.stack.services import Kafka, Redis, Stack
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
-
-from streams.settings import load_stack_settings  # noqa: E402
-from streams.simulate import Simulator  # noqa: E402
-from streams.stack import Kafka, Redis, Stack  # noqa: E402
-from streams.topics import TopicSpec, ensure_topics  # noqa: E402
-from tests.conftest import free_ports  # noqa: E402
 
 N = int(os.environ.get("BENCH_EVENTS", "100000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
@@ -116,7 +116,7 @@ def worker_run(bootstrap: str, redis_url: str, work: Path, r: int) -> float:
             n = processed(web)
             if n > 0 and t_first is None:
                 t_first, first_count = time.perf_counter(), n
-            if n >= N:
+            if n >= N and t_first is not None:
                 return (n - first_count) / (time.perf_counter() - t_first)
             time.sleep(0.05)
         raise RuntimeError("worker did not finish")
@@ -131,7 +131,7 @@ LATENCY_SECONDS = float(os.environ.get("BENCH_LATENCY_SECONDS", "20"))
 
 async def paced(bootstrap: str, topic: str, seconds: float, seed: int = 11) -> int:
     """Produce live simulated events at RATE events/s, each stamped when sent."""
-    from streams.simulate import DEFAULT_WORKLOADS, Workload, rfc3339
+    from streams.sim.workloads import DEFAULT_WORKLOADS, Workload, rfc3339
 
     # Scale the simulated workloads so that together they produce RATE events/s.
     total = sum(w.qps for w in DEFAULT_WORKLOADS)
@@ -189,16 +189,21 @@ def latency_run(bootstrap: str, redis_url: str, work: Path) -> dict[str, float]:
         proc.terminate()
         proc.wait(30)
     r = redis_sync.Redis.from_url(env["DNSGUARD_REDIS_URL"])
-    verdicts = {k.decode(): json.loads(v) for k, v in r.hgetall("dnsguard:verdicts").items()}
+    stored = cast(dict[bytes, bytes], r.hgetall("dnsguard:verdicts"))
+    verdicts = {k.decode(): json.loads(v) for k, v in stored.items()}
     lat = []
-    for _, fields in r.xrange("dnsguard:changes"):
+    changes = cast(list[tuple[bytes, dict[bytes, bytes]]], r.xrange("dnsguard:changes"))
+    for _, fields in changes:
         ms = int(fields[b"at"])  # Redis time when the verdict was written
         v = verdicts.get(fields[b"key"].decode())
         if v is not None and v["created"] >= t_start:
             lat.append(ms / 1000 - v["created"])
     r.close()
     lat.sort()
-    pct = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan")  # noqa: E731
+
+    def pct(p: float) -> float:
+        return lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan")
+
     return {
         "events": sent,
         "verdicts": len(lat),

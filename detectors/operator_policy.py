@@ -1,6 +1,6 @@
 """Operator egress policy: rules, scopes, categories, default-deny, and how they
 merge with detector verdicts. Pure: the YAML file is read in
-``streams.policy_file``, stored in ``streams.policy_store``.
+``streams.policy.file``, stored in ``streams.policy_store``.
 
 Precedence (the filter's ``dnspolicy::Policy::decide`` implements the same;
 ``tests/unit/test_operator_policy.py`` and a property test keep them equal):
@@ -18,7 +18,7 @@ Precedence (the filter's ``dnspolicy::Policy::decide`` implements the same;
    yields only to a detector block.
 4. Nothing matched: the query is allowed (the scope's default-allow).
 
-Every decision names what decided it (:class:`Decision`), which is what
+Every decision names what decided it (:class:`PolicyAnswer`), which is what
 ``dnsguard policy explain`` prints.
 """
 
@@ -210,7 +210,7 @@ def verdict_entry(v: Mapping[str, Any]) -> Entry:
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
+class PolicyAnswer:
     action: str  # allow when nothing blocks
     entry: Entry | None  # None: nothing matched
     matched: str | None  # the name the deciding rule is set on
@@ -233,7 +233,7 @@ def _suffixes(qname: str) -> Iterator[str]:
     yield ROOT
 
 
-def _pick(candidates: Iterable[tuple[Entry, str]]) -> Decision:
+def _pick(candidates: Iterable[tuple[Entry, str]]) -> PolicyAnswer:
     operator: tuple[tuple[int, int, int], Entry, str] | None = None
     detector: tuple[tuple[int, int, int], Entry, str] | None = None
     for e, on in candidates:
@@ -248,13 +248,13 @@ def _pick(candidates: Iterable[tuple[Entry, str]]) -> Decision:
     if operator is not None:
         _, e, on = operator
         if e.action in BLOCKING or e.action == "allow":
-            return Decision(e.action, e, on)
+            return PolicyAnswer(e.action, e, on)
         if detector is not None and detector[1].action in BLOCKING:
-            return Decision(detector[1].action, detector[1], detector[2])
-        return Decision(e.action, e, on)
+            return PolicyAnswer(detector[1].action, detector[1], detector[2])
+        return PolicyAnswer(e.action, e, on)
     if detector is not None:
-        return Decision(detector[1].action, detector[1], detector[2])
-    return Decision("allow", None, None)
+        return PolicyAnswer(detector[1].action, detector[1], detector[2])
+    return PolicyAnswer("allow", None, None)
 
 
 class CompiledPolicy:
@@ -265,7 +265,7 @@ class CompiledPolicy:
         for e in entries:
             self.by_name.setdefault(e.name, []).append(e)
 
-    def decide(self, qname: str, namespace: str, workload: str = "", now: float = 0.0) -> Decision:
+    def decide(self, qname: str, namespace: str, workload: str = "", now: float = 0.0) -> PolicyAnswer:
         qname = qname.lower().rstrip(".")
 
         def candidates() -> Iterator[tuple[Entry, str]]:
@@ -286,7 +286,7 @@ def evaluate_directly(
     namespace: str,
     workload: str = "",
     now: float = 0.0,
-) -> Decision:
+) -> PolicyAnswer:
     """The same decision, straight from the rules (no compilation, no index):
     the reference the compiled matchers are tested against."""
     qname = qname.lower().rstrip(".")

@@ -67,7 +67,12 @@ def save(model: DgaModel, stem: Path, metadata: dict[str, Any]) -> None:
         "thresholds": dict(model.thresholds),
         "arrays_sha256": _digest(arrays),
     }
-    _atomic_write(stem.with_suffix(".npz"), lambda fh: np.savez_compressed(fh, **arrays))
+    _atomic_write(
+        stem.with_suffix(".npz"),
+        lambda fh: np.savez_compressed(
+            fh, ngram_weights=arrays["ngram_weights"], dictionary=arrays["dictionary"]
+        ),
+    )
     body = json.dumps(meta, indent=2, sort_keys=True).encode() + b"\n"
     _atomic_write(stem.with_suffix(".json"), lambda fh: fh.write(body))
 

@@ -44,41 +44,7 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval_cluster(args: argparse.Namespace) -> int:
-    from streams.cluster_eval import render, run
-    from streams.clustersim import ClusterSpec
-
-    spec = ClusterSpec(
-        seed=args.seed,
-        duration_s=args.duration,
-        pods=args.pods,
-        infected=args.infected,
-        families=tuple(args.family) if args.family else None,
-        benign_fold=1 if args.unseen else None,
-    )
-    data = Path(args.data)
-    if args.unseen:
-        from models.train_dga import fit_without
-        from streams.clustersim import infected_families
-
-        held = infected_families(spec, data)
-        print(f"training a model without {', '.join(sorted(set(held)))} and the benign names "
-              "the traffic uses ...", flush=True)  # fmt: skip
-        model = fit_without(data, held)
-    else:
-        model, _ = artifact.load(Path(args.model))
-    allowlist = []
-    if args.allowlist:
-        allowlist = list(_read_names(open(args.allowlist, encoding="utf-8")))  # noqa: SIM115
-    report = run(spec, data, model, allowlist=allowlist,
-                 jsonl=Path(args.jsonl) if args.jsonl else None)  # fmt: skip
-    print(render(report))
-    if args.json:
-        Path(args.json).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
-    return 0
-
-
-def _read_names(stream: TextIO) -> Iterator[str]:
+def read_names(stream: TextIO) -> Iterator[str]:
     """One domain per line, or a CSV whose header has a ``domain`` column."""
     first = stream.readline()
     if not first:
@@ -108,7 +74,7 @@ def _score(args: argparse.Namespace) -> int:
     writer.writerow(["domain", "score"])
     try:
         batch: list[str] = []
-        for name in _read_names(source):
+        for name in read_names(source):
             batch.append(name)
             if len(batch) >= BATCH:
                 writer.writerows(
@@ -127,7 +93,10 @@ def _score(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    """Add ``train``, ``eval dga`` and ``score``; returns ``eval``'s subcommands."""
     p = sub.add_parser("train", help="train a model (dga)")
     p.add_argument("what", choices=["dga"])
     p.add_argument(
@@ -147,25 +116,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", default=str(artifact.DEFAULT_STEM.with_suffix(".eval.json")))
     p.add_argument("--card", default=str(Path(artifact.__file__).parent / "MODEL_CARD.md"))
     p.set_defaults(handler=_eval)
-    p = what.add_parser(
-        "cluster", help="run the detectors over simulated cluster traffic and report precision"
-    )
-    p.add_argument("--data", default=str(DEFAULT_DATA))
-    p.add_argument("--model", default=str(artifact.DEFAULT_STEM))
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--pods", type=int, default=200)
-    p.add_argument("--infected", type=int, default=12)
-    p.add_argument("--duration", type=float, default=3600.0, help="seconds of traffic")
-    p.add_argument("--family", action="append", help="DGA families of the infected pods")
-    p.add_argument(
-        "--unseen",
-        action="store_true",
-        help="train a model that never saw the infected pods' families nor the benign names used",
-    )
-    p.add_argument("--allowlist", help="allowlist file (one name per line)")
-    p.add_argument("--jsonl", help="also write the events (and .truth.json) here")
-    p.add_argument("--json", help="write the report as JSON here")
-    p.set_defaults(handler=_eval_cluster)
 
     p = sub.add_parser("score", help="score domains: CSV domain,score on stdout")
     p.add_argument(
@@ -177,3 +127,4 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--model", default=str(artifact.DEFAULT_STEM))
     p.add_argument("--cache", type=int, default=100_000, help="LRU cache entries")
     p.set_defaults(handler=_score)
+    return what

@@ -22,7 +22,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -56,7 +56,8 @@ BLOCK_MARGIN = 1.0  # logits above the highest benign name's
 TOP_BENIGN_SHOWN = 25
 HEAD_RANK = 20_000  # the ranking's head: names a cluster asks most
 
-Matrix = sp.csr_matrix
+# a scipy.sparse CSR matrix (scipy ships no type information)
+Matrix: TypeAlias = Any
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -150,7 +151,10 @@ def fit_linear(x: Matrix, y: npt.NDArray[np.int64], seed: int = SEED) -> Logisti
 
 
 def _labels(n_benign: int, n_dga: int) -> npt.NDArray[np.int64]:
-    return np.r_[np.zeros(n_benign, dtype=np.int64), np.ones(n_dga, dtype=np.int64)]
+    out: npt.NDArray[np.int64] = np.r_[
+        np.zeros(n_benign, dtype=np.int64), np.ones(n_dga, dtype=np.int64)
+    ]
+    return out
 
 
 def threshold_at_fpr(benign_scores: FloatArray, fpr: float) -> float:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from streams.errors import ConfigError
-from streams.signing import SigningError, SigningKey
+from streams.policy.signing import SigningError, SigningKey
 
 ENV_PREFIX = "DNSGUARD_"
 

@@ -8,7 +8,6 @@ missing: the fixture fails with the service's log tail instead.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -18,9 +17,11 @@ from pathlib import Path
 import pytest
 
 from streams.settings import load_stack_settings
-from streams.stack import Kafka, Redis, Service, Stack
+from streams.sim.workloads import DEFAULT_DATA
+from streams.stack.processes import free_ports
+from streams.stack.services import Kafka, Redis, Service, Stack
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SHARED_DATA = DEFAULT_DATA
 
 
 @dataclass(frozen=True)
@@ -53,19 +54,6 @@ def make_tls_material(d: Path, client_uri: str) -> TlsMaterial:
     return TlsMaterial(
         d / "ca.pem", d / "server.pem", d / "server.key", d / "client.pem", d / "client.key"
     )
-
-
-def free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 def _stack(tmp: Path, services: tuple[type[Service], ...]) -> Stack:

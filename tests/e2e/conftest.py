@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,13 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from streams.envoy_config import WASM_PATH, FilterOptions, FilterPorts, filter_bootstrap
-from streams.stack import envoy_binary
-from streams.topics import TopicSpec, ensure_topics
-from streams.upstream import Upstream, UpstreamServer
-from tests.conftest import TlsMaterial, free_ports, make_tls_material
+from streams.engine.topics import TopicSpec, ensure_topics
+from streams.sim.resolver import Upstream, UpstreamServer
+from streams.stack.envoy import WASM_PATH, FilterOptions, FilterPorts, filter_bootstrap
+from streams.stack.processes import CollectorProcess, EnvoyProcess, free_ports
+from tests.conftest import TlsMaterial, make_tls_material
 
 TOKEN = "e2e-collector-token-0123"
 
@@ -32,104 +27,6 @@ def wasm_module() -> Path:
     if not WASM_PATH.exists():
         raise RuntimeError(f"{WASM_PATH} is missing: run filter/build.sh (make setup does)")
     return WASM_PATH
-
-
-def wait_http(url: str, expect: bytes | None = None, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    last: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                body = r.read().strip()
-                if expect is None or body == expect:
-                    return
-        except Exception as exc:
-            last = exc
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} not ready: {last}")
-
-
-class EnvoyProcess:
-    def __init__(self, config: dict, workdir: Path, name: str = "envoy") -> None:
-        self.config_path = workdir / f"{name}.yaml"
-        self.config_path.write_text(yaml.safe_dump(config))
-        self.log_path = workdir / f"{name}.log"
-        self.admin = config["admin"]["address"]["socket_address"]["port_value"]
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> EnvoyProcess:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    str(envoy_binary()),
-                    "-c",
-                    str(self.config_path),
-                    "--use-dynamic-base-id",
-                    "--concurrency",
-                    "2",
-                    "-l",
-                    "warn",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            wait_http(f"http://127.0.0.1:{self.admin}/ready", b"LIVE")
-        except RuntimeError as exc:
-            self.stop()
-            raise RuntimeError(f"{exc}\n{self.log_path.read_text()[-3000:]}") from exc
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            self.proc = None
-
-    def stats(self) -> dict[str, int]:
-        with urllib.request.urlopen(
-            f"http://127.0.0.1:{self.admin}/stats?filter=dnsguard&format=json", timeout=2
-        ) as r:
-            data = json.load(r)
-        return {
-            s["name"].removeprefix("wasmcustom.dnsguard."): s["value"]
-            for s in data["stats"]
-            if "value" in s
-        }
-
-
-class CollectorProcess:
-    def __init__(self, port: int, bootstrap: str, topic: str, dlq: str, log: Path) -> None:
-        env = dict(
-            os.environ,
-            DNSGUARD_COLLECTOR_PORT=str(port),
-            DNSGUARD_COLLECTOR_TOKEN=TOKEN,
-            DNSGUARD_KAFKA_BOOTSTRAP=bootstrap,
-            DNSGUARD_EVENTS_TOPIC=topic,
-            DNSGUARD_DLQ_TOPIC=dlq,
-        )
-        self.port = port
-        self.log = log
-        with log.open("ab") as fh:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "collector"],
-                env=env,
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            wait_http(f"http://127.0.0.1:{port}/healthz")
-        except RuntimeError as exc:
-            self.stop()
-            raise RuntimeError(f"{exc}\n{log.read_text()[-3000:]}") from exc
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
 
 
 CLIENT_SPIFFE = "spiffe://cluster.local/ns/shop/sa/web-sa"
@@ -182,7 +79,7 @@ def rig(
     )
     upstream = Upstream()
     with UpstreamServer(upstream, up, up_doh):
-        collector = CollectorProcess(col, kafka_bootstrap, topic, dlq, work / "collector.log")
+        collector = CollectorProcess(col, kafka_bootstrap, topic, dlq, work / "collector.log", TOKEN)
         envoy = EnvoyProcess(filter_bootstrap(ports, opts), work).start()
         try:
             yield FilterRig(ports, upstream, envoy, topic, dlq, kafka_bootstrap, tls_material)

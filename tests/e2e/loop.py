@@ -28,16 +28,21 @@ from aiohttp import ClientSession, web
 from redis.asyncio import Redis
 
 from detectors.verdicts import Verdict
-from streams.envoy_config import FilterOptions, FilterPorts, filter_bootstrap
+from streams.engine.topics import TopicSpec, ensure_topics
+from streams.policy.signing import SigningKey
+from streams.policy.store import write_verdicts
 from streams.settings import load_stack_settings
-from streams.signing import SigningKey
-from streams.stack import Redis as RedisService
-from streams.stack import Stack
-from streams.topics import TopicSpec, ensure_topics
-from streams.upstream import Upstream, UpstreamServer
-from streams.verdict_store import write_verdicts
-from tests.conftest import free_ports
-from tests.e2e.conftest import TOKEN, CollectorProcess, EnvoyProcess, wait_http
+from streams.sim.resolver import Upstream, UpstreamServer
+from streams.stack.envoy import FilterOptions, FilterPorts, filter_bootstrap
+from streams.stack.processes import (
+    CollectorProcess,
+    EnvoyProcess,
+    FeedProcess,
+    free_ports,
+)
+from streams.stack.services import Redis as RedisService
+from streams.stack.services import Stack
+from tests.e2e.conftest import TOKEN
 
 # fixed test keys (seeds of 32 equal bytes): the feed signs with k1; the filter
 # also accepts k0, a key being rotated out
@@ -50,31 +55,9 @@ RETIRED_KEY = (
 FEED_TOKEN = "e2e-feed-token-0123456"
 
 
-class FeedProcess:
-    def __init__(self, port: int, redis_url: str, log: Path) -> None:
-        self.port, self.redis_url, self.log = port, redis_url, log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> FeedProcess:
-        env = dict(
-            os.environ,
-            DNSGUARD_FEED_PORT=str(self.port),
-            DNSGUARD_FEED_SIGNING_KEY=FEED_SIGNING_KEY,
-            DNSGUARD_FEED_TOKEN=FEED_TOKEN,
-            DNSGUARD_REDIS_URL=self.redis_url,
-        )
-        with self.log.open("ab") as fh:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "feed"], env=env, stdout=fh, stderr=fh
-            )
-        wait_http(f"http://127.0.0.1:{self.port}/healthz")
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
+def start_feed(port: int, redis_url: str, log: Path) -> FeedProcess:
+    """The feed server, signing with the test key."""
+    return FeedProcess(port, redis_url, log, FEED_SIGNING_KEY, FEED_TOKEN).start()
 
 
 class TamperProxy:
@@ -221,10 +204,10 @@ def start_loop(kafka_bootstrap: str, wasm_module: Path, work: Path) -> Iterator[
         sinkhole_a="192.0.2.53",
     )
     upstream = Upstream()
-    feed = FeedProcess(feed_port, redis_url, work / "feed.log").start()
+    feed = start_feed(feed_port, redis_url, work / "feed.log")
     with UpstreamServer(upstream, up, up_doh), TamperProxy(proxy_port, feed_port) as proxy:
         collector = CollectorProcess(
-            col, kafka_bootstrap, topic, topic + ".dlq", work / "collector.log"
+            col, kafka_bootstrap, topic, topic + ".dlq", work / "collector.log", TOKEN
         )
         envoy = EnvoyProcess(filter_bootstrap(ports, opts), work).start()
         try:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.pcap import read_dns
-from streams.upstream import question_key
+from streams.ingest.pcap import read_dns
+from streams.sim.resolver import question_key
 from tests.e2e.conftest import FilterRig, events_for
 
 pytestmark = pytest.mark.e2e

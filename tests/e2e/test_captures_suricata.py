@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from streams.pcap import read_dns
+from streams.ingest.pcap import read_dns
 from tests.e2e.conftest import FilterRig, events_for
 from tests.e2e.test_captures import CAPTURES, replay
 

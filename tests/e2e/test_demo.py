@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_ports
+from streams.stack.processes import free_ports
 
 pytestmark = pytest.mark.e2e
 

@@ -15,7 +15,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from streams.stack import envoy_binary
+from streams.stack.services import envoy_binary
 from tests.e2e.conftest import TlsMaterial
 
 pytestmark = pytest.mark.e2e

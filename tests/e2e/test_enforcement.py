@@ -21,7 +21,7 @@ import dns.query
 import dns.rcode
 import pytest
 
-from streams.upstream import address_for
+from streams.sim.resolver import address_for
 from tests.e2e.conftest import (
     events_for,
     records_by_name,

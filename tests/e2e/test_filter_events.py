@@ -16,8 +16,8 @@ import dns.rcode
 import jsonschema
 import pytest
 
-from streams.event_schema import SCHEMA_PATH
-from streams.upstream import address_for
+from streams.ingest.events import SCHEMA_PATH
+from streams.sim.resolver import address_for
 from tests.e2e.conftest import FilterRig, events_for
 
 pytestmark = pytest.mark.e2e

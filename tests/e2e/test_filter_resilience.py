@@ -13,9 +13,9 @@ import dns.message
 import dns.query
 import pytest
 
-from streams.envoy_config import FilterOptions, FilterPorts, filter_bootstrap
-from streams.upstream import Upstream, UpstreamServer
-from tests.conftest import free_ports
+from streams.sim.resolver import Upstream, UpstreamServer
+from streams.stack.envoy import FilterOptions, FilterPorts, filter_bootstrap
+from streams.stack.processes import free_ports
 from tests.e2e.conftest import TOKEN, EnvoyProcess, FilterRig, events_for
 from tests.e2e.test_filter_events import uniq
 

@@ -21,15 +21,15 @@ import pytest
 from redis.asyncio import Redis
 
 from detectors.verdicts import Verdict
-from streams.envoy_config import FilterOptions, FilterPorts, filter_bootstrap
+from streams.policy.store import write_verdicts
 from streams.settings import load_stack_settings
-from streams.stack import Redis as RedisService
-from streams.stack import Stack
-from streams.upstream import Upstream, UpstreamServer
-from streams.verdict_store import write_verdicts
-from tests.conftest import free_ports
+from streams.sim.resolver import Upstream, UpstreamServer
+from streams.stack.envoy import FilterOptions, FilterPorts, filter_bootstrap
+from streams.stack.processes import free_ports
+from streams.stack.services import Redis as RedisService
+from streams.stack.services import Stack
 from tests.e2e.conftest import TOKEN, EnvoyProcess
-from tests.e2e.loop import FEED_KEY, FEED_TOKEN, FeedProcess
+from tests.e2e.loop import FEED_KEY, FEED_TOKEN, start_feed
 
 pytestmark = pytest.mark.e2e
 
@@ -91,7 +91,7 @@ def policy_rig(wasm_module: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     redis_stack.up()
     redis_url = f"redis://127.0.0.1:{redis_port}/0"
     upstream = Upstream()
-    feed = FeedProcess(feed_port, redis_url, work / "feed.log").start()
+    feed = start_feed(feed_port, redis_url, work / "feed.log")
     envoys: dict[str, tuple[EnvoyProcess, int]] = {}
     try:
         with UpstreamServer(upstream, up, up_doh):

@@ -36,9 +36,9 @@ from detectors.dnsname import is_canonical
 from detectors.names import default_psl
 from detectors.verdicts import Verdict
 from detectors.zones import Zones
-from streams.simulate import rfc3339
-from streams.verdict_store import CHANGES, VERDICTS, VERSION, read_verdicts, write_verdicts
-from tests.conftest import free_ports
+from streams.policy.store import CHANGES, VERDICTS, VERSION, read_verdicts, write_verdicts
+from streams.sim.workloads import rfc3339
+from streams.stack.processes import free_ports
 from tests.e2e.conftest import TOKEN, records_by_name
 from tests.e2e.loop import LoopRig, WorkerProcess, uniq
 

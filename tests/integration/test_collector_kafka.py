@@ -10,10 +10,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import AIOKafkaConsumer
 
-from streams.collector import Collector
+from streams.engine.topics import TopicSpec, ensure_topics
+from streams.ingest.collector import Collector
 from streams.settings import CollectorSettings, Secret
-from streams.topics import TopicSpec, ensure_topics
-from tests.conftest import free_ports
+from streams.stack.processes import free_ports
 from tests.unit.test_collector import event
 
 pytestmark = pytest.mark.integration

@@ -15,12 +15,12 @@ from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
 from detectors.verdicts import Verdict
-from streams.feed import FeedServer
+from streams.policy.feed import FeedServer
+from streams.policy.signing import SigningKey
+from streams.policy.signing import verify as verify_signature
+from streams.policy.store import CHANGES, prune_expired, write_verdicts
 from streams.settings import FeedSettings, Secret
-from streams.signing import SigningKey
-from streams.signing import verify as verify_signature
-from streams.verdict_store import CHANGES, prune_expired, write_verdicts
-from tests.conftest import free_ports
+from streams.stack.processes import free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -189,7 +189,7 @@ def op_entry(name: str, action: str = "nxdomain", scope: str = "*", match: str =
 
 
 def test_operator_rules_travel_in_snapshots_and_deltas(redis_url: str) -> None:
-    from streams.verdict_store import write_operator
+    from streams.policy.store import write_operator
 
     async def body(client: TestClient, redis: Redis) -> None:
         rules = {

@@ -9,9 +9,9 @@ import pytest
 from redis.asyncio import Redis
 
 from detectors.verdicts import Verdict
-from streams.demo import run_pipeline
-from streams.topics import TopicSpec, ensure_topics
-from streams.verdict_store import CHANGES, VERSION, read_verdicts, write_verdicts
+from streams.engine.topics import TopicSpec, ensure_topics
+from streams.policy.store import CHANGES, VERSION, read_verdicts, write_verdicts
+from tests.integration.pipeline_rig import run_pipeline
 
 pytestmark = pytest.mark.integration
 

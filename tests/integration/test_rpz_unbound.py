@@ -20,9 +20,9 @@ import pytest
 from redis.asyncio import Redis
 
 from detectors.verdicts import Verdict
-from streams.upstream import Upstream, UpstreamServer, address_for
-from streams.verdict_store import write_verdicts
-from tests.conftest import free_ports
+from streams.policy.store import write_verdicts
+from streams.sim.resolver import Upstream, UpstreamServer, address_for
+from streams.stack.processes import free_ports
 
 pytestmark = pytest.mark.integration
 

@@ -21,12 +21,13 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
+from streams.engine.topics import TopicSpec, ensure_topics
 from streams.settings import KafkaSecurity, Secret, load_stack_settings
-from streams.simulate import Simulator
-from streams.stack import Kafka, Stack
-from streams.stack import Redis as RedisService
-from streams.topics import TopicSpec, ensure_topics
-from tests.conftest import free_ports, make_tls_material
+from streams.sim.workloads import Simulator
+from streams.stack.processes import free_ports
+from streams.stack.services import Kafka, Stack
+from streams.stack.services import Redis as RedisService
+from tests.conftest import make_tls_material
 
 pytestmark = pytest.mark.integration
 
@@ -152,9 +153,9 @@ def run_collector_and_worker(
                                      stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     try:
         sim = Simulator()
-        events = [e for e in sim.events(time.time() - 30, 30) if e["node"]["pod"] == "batch-1f0a"][
-            :20
-        ]
+        # the infected pod's first two bursts: the first one's C2 is confirmed
+        # when the second begins
+        events = [e for e in sim.events(time.time() - 30, 30) if e["node"]["pod"] == "batch-1f0a"]
         body = json.dumps(events).encode()
         deadline = time.monotonic() + 30
         while (
@@ -218,9 +219,9 @@ def test_wrong_or_missing_credentials_fail_clearly(
     with pytest.raises(Exception, match=r"(?i)auth|noperm"):
         asyncio.run(redis_without_auth())
     # the feed server: with the ACL user it serves, without it it answers 503 (filters keep their policy)
-    from streams.feed import FeedServer
+    from streams.policy.feed import FeedServer
+    from streams.policy.signing import SigningKey
     from streams.settings import load_feed_settings
-    from streams.signing import SigningKey
 
     async def feed_status(with_auth: bool) -> int:
         from aiohttp.test_utils import TestClient, TestServer

@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from streams.topics import TopicSpec, ensure_topics
+from streams.engine.topics import TopicSpec, ensure_topics
 
 pytestmark = pytest.mark.integration
 
@@ -94,8 +94,8 @@ def test_kafka_storage_format_accepts_a_cluster_id_starting_with_a_dash(
     """About 1 in 64 generated ids begins with '-': formatting must not take it for a flag."""
     from dataclasses import replace
 
-    from streams import stack
     from streams.settings import load_stack_settings
+    from streams.stack import services as stack
 
     monkeypatch.setattr(stack, "_kafka_cluster_id", lambda: "-" + "A" * 21)
     kafka = stack.Kafka(replace(load_stack_settings({}), state_dir=tmp_path))

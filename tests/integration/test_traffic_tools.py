@@ -13,9 +13,9 @@ from pathlib import Path
 import dns.message
 import pytest
 
-from streams.pcap import read_dns
-from streams.upstream import question_key
-from tests.conftest import free_ports
+from streams.ingest.pcap import read_dns
+from streams.sim.resolver import question_key
+from streams.stack.processes import free_ports
 
 pytestmark = pytest.mark.integration
 

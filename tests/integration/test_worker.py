@@ -19,10 +19,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from redis.asyncio import Redis
 
-from streams.simulate import Simulator
-from streams.topics import TopicSpec, ensure_topics
-from streams.verdict_store import read_verdicts
-from tests.conftest import free_ports
+from streams.engine.topics import TopicSpec, ensure_topics
+from streams.policy.store import read_verdicts
+from streams.sim.workloads import Simulator
+from streams.stack.processes import free_ports
 
 pytestmark = pytest.mark.integration
 

@@ -21,13 +21,13 @@ from redis.asyncio import Redis
 from detectors.events import from_v1
 from detectors.pipeline import Pipeline
 from models import artifact
+from streams.engine.topics import TopicSpec, ensure_topics
+from streams.policy.store import read_verdicts
 from streams.settings import load_stack_settings
-from streams.simulate import Simulator
-from streams.stack import Redis as RedisService
-from streams.stack import Stack
-from streams.topics import TopicSpec, ensure_topics
-from streams.verdict_store import read_verdicts
-from tests.conftest import free_ports
+from streams.sim.workloads import Simulator
+from streams.stack.processes import free_ports
+from streams.stack.services import Redis as RedisService
+from streams.stack.services import Stack
 from tests.integration.test_worker import _produce, _read
 
 pytestmark = pytest.mark.integration

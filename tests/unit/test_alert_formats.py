@@ -8,10 +8,10 @@ import pytest
 
 from detectors.findings import Finding
 from detectors.verdicts import VerdictPolicy
+from streams.engine.alerts import alert_id, ecs_alert, ocsf_alert
+from streams.engine.worker import Worker
 from streams.errors import ConfigError
 from streams.settings import load_worker_settings
-from streams.worker.agents import Worker
-from streams.worker.outputs import alert_id, ecs_alert, ocsf_alert
 
 pytestmark = pytest.mark.unit
 

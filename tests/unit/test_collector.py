@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.collector import Collector, Record, SinkUnavailable
+from streams.ingest.collector import Collector, Record, SinkUnavailable
 from streams.settings import CollectorSettings, Secret
 
 pytestmark = pytest.mark.unit

@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 
 from detectors.events import EventError
-from streams.event_schema import SCHEMA_PATH, decode_event
+from streams.ingest.events import SCHEMA_PATH, decode_event
 from tests.unit.test_collector import event
 
 pytestmark = pytest.mark.unit

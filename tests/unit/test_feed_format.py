@@ -9,9 +9,9 @@ import base64
 import pytest
 
 from streams.errors import ConfigError
-from streams.feed import render_delta, render_snapshot, rule_line
+from streams.policy.feed import render_delta, render_snapshot, rule_line
+from streams.policy.signing import SigningError, SigningKey, verify
 from streams.settings import load_feed_settings
-from streams.signing import SigningError, SigningKey, verify
 
 pytestmark = pytest.mark.unit
 

@@ -24,8 +24,8 @@ from detectors.operator_policy import (
     evaluate_directly,
     verdict_entry,
 )
-from streams.feed import render_snapshot
-from streams.policy_file import PolicyError, load_category, parse_policy
+from streams.policy.feed import render_snapshot
+from streams.policy.file import PolicyError, load_category, parse_policy
 
 pytestmark = pytest.mark.unit
 FILTER = Path(__file__).resolve().parents[2] / "filter"
@@ -372,7 +372,7 @@ def test_the_filter_parses_everything_the_feed_writes_and_nothing_else(
     parser takes (no record skipped on the Rust side), and exactly the valid
     entries arrive in the filter's table."""
     from detectors.verdicts import InvalidVerdict
-    from streams.verdict_store import entry_fields
+    from streams.policy.store import entry_fields
 
     # the filter keeps one rule per (origin, scope, match, action, name), lasting
     # as long as its longest-lived copy (0: for ever)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.publisher import PublishOptions, publish, render_rpz, selected
+from streams.publish.blocklists import PublishOptions, publish, render_rpz, selected
 
 pytestmark = pytest.mark.unit
 

@@ -10,9 +10,9 @@ import pytest
 
 from detectors.pipeline import Pipeline
 from models import artifact
-from streams.pcap import UnsupportedCapture
-from streams.replay import replay
-from streams.simulate import Simulator
+from streams.engine.replay import replay
+from streams.ingest.pcap import UnsupportedCapture
+from streams.sim.workloads import Simulator
 
 pytestmark = pytest.mark.unit
 CAPTURES = Path(__file__).resolve().parents[3] / "shared" / "data" / "captures"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from detectors.operator_policy import CompiledPolicy, OperatorPolicy, Rule, Scope, compile_policy
-from streams.policy_cli import build_report
+from streams.cli.policy import build_report
 
 pytestmark = pytest.mark.unit
 

@@ -18,7 +18,7 @@ from detectors.verdicts import (
     default_rules,
 )
 from models import artifact
-from streams.worker.app import load_allowlist
+from streams.engine.app import load_allowlist
 from tests.unit import traffic
 
 pytestmark = pytest.mark.unit

@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detectors.events import EventError, from_v1, parse_ts
-from streams.event_schema import event_decoder
-from streams.simulate import Simulator
-from streams.worker.decode import decode_event
+from streams.ingest.decode import decode_event
+from streams.ingest.events import event_decoder
+from streams.sim.workloads import Simulator
 from tests.unit.test_collector import event as collector_event
 from tests.unit.test_event_schema import with_field
 

@@ -6,7 +6,7 @@ import random
 from pathlib import Path
 
 from detectors.events import Answer, DnsEvent
-from streams.simulate import read_column
+from streams.sim.workloads import read_column
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 

@@ -1,6 +1,6 @@
 r"""The v1 event contract as msgspec types: a fast, typed decoder for the collector.
 
-Mirrors ``streams/schemas/dns-event-v1.schema.json`` (the published JSON
+Mirrors ``streams/ingest/schemas/dns-event-v1.schema.json`` (the published JSON
 Schema); ``tests/unit/test_event_schema.py`` checks both agree on valid and
 invalid samples.
 

@@ -18,12 +18,12 @@ from redis.exceptions import RedisError
 from detectors.events import DnsEvent, EventError
 from detectors.pipeline import Pipeline
 from detectors.verdicts import Verdict
+from streams.engine.alerts import alert_id, ecs_alert, ocsf_alert
+from streams.engine.app import WorkerMetrics, build_pipeline, create_app, topic_config
 from streams.errors import ConfigError
+from streams.ingest.decode import decode_event
+from streams.policy.store import encode, write_verdicts
 from streams.settings import WorkerSettings
-from streams.verdict_store import encode, write_verdicts
-from streams.worker.app import WorkerMetrics, build_pipeline, create_app, topic_config
-from streams.worker.decode import decode_event
-from streams.worker.outputs import alert_id, ecs_alert, ocsf_alert
 
 log = logging.getLogger("dnsguard.worker")
 MAX_PENDING_VERDICTS = 100_000
@@ -84,6 +84,7 @@ class Worker:
     def recent_counts(self, client: str, minutes: int, now: float) -> list[dict[str, Any]]:
         """The client's events per window over the last ``minutes`` windows, newest first."""
         table = self.client_counts.table
+        assert table.window is not None  # a windowed table
         out = []
         for i in range(minutes):
             window = table.window.current(now - i * COUNT_WINDOW_S)
@@ -225,7 +226,7 @@ def run_worker(settings: WorkerSettings) -> None:
     import gc
     from dataclasses import replace
 
-    from streams.topics import topic_partitions
+    from streams.engine.topics import topic_partitions
 
     topics = [
         settings.events_topic,
@@ -246,7 +247,6 @@ def run_worker(settings: WorkerSettings) -> None:
         # tables are co-partitioned with the events topic: take its partition count
         settings = replace(settings, table_partitions=layout[settings.events_topic] or 1)
     worker = Worker(settings)
-    worker.app.main = None  # type: ignore[attr-defined]
     worker.app.finalize()
     # The model, the PSL and Faust's own objects live as long as the process:
     # keep them out of the collector's full passes (they cost ~50 ms each).

@@ -2,7 +2,7 @@
 at a target such as an Envoy listener with the dnsguard filter.
 
 Each :class:`Stream` is one workload kind (browsing, dga, tunnel, nxstorm;
-names drawn by :class:`~streams.simulate.Simulator` from the shared data)
+names drawn by :class:`~streams.sim.workloads.Simulator` from the shared data)
 sent at ``qps`` over one persistent connection, reconnecting if it drops;
 with ``pool`` it keeps asking the same few names, as a bot retrying its
 rendezvous domains does.
@@ -23,7 +23,7 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 
-from streams.simulate import Simulator, Workload
+from streams.sim.workloads import Simulator, Workload
 
 KINDS = ("browsing", "dga", "tunnel", "nxstorm")
 
@@ -62,11 +62,11 @@ async def run_stream(
     """Send ``stream``'s queries for ``duration_s`` seconds, paced at its qps."""
     workload = Workload("-", "-", "-", stream.kind, stream.qps)
     start = time.monotonic()
-    due = start
+    paused = 0.0  # pauses beyond the pacing (a bot quiet after its C2 resolved)
     drawn: list[tuple[str, str]] = []
     conn: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
     try:
-        while due < start + duration_s:
+        while (due := start + stream.sent / stream.qps + paused) < start + duration_s:
             if due > time.monotonic():
                 await asyncio.sleep(due - time.monotonic())
             if stream.pool and len(drawn) >= stream.pool:
@@ -76,7 +76,7 @@ async def run_stream(
                 drawn.append((name, qtype))
             wire = dns.message.make_query(name, dns.rdatatype.from_text(qtype)).to_wire()
             stream.sent += 1
-            due += sim.gap(workload, name)
+            paused += sim.gap(workload, name) - 1.0 / stream.qps
             try:
                 if conn is None:
                     conn = await asyncio.wait_for(

@@ -92,8 +92,8 @@ class _BoundedLoader(yaml.SafeLoader):
         self._depth = 0
         self._nodes = 0
 
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node:
-        event = self.peek_event()
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
         line = event.start_mark.line + 1
         if isinstance(event, yaml.AliasEvent):
             raise PolicyError(f"line {line}: YAML aliases (*{event.anchor}) are not allowed")
@@ -104,7 +104,7 @@ class _BoundedLoader(yaml.SafeLoader):
         if self._nodes > MAX_NODES:
             raise PolicyError(f"line {line}: more than {MAX_NODES} YAML nodes")
         try:
-            node: yaml.Node = super().compose_node(parent, index)  # type: ignore[no-untyped-call]
+            node = super().compose_node(parent, index)
         finally:
             self._depth -= 1
         return node
@@ -115,7 +115,7 @@ def _scalar(node: yaml.ScalarNode) -> Any:
     if node.tag not in _TAGS:
         raise PolicyError(f"line {line}: tag {node.tag!r} is not allowed")
     try:
-        return yaml.SafeLoader("").construct_object(node)  # type: ignore[no-untyped-call]
+        return yaml.SafeLoader("").construct_object(node)
     except yaml.YAMLError as exc:
         raise PolicyError(f"line {line}: {getattr(exc, 'problem', None) or exc}") from None
 
@@ -284,9 +284,9 @@ def parse_policy(text: str, base: Path, source: str = "<policy>") -> OperatorPol
     try:
         loader = _BoundedLoader(text)
         try:
-            node = loader.get_single_node()  # type: ignore[no-untyped-call]
+            node = loader.get_single_node()
         finally:
-            loader.dispose()  # type: ignore[no-untyped-call]
+            loader.dispose()
         doc = _lines(node) if node is not None else {"__line__": 1}
         return _build(doc, base)
     except yaml.YAMLError as exc:

@@ -39,9 +39,9 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from detectors.events import EventError
-from streams.event_schema import NotAnArray, decode_batch, decode_event
+from streams.engine.web import serve_app
+from streams.ingest.events import NotAnArray, decode_batch, decode_event
 from streams.settings import CollectorSettings
-from streams.web import serve_app
 
 log = logging.getLogger("dnsguard.collector")
 Record = tuple[bytes, bytes]  # (key, value)

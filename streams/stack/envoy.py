@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 WASM_PATH = (
     REPO / "filter" / "target" / "wasm32-unknown-unknown" / "release" / "dnsguard_filter.wasm"
 )

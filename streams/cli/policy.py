@@ -21,7 +21,7 @@ from detectors.operator_policy import (
     verdict_entry,
 )
 from streams.errors import ConfigError
-from streams.policy_file import load_policy
+from streams.policy.file import load_policy
 
 
 def _client() -> Any:
@@ -52,7 +52,7 @@ def _summary(policy: OperatorPolicy, entries: Mapping[str, Any]) -> str:
 
 
 def _apply(args: argparse.Namespace) -> int:
-    from streams import verdict_store
+    from streams.policy import store as verdict_store
 
     path = Path(args.file)
     policy = load_policy(path)
@@ -81,7 +81,7 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    from streams import verdict_store
+    from streams.policy import store as verdict_store
 
     policy = load_policy(Path(args.file))
     entries = stored_entries(policy)
@@ -113,7 +113,7 @@ async def _load_merged(file: str | None) -> tuple[int | None, list[Entry]]:
     consulted). Without ``file``, Redis is required."""
     from redis.exceptions import RedisError
 
-    from streams import verdict_store
+    from streams.policy import store as verdict_store
 
     own = compile_policy(load_policy(Path(file))) if file is not None else None
     client = _client()

@@ -48,8 +48,8 @@ from typing import Any
 from detectors.dnsname import InvalidName, canonical_name, name_octets
 from detectors.identity import valid_ip, valid_namespace
 from detectors.verdicts import InvalidVerdict
-from streams import verdict_store
-from streams.verdict_store import entry_fields
+from streams.policy import store as verdict_store
+from streams.policy.store import entry_fields
 
 log = logging.getLogger("dnsguard.publish")
 BLOCKING = frozenset({"nxdomain", "refused", "sinkhole"})

@@ -9,8 +9,9 @@ from collections.abc import Callable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from models.cli import register as register_models
+from streams.cli.evaluate import register as register_evaluate
+from streams.cli.policy import register as register_policy
 from streams.errors import ConfigError, DnsguardError
-from streams.policy_cli import register as register_policy
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -27,15 +28,15 @@ def _stack(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from streams.engine.topics import default_topics, ensure_topics
     from streams.settings import load_stack_settings
-    from streams.stack import Stack
-    from streams.topics import default_topics, ensure_topics
+    from streams.stack.services import Stack
 
     settings = load_stack_settings()
     stack = Stack(settings)
     console = Console()
     if args.action == "install":
-        from streams.stack import envoy_binary, install_kafka
+        from streams.stack.services import envoy_binary, install_kafka
 
         console.print(f"kafka jars: {install_kafka(settings)}")
         console.print(f"envoy: {envoy_binary()}")
@@ -70,8 +71,8 @@ def _stack(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from streams.live_demo import run_live_demo
     from streams.settings import load_stack_settings
+    from streams.stack.demo import run_live_demo
 
     return run_live_demo(load_stack_settings(), args.duration, args.keep)
 
@@ -79,7 +80,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _collector(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from streams.collector import serve
+    from streams.ingest.collector import serve
     from streams.settings import load_collector_settings
 
     settings = load_collector_settings()
@@ -95,8 +96,8 @@ def _collector(args: argparse.Namespace) -> int:
 
 
 def _worker(_: argparse.Namespace) -> int:
+    from streams.engine.worker import run_worker
     from streams.settings import load_worker_settings
-    from streams.worker.agents import run_worker
 
     run_worker(load_worker_settings())
     return 0
@@ -105,7 +106,7 @@ def _worker(_: argparse.Namespace) -> int:
 def _feed(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from streams.feed import serve
+    from streams.policy.feed import serve
     from streams.settings import load_feed_settings
 
     settings = load_feed_settings()
@@ -124,7 +125,7 @@ def _feed(args: argparse.Namespace) -> int:
 def _publish(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from streams.publisher import PublishOptions, publish_from_redis, watch
+    from streams.publish.blocklists import PublishOptions, publish_from_redis, watch
     from streams.settings import redis_from_env
 
     drop = frozenset(a for a in args.drop.split(",") if a)
@@ -159,7 +160,7 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _keys(args: argparse.Namespace) -> int:
-    from streams.signing import SigningError, SigningKey
+    from streams.policy.signing import SigningError, SigningKey
 
     try:
         key, private = SigningKey.generate(args.id)
@@ -173,7 +174,7 @@ def _keys(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from streams.traffic import Stream, parse_target, run_streams
+    from streams.sim.traffic import Stream, parse_target, run_streams
 
     host, port = parse_target(args.target)
     kinds = args.kind or ["browsing"]
@@ -191,8 +192,8 @@ def _resolver(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from streams.pcap import read_dns
-    from streams.upstream import Upstream, UpstreamServer, recorded_answers
+    from streams.ingest.pcap import read_dns
+    from streams.sim.resolver import Upstream, UpstreamServer, recorded_answers
 
     upstream = Upstream()
     if args.pcap:
@@ -219,8 +220,8 @@ def _replay(args: argparse.Namespace) -> int:
     from detectors.identity import valid_namespace
     from detectors.pipeline import DetectorSettings, Pipeline
     from models import artifact
-    from streams.replay import replay
-    from streams.worker.app import load_allowlist
+    from streams.engine.app import load_allowlist
+    from streams.engine.replay import replay
 
     path = Path(args.file)
     if not path.is_file():
@@ -355,7 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interval", type=float, default=1.0, help="seconds between version checks")
     p.set_defaults(handler=_publish)
 
-    register_models(sub)  # train, eval, score: defined beside the model code
+    evaluations = register_models(sub)  # train, eval dga, score: beside the model code
+    register_evaluate(evaluations)  # eval cluster
     register_policy(sub)  # policy apply/diff/explain, report
     return parser
 
@@ -371,7 +373,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

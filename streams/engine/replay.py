@@ -23,8 +23,8 @@ import dns.rdatatype
 from detectors.events import Answer, DnsEvent, EventError, from_v1, query_name
 from detectors.pipeline import Pipeline
 from detectors.verdicts import Decision
-from streams.pcap import read_dns
-from streams.worker.outputs import ocsf_alert
+from streams.engine.alerts import ocsf_alert
+from streams.ingest.pcap import read_dns
 
 BATCH = 2000
 
@@ -76,12 +76,12 @@ def events_from_pcap(
             continue
         qtype = dns.rdatatype.to_text(q.rdtype)
         if not msg.flags & dns.flags.QR:
-            key = (pkt.src[0], msg.id, name, q.rdtype)
+            key = (pkt.src[0], msg.id, name, int(q.rdtype))
             if key not in pending:
                 order.append(key)
             pending[key] = (pkt.ts, name, qtype)
             continue
-        key = (pkt.dst[0], msg.id, name, q.rdtype)
+        key = (pkt.dst[0], msg.id, name, int(q.rdtype))
         seen = pending.pop(key, None)
         ts = seen[0] if seen else pkt.ts
         answers = tuple(
@@ -150,7 +150,7 @@ def replay(
                 bar.update(task, completed=min(size, i * 200))
         if batch:
             flush()
-    with (out_dir / "rejected.jsonl").open("w", encoding="utf-8") as fh:
-        fh.writelines(json.dumps(r) + "\n" for r in rejected)
+    with (out_dir / "rejected.jsonl").open("w", encoding="utf-8") as out:
+        out.writelines(json.dumps(r) + "\n" for r in rejected)
     result.rejected = len(rejected)
     return result

@@ -1,6 +1,6 @@
 """``dnsguard eval cluster``: detection judged on an hour of cluster traffic.
 
-The traffic comes from :mod:`streams.clustersim` (v1 events, search-path
+The traffic comes from :mod:`streams.sim.cluster` (v1 events, search-path
 expansions, internal names, typos, punycode, CDN names, infected pods whose
 DGA bursts end in one resolving name). Each event is decoded by the worker's
 decoder and the batches go through the same :class:`detectors.pipeline.Pipeline`
@@ -29,8 +29,8 @@ from detectors.dga import DgaModel
 from detectors.events import DnsEvent, EventError
 from detectors.infected import NAME as INFECTED
 from detectors.pipeline import DetectorSettings, Pipeline
-from streams.clustersim import ClusterSpec, Truth, generate
-from streams.worker.decode import decode_event
+from streams.ingest.decode import decode_event
+from streams.sim.cluster import ClusterSpec, Truth, generate
 
 BATCH = 2000
 

@@ -18,11 +18,9 @@ import asyncio
 import json
 import os
 import secrets
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,69 +28,16 @@ from typing import Any
 
 import yaml
 
-from streams.envoy_config import FilterOptions, FilterPorts, filter_bootstrap
-from streams.errors import StackError
+from streams.policy.signing import SigningKey
 from streams.settings import StackSettings
-from streams.signing import SigningKey
-from streams.simulate import DEFAULT_DATA, DEFAULT_WORKLOADS, DGA_BURST, Simulator, Workload
-from streams.stack import Kafka, Redis, Stack, envoy_binary
-from streams.traffic import Stream, run_stream
-from streams.upstream import Upstream, UpstreamServer
+from streams.sim.resolver import Upstream, UpstreamServer
+from streams.sim.traffic import Stream, run_stream
+from streams.sim.workloads import DEFAULT_DATA, DEFAULT_WORKLOADS, DGA_BURST, Simulator, Workload
+from streams.stack.envoy import FilterOptions, FilterPorts, filter_bootstrap
+from streams.stack.processes import Child, free_ports, http_text, metric_sum, wait_http
+from streams.stack.services import Kafka, Redis, Stack, envoy_binary
 
 TOKEN_BYTES = 16
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(url: str, timeout: float = 60.0, expect: bytes | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if expect is None or r.read().strip() == expect:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise StackError(f"{url} did not become ready in {timeout:.0f}s")
-
-
-def http_text(url: str) -> str:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as r:
-            return str(r.read().decode())
-    except OSError:
-        return ""
-
-
-def metric_sum(text: str, name: str) -> float:
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(name + " ") or line.startswith(name + "{")
-    )
-
-
-@dataclass
-class Child:
-    name: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 @dataclass
@@ -125,12 +70,7 @@ class Demo:
     alerts_by_pod: Counter[str] = field(default_factory=Counter)
 
     def spawn(self, name: str, args: list[str], env: dict[str, str]) -> Child:
-        log = self.out / f"{name}.log"
-        with log.open("ab") as fh:
-            proc = subprocess.Popen(
-                args, env={**os.environ, **env}, stdout=fh, stderr=subprocess.STDOUT
-            )
-        child = Child(name, proc, log)
+        child = Child(args, self.out / f"{name}.log", {**os.environ, **env})
         self.children.append(child)
         return child
 
@@ -138,10 +78,10 @@ class Demo:
         s = self.settings
         self.out.mkdir(parents=True, exist_ok=True)
         self.ports = {
-            "collector": free_port(),
-            "feed": free_port(),
-            "worker": free_port(),
-            "resolver": free_port(),
+            "collector": free_ports(1)[0],
+            "feed": free_ports(1)[0],
+            "worker": free_ports(1)[0],
+            "resolver": free_ports(1)[0],
         }
         # a fresh signing key and token per run, never stored
         signing_key, signing_text = SigningKey.generate("demo")
@@ -167,10 +107,10 @@ class Demo:
         # the resolver: real-looking answers; DGA names (but each burst's C2) and
         # storm names do not exist
         self.upstream = Upstream(nxdomain=set(sim.dga) - sim.c2, nxdomain_prefixes=("nx-", "svc-"))
-        self.resolver = UpstreamServer(self.upstream, self.ports["resolver"], free_port())
+        self.resolver = UpstreamServer(self.upstream, self.ports["resolver"], free_ports(1)[0])
         self.resolver.__enter__()
-        wait_http(f"http://127.0.0.1:{self.ports['collector']}/healthz")
-        wait_http(f"http://127.0.0.1:{self.ports['feed']}/healthz")
+        wait_http(f"http://127.0.0.1:{self.ports['collector']}/healthz", timeout=60)
+        wait_http(f"http://127.0.0.1:{self.ports['feed']}/healthz", timeout=60)
         console.print(
             f"starting {len(DEFAULT_WORKLOADS)} Envoy sidecars with the dnsguard filter ..."
         )
@@ -178,7 +118,7 @@ class Demo:
             # the bot's list of the day is one burst, retried after each pause: once
             # its C2 is blocked, the retries are answered by the filter
             pool = DGA_BURST if w.kind == "dga" else 0
-            pod = Pod(w, free_port(), free_port(), Stream(w.kind, "127.0.0.1", 0, w.qps, pool))
+            pod = Pod(w, free_ports(1)[0], free_ports(1)[0], Stream(w.kind, "127.0.0.1", 0, w.qps, pool))
             pod.stream.port = pod.dns_port
             ports = FilterPorts(admin=pod.admin, dns_tcp=pod.dns_port, upstream_dns=self.ports["resolver"],
                                 collector=self.ports["collector"], feed=self.ports["feed"])  # fmt: skip
@@ -193,7 +133,7 @@ class Demo:
                                                        "--concurrency", "1", "-l", "warn"], {})  # fmt: skip
             self.pods.append(pod)
         for pod in self.pods:
-            wait_http(f"http://127.0.0.1:{pod.admin}/ready", expect=b"LIVE")
+            wait_http(f"http://127.0.0.1:{pod.admin}/ready", expect=b"LIVE", timeout=60)
 
     async def _consume_alerts(self, stop: asyncio.Event) -> None:
         from aiokafka import AIOKafkaConsumer
@@ -329,7 +269,7 @@ class Demo:
 def run_live_demo(settings: StackSettings, duration_s: float, keep: bool) -> int:
     from rich.console import Console
 
-    from streams.topics import default_topics, ensure_topics
+    from streams.engine.topics import default_topics, ensure_topics
 
     console = Console()
     stack = Stack(settings, (Redis, Kafka))

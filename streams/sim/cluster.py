@@ -475,10 +475,12 @@ def generate(
     streams = []
     for pod in pods:
         client = f"{pod.t.namespace}/{pod.t.pod}"
-        events = []
-        family = set(pod.names.families[pod.t.family]) if pod.t.family is not None else set()
+        events: list[bytes] = []
+        family_names: set[str] = (
+            set(pod.names.families[pod.t.family]) if pod.t.family is not None else set()
+        )
         for qid, lk in enumerate(pod.lookups(start)):
-            if lk.outcome in ("nx", "c2") and lk.name in family:
+            if lk.outcome in ("nx", "c2") and lk.name in family_names:
                 truth.dga_names.setdefault(client, set()).add(lk.name)
                 truth.dga_times.setdefault(client, []).append(lk.ts)
                 if lk.outcome == "c2":

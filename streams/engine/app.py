@@ -15,8 +15,8 @@ from detectors.pipeline import DetectorSettings, Pipeline
 from detectors.verdicts import PolicySettings
 from detectors.zones import ClusterSettings
 from models import artifact
+from streams.engine.batching import BatchApp
 from streams.settings import WorkerSettings
-from streams.worker.batch import BatchApp
 
 
 @dataclass

@@ -2,7 +2,7 @@
 events produced to Kafka, consumed back, run through the detector pipeline,
 verdicts into Redis and alerts into a JSONL file. An integration check of the
 Kafka and Redis contracts (``tests/integration/test_pipeline_stack.py``);
-``dnsguard demo`` (``streams/live_demo.py``) runs the whole system instead.
+``dnsguard demo`` (``streams/stack/demo.py``) runs the whole system instead.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from detectors.events import EventError, from_v1
 from detectors.pipeline import Pipeline
 from detectors.verdicts import Decision
 from models import artifact
-from streams.simulate import DEFAULT_DATA, Simulator
-from streams.verdict_store import read_verdicts, write_verdicts
+from streams.policy.store import read_verdicts, write_verdicts
+from streams.sim.workloads import DEFAULT_DATA, Simulator
 
 EVENTS_TOPIC = "dnsguard.events"
 

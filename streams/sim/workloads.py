@@ -7,7 +7,7 @@ infected pod walks its DGA's list in bursts of ``DGA_BURST`` names; the last
 name of each burst resolves (``Simulator.c2``: the bot's C2), the others are
 answered NXDOMAIN, and the bot goes quiet for ``DGA_PAUSE_S`` (it has its
 C2). ``dnsguard demo`` runs the whole system on these workloads;
-``dnsguard eval cluster`` (``streams/clustersim.py``) generates a whole
+``dnsguard eval cluster`` (``streams/sim/cluster.py``) generates a whole
 cluster's DNS instead.
 """
 
@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+DEFAULT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 DGA_BURST = 20  # names per burst of the infected pod; the last one resolves
 DGA_PAUSE_S = 15.0  # after its C2 resolves, the bot stays quiet this long
 
@@ -158,3 +158,27 @@ class Simulator:
                 "action": "allowed",
                 "policy_version": 0,
             }
+
+
+def popular_names(data_dir: Path, n: int) -> list[str]:
+    """The ``n`` most popular benign names of the ranking."""
+    return read_column(data_dir / "benign_top.csv", "domain", limit=n)
+
+
+def confident_dga_names(data_dir: Path, n: int, seed: int = 7) -> list[str]:
+    """``n`` DGA names (shuffled with ``seed``) that the shipped model scores at
+    or above its block level: one resolving query is enough for a verdict."""
+    from models import artifact
+
+    names = read_column(data_dir / "dga_train.csv", "domain", limit=1_000_000)
+    random.Random(seed).shuffle(names)
+    model, _ = artifact.load()
+    block = model.thresholds["block"]
+    out: list[str] = []
+    for start in range(0, len(names), 20_000):
+        chunk = names[start : start + 20_000]
+        scores = model.score_batch(chunk)
+        out += [name for name, s in zip(chunk, scores, strict=True) if s >= block]
+        if len(out) >= n:
+            break
+    return out[:n]

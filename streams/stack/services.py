@@ -30,7 +30,7 @@ from pathlib import Path
 from streams.errors import ServiceNotReady, StackError
 from streams.settings import StackSettings
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 KAFKA_POM = REPO_ROOT / "deploy" / "local" / "kafka" / "pom.xml"
 LOG_TAIL_LINES = 40
 

@@ -10,7 +10,7 @@
 
 Bodies use the format documented in ``filter/crates/dnspolicy`` (one rule per
 line) and carry ``X-Dnsguard-Signature: keyid=<id>,alg=ed25519,sig=<base64url>``,
-an Ed25519 signature by the feed's private key (``streams.signing``); the
+an Ed25519 signature by the feed's private key (``streams.policy.signing``); the
 filters hold only the public key. ETag is the version.
 
 Every entry is checked again before it is written into a body
@@ -44,12 +44,12 @@ from redis.exceptions import RedisError
 from detectors.dnsname import is_canonical
 from detectors.identity import valid_scope
 from detectors.verdicts import InvalidVerdict
-from streams import verdict_store
+from streams.engine.web import serve_app
+from streams.policy import store as verdict_store
+from streams.policy.signing import SIGNATURE_HEADER
+from streams.policy.store import entry_fields as checked
+from streams.policy.store import feed_scope
 from streams.settings import FeedSettings
-from streams.signing import SIGNATURE_HEADER
-from streams.verdict_store import entry_fields as checked
-from streams.verdict_store import feed_scope
-from streams.web import serve_app
 
 log = logging.getLogger("dnsguard.feed")
 
