@@ -17,13 +17,13 @@ import functools
 import ipaddress
 import re
 
+from detectors.vocabulary import GLOBAL_SCOPE
+
 _LABEL = r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"
 _NAMESPACE = re.compile(_LABEL, re.ASCII)
 _SUBDOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*", re.ASCII)
 # node id and cluster are free text in Envoy: printable ASCII without spaces
 _TOKEN = re.compile(r"[!-~]*", re.ASCII)
-
-GLOBAL_SCOPE = "*"
 
 
 def valid_namespace(value: str) -> bool:

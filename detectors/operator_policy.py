@@ -28,10 +28,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-BLOCKING = frozenset({"nxdomain", "refused", "sinkhole"})
-RULE_ACTIONS = BLOCKING | {"allow", "log"}
-DETECTOR_ACTIONS = BLOCKING | {"shadow"}
-MATCHES = frozenset({"exact", "suffix"})
+from detectors.vocabulary import BLOCKING, GLOBAL_SCOPE, canonical_scope
+
 ROOT = ""  # a rule on the root covers every name
 
 
@@ -63,7 +61,7 @@ class Scope:
 
     @classmethod
     def from_key(cls, key: str) -> Scope:
-        if key in ("*", "global"):
+        if canonical_scope(key) == GLOBAL_SCOPE:
             return cls()
         if key.startswith("ns:"):
             return cls(namespace=key[3:])
@@ -265,7 +263,9 @@ class CompiledPolicy:
         for e in entries:
             self.by_name.setdefault(e.name, []).append(e)
 
-    def decide(self, qname: str, namespace: str, workload: str = "", now: float = 0.0) -> PolicyAnswer:
+    def decide(
+        self, qname: str, namespace: str, workload: str = "", now: float = 0.0
+    ) -> PolicyAnswer:
         qname = qname.lower().rstrip(".")
 
         def candidates() -> Iterator[tuple[Entry, str]]:

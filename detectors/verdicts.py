@@ -40,13 +40,12 @@ from typing import Any
 
 from detectors.dnsname import InvalidName, canonical_name, is_canonical
 from detectors.findings import Finding
-from detectors.identity import GLOBAL_SCOPE, valid_namespace, valid_scope
+from detectors.identity import valid_namespace, valid_scope
 from detectors.names import split_name
+from detectors.vocabulary import GLOBAL_SCOPE, MATCHES
+from detectors.vocabulary import VERDICT_ACTIONS as ACTIONS
 from detectors.window import BoundedStates
 from detectors.zones import NameKind, Zones
-
-ACTIONS = frozenset({"nxdomain", "refused", "sinkhole", "shadow"})
-MATCHES = frozenset({"exact", "suffix"})
 
 
 @dataclass(frozen=True, slots=True)

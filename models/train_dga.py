@@ -113,10 +113,12 @@ def design_matrix(names: Sequence[str], chunk: int = 20_000) -> Matrix:
         scale = ngram_scale(valid)
         rows, cols = np.nonzero(valid)
         n = len(batch.labels)
+        suffix = suffix_buckets(batch.suffixes)
+        private = np.flatnonzero(suffix < NGRAM_BUCKETS)  # ICANN suffixes have no feature
         m = sp.csr_matrix(
             (
-                np.r_[scale[rows].astype(np.float64), np.ones(n)],
-                (np.r_[rows, np.arange(n)], np.r_[ids[rows, cols], suffix_buckets(batch.suffixes)]),
+                np.r_[scale[rows].astype(np.float64), np.ones(private.size)],
+                (np.r_[rows, private], np.r_[ids[rows, cols], suffix[private]]),
             ),
             shape=(n, NGRAM_BUCKETS),
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,19 @@ from streams.errors import ConfigError
 from streams.policy.signing import SigningError, SigningKey
 
 ENV_PREFIX = "DNSGUARD_"
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """The Kafka topics' default names, the one place they are spelled."""
+
+    events: str = "dnsguard.events"
+    alerts: str = "dnsguard.alerts"
+    verdicts: str = "dnsguard.verdicts"
+    dlq: str = "dnsguard.events.dlq"
+
+
+TOPICS = Topics()
 
 
 def default_cache_dir(env: Mapping[str, str]) -> Path:
@@ -29,6 +42,18 @@ def default_state_dir(env: Mapping[str, str]) -> Path:
     """Folder for the local stack's data, logs, pid files and ports."""
     base = env.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "dnsguard" / "stack"
+
+
+def _defaults(cls: type) -> dict[str, Any]:
+    """A settings class's field defaults by name: the loaders read them from the
+    class, so each default is written once."""
+    out: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.default is not MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not MISSING:
+            out[f.name] = f.default_factory()
+    return out
 
 
 class _Env:
@@ -349,8 +374,8 @@ class CollectorSettings:
     max_events: int = 10_000
     sink: str = "kafka"  # "kafka" or "jsonl:PATH"
     kafka_bootstrap: str = "127.0.0.1:19092"
-    events_topic: str = "dnsguard.events"
-    dlq_topic: str = "dnsguard.events.dlq"
+    events_topic: str = TOPICS.events
+    dlq_topic: str = TOPICS.dlq
     linger_ms: int = 5
     produce_timeout_s: float = 10.0
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
@@ -377,21 +402,22 @@ def load_collector_settings(env: Mapping[str, str] | None = None) -> CollectorSe
     source = os.environ if env is None else env
     e = _Env(source)
     stack = load_stack_settings(source)
+    dflt = _defaults(CollectorSettings)
     return CollectorSettings(
-        host=e.raw("COLLECTOR_HOST") or "127.0.0.1",
-        port=e.port("COLLECTOR_PORT", 18080),
-        path=e.raw("COLLECTOR_PATH") or "/v1/events",
+        host=e.raw("COLLECTOR_HOST") or dflt["host"],
+        port=e.port("COLLECTOR_PORT", dflt["port"]),
+        path=e.raw("COLLECTOR_PATH") or dflt["path"],
         token=Secret(e.secret_text("COLLECTOR_TOKEN") or ""),
         namespace_tokens=load_namespace_tokens(
             Path(d) if (d := e.raw("COLLECTOR_NAMESPACE_TOKENS_DIR")) else None
         ),
         insecure=e.boolean("INSECURE"),
-        max_body_bytes=e.integer("COLLECTOR_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1024),
-        max_events=e.integer("COLLECTOR_MAX_EVENTS", 10_000, minimum=1),
-        sink=e.raw("COLLECTOR_SINK") or "kafka",
+        max_body_bytes=e.integer("COLLECTOR_MAX_BODY_BYTES", dflt["max_body_bytes"], minimum=1024),
+        max_events=e.integer("COLLECTOR_MAX_EVENTS", dflt["max_events"], minimum=1),
+        sink=e.raw("COLLECTOR_SINK") or dflt["sink"],
         kafka_bootstrap=e.raw("KAFKA_BOOTSTRAP") or stack.kafka_bootstrap,
-        events_topic=e.raw("EVENTS_TOPIC") or "dnsguard.events",
-        dlq_topic=e.raw("DLQ_TOPIC") or "dnsguard.events.dlq",
+        events_topic=e.raw("EVENTS_TOPIC") or TOPICS.events,
+        dlq_topic=e.raw("DLQ_TOPIC") or TOPICS.dlq,
         kafka_security=load_kafka_security(e),
     ).validate()
 
@@ -403,10 +429,10 @@ class WorkerSettings:
     app_id: str = "dnsguard-worker"
     kafka_bootstrap: str = "127.0.0.1:19092"
     redis_url: str = "redis://127.0.0.1:16379/0"
-    events_topic: str = "dnsguard.events"
-    alerts_topic: str = "dnsguard.alerts"
-    verdicts_topic: str = "dnsguard.verdicts"
-    dlq_topic: str = "dnsguard.events.dlq"
+    events_topic: str = TOPICS.events
+    alerts_topic: str = TOPICS.alerts
+    verdicts_topic: str = TOPICS.verdicts
+    dlq_topic: str = TOPICS.dlq
     # events per batch at most: a batch is what one fetch returns, handled as
     # soon as it arrives (no waiting to fill it)
     batch_max: int = 1000
@@ -481,30 +507,35 @@ def load_worker_settings(env: Mapping[str, str] | None = None) -> WorkerSettings
         except ValueError as exc:
             raise ConfigError(f"{ENV_PREFIX}{key}={raw!r}: expected a number") from exc
     allow = e.raw("ALLOWLIST_FILE")
+    dflt = _defaults(WorkerSettings)
     return WorkerSettings(
-        app_id=e.raw("WORKER_APP_ID") or "dnsguard-worker",
+        app_id=e.raw("WORKER_APP_ID") or dflt["app_id"],
         kafka_bootstrap=e.raw("KAFKA_BOOTSTRAP") or stack.kafka_bootstrap,
         redis_url=e.raw("REDIS_URL") or stack.redis_url,
-        events_topic=e.raw("EVENTS_TOPIC") or "dnsguard.events",
-        alerts_topic=e.raw("ALERTS_TOPIC") or "dnsguard.alerts",
-        verdicts_topic=e.raw("VERDICTS_TOPIC") or "dnsguard.verdicts",
-        dlq_topic=e.raw("DLQ_TOPIC") or "dnsguard.events.dlq",
-        batch_max=e.integer("WORKER_BATCH_MAX", 1000, minimum=1),
-        web_port=e.port("WORKER_WEB_PORT", 16066),
-        web_bind=e.raw("WORKER_WEB_BIND") or "127.0.0.1",
-        web_host=e.raw("WORKER_WEB_HOST") or "",
+        events_topic=e.raw("EVENTS_TOPIC") or TOPICS.events,
+        alerts_topic=e.raw("ALERTS_TOPIC") or TOPICS.alerts,
+        verdicts_topic=e.raw("VERDICTS_TOPIC") or TOPICS.verdicts,
+        dlq_topic=e.raw("DLQ_TOPIC") or TOPICS.dlq,
+        batch_max=e.integer("WORKER_BATCH_MAX", dflt["batch_max"], minimum=1),
+        web_port=e.port("WORKER_WEB_PORT", dflt["web_port"]),
+        web_bind=e.raw("WORKER_WEB_BIND") or dflt["web_bind"],
+        web_host=e.raw("WORKER_WEB_HOST") or dflt["web_host"],
         data_dir=e.path("WORKER_DATA_DIR", stack.state_dir / "worker"),
         dga_evidence_threshold=thresholds["DGA_EVIDENCE_THRESHOLD"],
         dga_block_threshold=thresholds["DGA_BLOCK_THRESHOLD"],
         allowlist_file=Path(allow) if allow else None,
-        allowlist_top_n=e.integer("ALLOWLIST_TOP_N", 10_000, minimum=0),
+        allowlist_top_n=e.integer("ALLOWLIST_TOP_N", dflt["allowlist_top_n"], minimum=0),
         shadow=e.boolean("SHADOW"),
-        session_timeout_s=e.integer("WORKER_SESSION_TIMEOUT_S", 30, minimum=6),
+        session_timeout_s=e.integer(
+            "WORKER_SESSION_TIMEOUT_S", dflt["session_timeout_s"], minimum=6
+        ),
         kafka_security=load_kafka_security(e),
         redis_auth=load_redis_auth(e),
-        alert_format=(e.raw("ALERT_FORMAT") or "ocsf").lower(),
-        global_min_namespaces=e.integer("GLOBAL_MIN_NAMESPACES", 3, minimum=0),
-        cluster_domain=(e.raw("CLUSTER_DOMAIN") or "cluster.local").lower().rstrip("."),
+        alert_format=(e.raw("ALERT_FORMAT") or dflt["alert_format"]).lower(),
+        global_min_namespaces=e.integer(
+            "GLOBAL_MIN_NAMESPACES", dflt["global_min_namespaces"], minimum=0
+        ),
+        cluster_domain=(e.raw("CLUSTER_DOMAIN") or dflt["cluster_domain"]).lower().rstrip("."),
         search_domains=e.names("SEARCH_DOMAINS"),
         internal_zones=e.names("INTERNAL_ZONES"),
     ).validate()
@@ -560,16 +591,17 @@ def load_feed_settings(env: Mapping[str, str] | None = None) -> FeedSettings:
     source = os.environ if env is None else env
     e = _Env(source)
     stack = load_stack_settings(source)
+    dflt = _defaults(FeedSettings)
     return FeedSettings(
         signing_key=load_signing_key(e),
-        host=e.raw("FEED_HOST") or "127.0.0.1",
-        port=e.port("FEED_PORT", 18090),
-        path=e.raw("FEED_PATH") or "/v1/policy",
+        host=e.raw("FEED_HOST") or dflt["host"],
+        port=e.port("FEED_PORT", dflt["port"]),
+        path=e.raw("FEED_PATH") or dflt["path"],
         token=Secret(e.secret_text("FEED_TOKEN") or ""),
         insecure=e.boolean("INSECURE"),
         redis_url=e.raw("REDIS_URL") or stack.redis_url,
-        max_bytes=e.integer("FEED_MAX_BYTES", 30 * 1024 * 1024, minimum=1024),
-        max_wait_ms=e.integer("FEED_MAX_WAIT_MS", 30_000, minimum=0),
+        max_bytes=e.integer("FEED_MAX_BYTES", dflt["max_bytes"], minimum=1024),
+        max_wait_ms=e.integer("FEED_MAX_WAIT_MS", dflt["max_wait_ms"], minimum=0),
         redis_auth=load_redis_auth(e),
     ).validate()
 
@@ -579,22 +611,27 @@ def load_stack_settings(env: Mapping[str, str] | None = None) -> StackSettings:
     source = os.environ if env is None else env
     e = _Env(source)
     keystore = e.raw("KAFKA_SSL_KEYSTORE")
+    dflt = _defaults(StackSettings)
     return StackSettings(
         state_dir=e.path("STATE_DIR", default_state_dir(source)),
         cache_dir=e.path("CACHE_DIR", default_cache_dir(source)),
-        kafka_port=e.port("KAFKA_PORT", 19092),
-        kafka_controller_port=e.port("KAFKA_CONTROLLER_PORT", 19093),
-        kafka_heap_mb=e.integer("KAFKA_HEAP_MB", 768),
-        redis_port=e.port("REDIS_PORT", 16379),
-        redis_maxmemory_mb=e.integer("REDIS_MAXMEMORY_MB", 256, minimum=16),
-        envoy_admin_port=e.port("ENVOY_ADMIN_PORT", 19901),
+        kafka_port=e.port("KAFKA_PORT", dflt["kafka_port"]),
+        kafka_controller_port=e.port("KAFKA_CONTROLLER_PORT", dflt["kafka_controller_port"]),
+        kafka_heap_mb=e.integer("KAFKA_HEAP_MB", dflt["kafka_heap_mb"]),
+        redis_port=e.port("REDIS_PORT", dflt["redis_port"]),
+        redis_maxmemory_mb=e.integer("REDIS_MAXMEMORY_MB", dflt["redis_maxmemory_mb"], minimum=16),
+        envoy_admin_port=e.port("ENVOY_ADMIN_PORT", dflt["envoy_admin_port"]),
         ready_timeout_s=float(e.integer("READY_TIMEOUT_S", 90, minimum=1)),
-        kafka_sasl_port=e.port("KAFKA_SASL_PORT", 1) if e.raw("KAFKA_SASL_PORT") else None,
+        kafka_sasl_port=e.port("KAFKA_SASL_PORT", dflt["kafka_sasl_port"])
+        if e.raw("KAFKA_SASL_PORT")
+        else None,
         kafka_sasl_users=(
             ((e.raw("KAFKA_SASL_USERNAME") or "", Secret(e.raw("KAFKA_SASL_PASSWORD") or "")),)
             if e.raw("KAFKA_SASL_PORT")
             else ()
         ),
-        kafka_ssl_port=e.port("KAFKA_SSL_PORT", 1) if e.raw("KAFKA_SSL_PORT") else None,
+        kafka_ssl_port=e.port("KAFKA_SSL_PORT", dflt["kafka_ssl_port"])
+        if e.raw("KAFKA_SSL_PORT")
+        else None,
         kafka_ssl_keystore=Path(keystore).expanduser() if keystore else None,
     ).validate()

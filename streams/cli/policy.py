@@ -22,6 +22,7 @@ from detectors.operator_policy import (
 )
 from streams.errors import ConfigError
 from streams.policy.file import load_policy
+from streams.settings import TOPICS
 
 
 def _client() -> Any:
@@ -311,7 +312,7 @@ def register(sub: Any) -> None:
     src.add_argument(
         "--events", default=None, help="a JSONL file of v1 events (else the Kafka topic)"
     )
-    src.add_argument("--topic", default="dnsguard.events")
+    src.add_argument("--topic", default=TOPICS.events)
     r.add_argument("--max-events", type=int, default=1_000_000)
     r.add_argument(
         "--policy", default=None, help="policy file for rule attribution (default: the applied one)"

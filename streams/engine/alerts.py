@@ -100,7 +100,7 @@ def ecs_alert(d: Decision, incident: dict[str, Any] | None = None) -> dict[str, 
             "kind": "alert",
             "category": ["network", "threat"],
             "type": ["protocol", "indicator"],
-            "dataset": "dnsguard.alerts",
+            "dataset": "dnsguard.alerts",  # the ECS dataset (not a topic name)
             "module": "dnsguard",
             "action": f.detector,
             "severity": ECS_SEVERITY[severity],

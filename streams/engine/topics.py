@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from streams.errors import StackError
+from streams.settings import TOPICS
 
 if TYPE_CHECKING:
     from streams.settings import KafkaSecurity
@@ -25,14 +26,14 @@ class TopicSpec:
 def default_topics(events_partitions: int = 6) -> tuple[TopicSpec, ...]:
     week_ms = str(7 * 24 * 3600 * 1000)
     return (
-        TopicSpec("dnsguard.events", events_partitions, {"retention.ms": week_ms}),
-        TopicSpec("dnsguard.alerts", 3, {"retention.ms": week_ms}),
+        TopicSpec(TOPICS.events, events_partitions, {"retention.ms": week_ms}),
+        TopicSpec(TOPICS.alerts, 3, {"retention.ms": week_ms}),
         TopicSpec(
-            "dnsguard.verdicts",
+            TOPICS.verdicts,
             3,
             {"cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "600000"},
         ),
-        TopicSpec("dnsguard.events.dlq", 1, {"retention.ms": week_ms}),
+        TopicSpec(TOPICS.dlq, 1, {"retention.ms": week_ms}),
     )
 
 

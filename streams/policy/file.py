@@ -45,15 +45,14 @@ from detectors.dnsname import InvalidName, canonical_name
 from detectors.identity import valid_namespace, valid_object_name
 from detectors.names import default_psl
 from detectors.operator_policy import (
-    BLOCKING,
     ROOT,
-    RULE_ACTIONS,
     Category,
     OperatorPolicy,
     Rule,
     Scope,
     ScopeMode,
 )
+from detectors.vocabulary import BLOCKING, GLOBAL_ALIAS, RULE_ACTIONS
 from streams.errors import ConfigError
 
 FORMATS = ("auto", "hosts", "plain", "adblock", "rpz")
@@ -243,7 +242,7 @@ def _lines(node: yaml.Node) -> Any:
 
 
 def _scope(value: Any, line: int) -> Scope:
-    if value in (None, "global"):
+    if value is None or value == GLOBAL_ALIAS:
         return Scope()
     if not isinstance(value, dict):
         raise PolicyError(

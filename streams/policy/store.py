@@ -30,8 +30,8 @@ from typing import Any
 
 from detectors.dnsname import is_canonical
 from detectors.identity import valid_scope
-from detectors.operator_policy import RULE_ACTIONS
 from detectors.verdicts import InvalidVerdict, Verdict, check_target
+from detectors.vocabulary import RULE_ACTIONS, canonical_scope
 
 _MATCH = {"exact": "e", "suffix": "s"}
 
@@ -122,7 +122,7 @@ return {version, out}
 
 
 def feed_scope(scope: str) -> str:
-    return "*" if scope in ("global", "*") else scope
+    return canonical_scope(scope)
 
 
 def entry_fields(entry: Mapping[str, Any], origin: str) -> tuple[str, str, str, str, int, str]:

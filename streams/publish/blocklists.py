@@ -48,11 +48,11 @@ from typing import Any
 from detectors.dnsname import InvalidName, canonical_name, name_octets
 from detectors.identity import valid_ip, valid_namespace
 from detectors.verdicts import InvalidVerdict
+from detectors.vocabulary import BLOCKING
 from streams.policy import store as verdict_store
 from streams.policy.store import entry_fields
 
 log = logging.getLogger("dnsguard.publish")
-BLOCKING = frozenset({"nxdomain", "refused", "sinkhole"})
 _STIX_NS = uuid.UUID("6b3c8f0e-3f7e-4f55-9a7c-2f0d1c8a9e11")  # dnsguard's namespace for STIX ids
 
 

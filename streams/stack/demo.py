@@ -29,7 +29,7 @@ from typing import Any
 import yaml
 
 from streams.policy.signing import SigningKey
-from streams.settings import StackSettings
+from streams.settings import TOPICS, StackSettings
 from streams.sim.resolver import Upstream, UpstreamServer
 from streams.sim.traffic import Stream, run_stream
 from streams.sim.workloads import DEFAULT_DATA, DEFAULT_WORKLOADS, DGA_BURST, Simulator, Workload
@@ -118,7 +118,9 @@ class Demo:
             # the bot's list of the day is one burst, retried after each pause: once
             # its C2 is blocked, the retries are answered by the filter
             pool = DGA_BURST if w.kind == "dga" else 0
-            pod = Pod(w, free_ports(1)[0], free_ports(1)[0], Stream(w.kind, "127.0.0.1", 0, w.qps, pool))
+            pod = Pod(
+                w, free_ports(1)[0], free_ports(1)[0], Stream(w.kind, "127.0.0.1", 0, w.qps, pool)
+            )
             pod.stream.port = pod.dns_port
             ports = FilterPorts(admin=pod.admin, dns_tcp=pod.dns_port, upstream_dns=self.ports["resolver"],
                                 collector=self.ports["collector"], feed=self.ports["feed"])  # fmt: skip
@@ -138,7 +140,7 @@ class Demo:
     async def _consume_alerts(self, stop: asyncio.Event) -> None:
         from aiokafka import AIOKafkaConsumer
 
-        consumer = AIOKafkaConsumer("dnsguard.alerts", bootstrap_servers=self.settings.kafka_bootstrap,
+        consumer = AIOKafkaConsumer(TOPICS.alerts, bootstrap_servers=self.settings.kafka_bootstrap,
                                     group_id=None, auto_offset_reset="latest")  # fmt: skip
         await consumer.start()
         try:

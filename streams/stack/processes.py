@@ -145,7 +145,9 @@ class EnvoyProcess:
 class CollectorProcess:
     """``dnsguard collector`` on ``port`` into ``topic``, ready once /healthz answers."""
 
-    def __init__(self, port: int, bootstrap: str, topic: str, dlq: str, log: Path, token: str) -> None:
+    def __init__(
+        self, port: int, bootstrap: str, topic: str, dlq: str, log: Path, token: str
+    ) -> None:
         env = {"DNSGUARD_COLLECTOR_PORT": str(port), "DNSGUARD_COLLECTOR_TOKEN": token,
                "DNSGUARD_KAFKA_BOOTSTRAP": bootstrap, "DNSGUARD_EVENTS_TOPIC": topic,
                "DNSGUARD_DLQ_TOPIC": dlq}  # fmt: skip
@@ -165,9 +167,7 @@ class CollectorProcess:
 class FeedProcess:
     """``dnsguard feed`` on ``port`` over ``redis_url``, signing with ``signing_key``."""
 
-    def __init__(
-        self, port: int, redis_url: str, log: Path, signing_key: str, token: str
-    ) -> None:
+    def __init__(self, port: int, redis_url: str, log: Path, signing_key: str, token: str) -> None:
         self.port, self.log = port, log
         self.env = {"DNSGUARD_FEED_PORT": str(port), "DNSGUARD_FEED_SIGNING_KEY": signing_key,
                     "DNSGUARD_FEED_TOKEN": token, "DNSGUARD_REDIS_URL": redis_url}  # fmt: skip

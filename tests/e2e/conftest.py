@@ -79,7 +79,9 @@ def rig(
     )
     upstream = Upstream()
     with UpstreamServer(upstream, up, up_doh):
-        collector = CollectorProcess(col, kafka_bootstrap, topic, dlq, work / "collector.log", TOKEN)
+        collector = CollectorProcess(
+            col, kafka_bootstrap, topic, dlq, work / "collector.log", TOKEN
+        )
         envoy = EnvoyProcess(filter_bootstrap(ports, opts), work).start()
         try:
             yield FilterRig(ports, upstream, envoy, topic, dlq, kafka_bootstrap, tls_material)
