@@ -92,7 +92,7 @@ def _constraints(node: dict) -> dict:
     if "enum" in node:
         out["enum"] = sorted(node["enum"])
     if isinstance(out.get("type"), list):  # ["integer", "null"]: nullability is checked apart
-        out["type"] = [t for t in out["type"] if t != "null"][0]
+        out["type"] = next(t for t in out["type"] if t != "null")
     return out
 
 
