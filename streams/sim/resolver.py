@@ -19,6 +19,7 @@ import struct
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import dns.flags
 import dns.message
@@ -146,8 +147,31 @@ class Upstream:
         return web.Response(body=out, content_type="application/dns-message")
 
 
+class _UdpProtocol(asyncio.DatagramProtocol):
+    """DNS over UDP: each datagram answered on its own task."""
+
+    def __init__(self, upstream: Upstream) -> None:
+        self.upstream = upstream
+        self.transport: asyncio.DatagramTransport | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        async def respond() -> None:
+            out = await self.upstream.answer(data, "udp")
+            if out is not None and self.transport is not None:
+                self.transport.sendto(out, addr)
+
+        t = asyncio.get_running_loop().create_task(respond())
+        self.tasks.add(t)
+        t.add_done_callback(self.tasks.discard)
+
+
 class UpstreamServer:
-    """Runs an :class:`Upstream` on its own thread and event loop."""
+    """Runs an :class:`Upstream` on its own thread and event loop: DNS over TCP
+    and UDP on ``tcp_port`` (the same number for both), DoH on ``doh_port``."""
 
     def __init__(
         self, upstream: Upstream, tcp_port: int, doh_port: int, host: str = "127.0.0.1"
@@ -168,6 +192,9 @@ class UpstreamServer:
     async def _main(self) -> None:
         self._stop = asyncio.Event()
         server = await asyncio.start_server(self.upstream._tcp_client, self.host, self.tcp_port)
+        udp, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+            lambda: _UdpProtocol(self.upstream), local_addr=(self.host, self.tcp_port)
+        )
         app = web.Application()
         app.router.add_route("*", "/dns-query", self.upstream._doh)
         runner = web.AppRunner(app, access_log=None)
@@ -175,6 +202,7 @@ class UpstreamServer:
         await web.TCPSite(runner, self.host, self.doh_port).start()
         self._ready.set()
         await self._stop.wait()
+        udp.close()
         server.close()
         await server.wait_closed()
         await runner.cleanup()

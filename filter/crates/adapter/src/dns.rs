@@ -4,8 +4,8 @@
 
 use std::rc::Rc;
 
-use dnspolicy::Action;
-use dnswire::{local_answer, parse_message, RCODE_NOERROR, RCODE_NXDOMAIN, RCODE_REFUSED};
+use dnsflow::{decide_query, QueryOutcome};
+use dnswire::parse_message;
 
 use crate::event::{Client, QueryInfo, ResponseInfo};
 use crate::state::{self, now_micros, Pending, Stat};
@@ -37,8 +37,8 @@ pub fn on_query(ctx: u32, bytes: &[u8], client: &Rc<Client>, transport: &'static
     state::with(|vm| {
         vm.tally(Stat::Queries);
         let version = vm.policy.version;
-        let decision =
-            if enforce { vm.policy.decide(&q.name, &client.namespace, &client.workload, now / 1_000_000).map(|d| d.action) } else { None };
+        let policy = enforce.then_some(&vm.policy);
+        let outcome = decide_query(bytes, &msg, policy, &client.namespace, &client.workload, now / 1_000_000, &vm.sinkhole);
         let mut pending = Pending {
             query: QueryInfo::from_message(&msg, q),
             client: Rc::clone(client),
@@ -47,24 +47,18 @@ pub fn on_query(ctx: u32, bytes: &[u8], client: &Rc<Client>, transport: &'static
             action: "allowed",
             policy_version: version,
         };
-        let rcode = match decision {
-            Some(Action::Nxdomain) => RCODE_NXDOMAIN,
-            Some(Action::Refused) => RCODE_REFUSED,
-            Some(Action::Sinkhole) => RCODE_NOERROR,
-            Some(Action::Shadow | Action::Log) => {
+        match outcome {
+            QueryOutcome::Forward => {
+                vm.add_pending(ctx, pending, now);
+                Outcome::Forward
+            }
+            QueryOutcome::Shadow => {
                 vm.count(Stat::Shadowed, 1);
                 pending.action = "shadow";
                 vm.add_pending(ctx, pending, now);
-                return Outcome::Forward;
+                Outcome::Forward
             }
-            Some(Action::Allow) | None => {
-                vm.add_pending(ctx, pending, now);
-                return Outcome::Forward;
-            }
-        };
-        let sinkhole = (decision == Some(Action::Sinkhole)).then_some(&vm.sinkhole);
-        match local_answer(bytes, &msg, rcode, sinkhole, "blocked by dnsguard") {
-            Ok(answer) => {
+            QueryOutcome::Answer(answer) => {
                 vm.count(Stat::Blocked, 1);
                 if let Ok(parsed) = parse_message(&answer) {
                     let info = ResponseInfo::from_message(parsed, vm.max_answers);
@@ -72,7 +66,7 @@ pub fn on_query(ctx: u32, bytes: &[u8], client: &Rc<Client>, transport: &'static
                 }
                 Outcome::Answer(answer)
             }
-            Err(_) => {
+            QueryOutcome::Drop => {
                 // cannot build an answer (a question we cannot copy): it still must not go upstream
                 vm.count(Stat::BlockedDropped, 1);
                 Outcome::Answer(Vec::new())

@@ -18,7 +18,8 @@
 
 use std::time::Duration;
 
-use dnspolicy::{parse_header, verify, FeedKind, Policy, PublicKey};
+use dnsflow::{accept_feed, FeedOutcome};
+use dnspolicy::{FeedKind, Policy, PublicKey};
 use proxy_wasm::hostcalls;
 
 use crate::config::FeedConfig;
@@ -149,33 +150,29 @@ impl Poller {
 
     /// Ok(true): applied and published; Ok(false): a delta that does not fit; Err: rejected.
     fn accept(&self, cfg: &FeedConfig, signature: Option<&str>, body: &[u8], body_size: usize) -> Result<bool, String> {
-        if body_size > cfg.max_bytes || body.len() > cfg.max_bytes {
+        if body_size > cfg.max_bytes {
             return Err(format!("body of {body_size} bytes exceeds max_bytes {}", cfg.max_bytes));
         }
-        verify(signature, body, &self.keys).map_err(|e| e.to_string())?;
-        let head = parse_header(body).map_err(|e| e.to_string())?;
         state::with(|vm| {
-            if head.kind == FeedKind::Delta && head.base != vm.policy.version && head.version > vm.policy.version {
-                return Ok(false);
-            }
-            if head.kind == FeedKind::Snapshot && head.version == vm.policy.version {
+            let (skipped, first_skip) = match accept_feed(&mut vm.policy, &self.keys, signature, body, cfg.max_bytes, cfg.max_rules)? {
+                FeedOutcome::NeedSnapshot => return Ok(false),
                 // the policy this filter holds (an empty store's version 0 on a
                 // fresh start): nothing to apply, and no replay of anything older
-                return Ok(true);
-            }
-            let applied = vm.policy.apply_body(body, cfg.max_rules)?;
-            if applied.skipped > 0 {
-                vm.count(Stat::FeedEntriesSkipped, applied.skipped as u64);
+                FeedOutcome::Current => return Ok(true),
+                FeedOutcome::Applied { skipped, first_skip } => (skipped, first_skip),
+            };
+            if skipped > 0 {
+                vm.count(Stat::FeedEntriesSkipped, skipped as u64);
                 log::warn!(
-                    "dnsguard: feed version {}: {} entries skipped ({})",
-                    head.version,
-                    applied.skipped,
-                    applied.first_skip.as_deref().unwrap_or("")
+                    "dnsguard: feed version {}: {skipped} entries skipped ({})",
+                    vm.policy.version,
+                    first_skip.as_deref().unwrap_or("")
                 );
             }
             // other VMs read the whole table: a snapshot as received, a delta's result re-serialized
             let snapshot;
-            let shared: &[u8] = if applied.kind == FeedKind::Snapshot {
+            let is_snapshot = dnspolicy::parse_header(body).is_ok_and(|h| h.kind == FeedKind::Snapshot);
+            let shared: &[u8] = if is_snapshot {
                 body
             } else {
                 snapshot = vm.policy.to_snapshot();

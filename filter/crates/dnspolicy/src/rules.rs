@@ -2,7 +2,7 @@
 //! match kinds, origins, scopes and rules. A leaf module: it imports nothing
 //! of this crate.
 
-use std::rc::Rc;
+use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
@@ -73,9 +73,9 @@ pub enum Origin {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Scope {
     Global,
-    Namespace(Rc<str>),
+    Namespace(Arc<str>),
     /// (namespace, workload)
-    Workload(Rc<str>, Rc<str>),
+    Workload(Arc<str>, Arc<str>),
 }
 
 /// The key of rules set on the root ("."): they cover every name. A
@@ -149,7 +149,7 @@ impl Scope {
             return Some(Scope::Global);
         }
         if let Some(ns) = s.strip_prefix("ns:") {
-            return valid_namespace(ns).then(|| Scope::Namespace(Rc::from(ns)));
+            return valid_namespace(ns).then(|| Scope::Namespace(Arc::from(ns)));
         }
         let (ns, wl) = s.strip_prefix("wl:")?.split_once('/')?;
         (valid_namespace(ns) && valid_object_name(wl)).then(|| Scope::Workload(ns.into(), wl.into()))

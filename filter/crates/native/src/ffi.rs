@@ -1,0 +1,228 @@
+//! The thin, unsafe layer between Envoy's dynamic-module ABI (Envoy 1.40,
+//! `source/extensions/dynamic_modules/abi/abi.h`) and [`Module`]: the UDP
+//! listener filter's event hooks, and the callbacks Envoy exports (resolved
+//! when Envoy loads the library). Nothing here decides anything.
+//!
+//! Lifetimes: `config_new` leaks an `Arc<Module>` into the pointer Envoy keeps
+//! for the filter configuration; each filter (one per worker's listener) gets
+//! that same pointer back and only borrows it; `config_destroy` takes the Arc
+//! back, stops the module's threads and drops it.
+
+#![allow(unsafe_code)]
+
+use std::ffi::{c_char, c_void};
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::module::{now_micros, Gauge, Module, Reply, Stat, StatsSink};
+
+/// `envoy_dynamic_module_type_envoy_buffer` and `..._module_buffer`: a pointer and a length.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Buffer {
+    ptr: *const c_char,
+    length: usize,
+}
+
+impl Buffer {
+    const NULL: Buffer = Buffer { ptr: std::ptr::null(), length: 0 };
+
+    fn of(bytes: &[u8]) -> Buffer {
+        Buffer { ptr: bytes.as_ptr().cast(), length: bytes.len() }
+    }
+
+    /// # Safety
+    /// `ptr` must point at `length` readable bytes for the returned lifetime.
+    unsafe fn as_slice<'a>(&self) -> &'a [u8] {
+        if self.ptr.is_null() || self.length == 0 {
+            return &[];
+        }
+        // SAFETY: Envoy hands out buffers valid for the duration of the hook.
+        unsafe { std::slice::from_raw_parts(self.ptr.cast::<u8>(), self.length) }
+    }
+}
+
+const STATUS_CONTINUE: u32 = 0;
+const STATUS_STOP_ITERATION: u32 = 1;
+const METRICS_SUCCESS: u32 = 0;
+
+extern "C" {
+    fn envoy_dynamic_module_callback_udp_listener_filter_get_datagram_data_chunks_size(filter: *mut c_void) -> usize;
+    fn envoy_dynamic_module_callback_udp_listener_filter_get_datagram_data_chunks(filter: *mut c_void, out: *mut Buffer) -> bool;
+    fn envoy_dynamic_module_callback_udp_listener_filter_get_peer_address(
+        filter: *mut c_void,
+        address: *mut Buffer,
+        port: *mut u32,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_udp_listener_filter_send_datagram(
+        filter: *mut c_void,
+        data: Buffer,
+        peer_address: Buffer,
+        peer_port: u32,
+    ) -> bool;
+    fn envoy_dynamic_module_callback_udp_listener_filter_config_define_counter(
+        config: *mut c_void,
+        name: Buffer,
+        id: *mut usize,
+    ) -> u32;
+    fn envoy_dynamic_module_callback_udp_listener_filter_config_define_gauge(
+        config: *mut c_void,
+        name: Buffer,
+        id: *mut usize,
+    ) -> u32;
+    fn envoy_dynamic_module_callback_udp_listener_filter_config_increment_counter(
+        config: *mut c_void,
+        id: usize,
+        value: u64,
+    ) -> u32;
+    fn envoy_dynamic_module_callback_udp_listener_filter_config_set_gauge(config: *mut c_void, id: usize, value: u64) -> u32;
+}
+
+/// The module's stats as Envoy stats, defined on the filter configuration.
+/// Envoy's counters and gauges are atomic, so any thread may add to them.
+struct EnvoyStats {
+    config: *mut c_void,
+    counters: Vec<usize>,
+    gauges: Vec<usize>,
+}
+
+// SAFETY: `config` is Envoy's filter-configuration object, alive until
+// config_destroy (which stops every thread using it first); the stat
+// callbacks only touch atomic Envoy stats.
+unsafe impl Send for EnvoyStats {}
+unsafe impl Sync for EnvoyStats {}
+
+impl StatsSink for EnvoyStats {
+    fn count(&self, stat: Stat, n: u64) {
+        let Some(&id) = Stat::ALL.iter().position(|s| *s == stat).and_then(|i| self.counters.get(i)) else { return };
+        // SAFETY: see the Send/Sync note above.
+        unsafe { envoy_dynamic_module_callback_udp_listener_filter_config_increment_counter(self.config, id, n) };
+    }
+
+    fn gauge(&self, gauge: Gauge, value: u64) {
+        let Some(&id) = Gauge::ALL.iter().position(|g| *g == gauge).and_then(|i| self.gauges.get(i)) else { return };
+        // SAFETY: see the Send/Sync note above.
+        unsafe { envoy_dynamic_module_callback_udp_listener_filter_config_set_gauge(self.config, id, value) };
+    }
+}
+
+/// The ABI this module was written against; Envoy 1.40 warns (and loads) when it differs.
+static ABI_VERSION: &[u8] = b"dnsguard-udp envoy-1.40\0";
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
+    ABI_VERSION.as_ptr().cast()
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_udp_listener_filter_config_new(
+    config_envoy: *mut c_void,
+    _name: Buffer,
+    config: Buffer,
+) -> *const c_void {
+    // SAFETY: the configuration bytes are valid for this call.
+    let text = unsafe { config.as_slice() };
+    let parsed = match Config::parse(text) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dnsguard-udp: refusing the configuration: {e}");
+            return std::ptr::null();
+        }
+    };
+    let mut counters = Vec::new();
+    let mut gauges = Vec::new();
+    for (names, ids, gauge) in [
+        (Stat::ALL.iter().map(|s| s.name()).collect::<Vec<_>>(), &mut counters, false),
+        (Gauge::ALL.iter().map(|g| g.name()).collect::<Vec<_>>(), &mut gauges, true),
+    ] {
+        for name in names {
+            let full = name.to_string();
+            let mut id = 0usize;
+            // SAFETY: config_envoy is the configuration Envoy is creating; the name outlives the call.
+            let r = unsafe {
+                if gauge {
+                    envoy_dynamic_module_callback_udp_listener_filter_config_define_gauge(config_envoy, Buffer::of(full.as_bytes()), &mut id)
+                } else {
+                    envoy_dynamic_module_callback_udp_listener_filter_config_define_counter(config_envoy, Buffer::of(full.as_bytes()), &mut id)
+                }
+            };
+            if r != METRICS_SUCCESS {
+                eprintln!("dnsguard-udp: cannot define stat {full} ({r})");
+                return std::ptr::null();
+            }
+            ids.push(id);
+        }
+    }
+    let stats = Box::new(EnvoyStats { config: config_envoy, counters, gauges });
+    let module = match Module::new(parsed, stats) {
+        Ok(m) => Arc::new(m),
+        Err(e) => {
+            eprintln!("dnsguard-udp: {e}");
+            return std::ptr::null();
+        }
+    };
+    if let Err(e) = module.start() {
+        eprintln!("dnsguard-udp: cannot start: {e}");
+        return std::ptr::null();
+    }
+    Arc::into_raw(module).cast()
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_udp_listener_filter_config_destroy(config_module: *const c_void) {
+    if config_module.is_null() {
+        return;
+    }
+    // SAFETY: the pointer came from Arc::into_raw in config_new and is given back once.
+    let module = unsafe { Arc::from_raw(config_module.cast::<Module>()) };
+    module.stop();
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_udp_listener_filter_new(config_module: *const c_void, _filter_envoy: *mut c_void) -> *const c_void {
+    // every filter borrows the configuration's module
+    config_module
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_udp_listener_filter_on_data(filter_envoy: *mut c_void, filter_module: *const c_void) -> u32 {
+    if filter_module.is_null() {
+        return STATUS_CONTINUE;
+    }
+    // SAFETY: the configuration (and so this Module) outlives its filters.
+    let module = unsafe { &*filter_module.cast::<Module>() };
+    // SAFETY: the datagram and peer buffers stay valid during this hook.
+    let (data, peer_ip, peer_port) = unsafe {
+        let n = envoy_dynamic_module_callback_udp_listener_filter_get_datagram_data_chunks_size(filter_envoy);
+        let mut chunks = vec![Buffer::NULL; n];
+        if n == 0 || !envoy_dynamic_module_callback_udp_listener_filter_get_datagram_data_chunks(filter_envoy, chunks.as_mut_ptr()) {
+            return STATUS_CONTINUE;
+        }
+        let data: std::borrow::Cow<'_, [u8]> = match chunks.as_slice() {
+            [one] => one.as_slice().into(),
+            many => many.iter().flat_map(|c| c.as_slice().iter().copied()).collect::<Vec<u8>>().into(),
+        };
+        let mut address = Buffer::NULL;
+        let mut port = 0u32;
+        let peer = if envoy_dynamic_module_callback_udp_listener_filter_get_peer_address(filter_envoy, &mut address, &mut port) {
+            String::from_utf8_lossy(address.as_slice()).into_owned()
+        } else {
+            String::new()
+        };
+        (data, peer, port)
+    };
+    match module.on_datagram(&data, &peer_ip, u16::try_from(peer_port).unwrap_or(0), now_micros()) {
+        Reply::Pass => STATUS_CONTINUE,
+        Reply::Answer(bytes) => {
+            // SAFETY: a null peer address answers the datagram's own sender.
+            unsafe { envoy_dynamic_module_callback_udp_listener_filter_send_datagram(filter_envoy, Buffer::of(&bytes), Buffer::NULL, 0) };
+            STATUS_STOP_ITERATION
+        }
+        Reply::Swallow => STATUS_STOP_ITERATION,
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_udp_listener_filter_destroy(_filter_module: *const c_void) {
+    // the filter only borrowed the configuration's module
+}

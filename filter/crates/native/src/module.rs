@@ -1,0 +1,385 @@
+//! The module's work, free of the FFI: what a datagram gets (forwarded,
+//! answered, or swallowed), the event it becomes, and the two background
+//! threads that ship events and poll the policy feed. Everything here is
+//! tested with `cargo test`; `ffi.rs` only translates Envoy's calls.
+//!
+//! The DNS path never waits: a worker thread reads the current policy through
+//! an `ArcSwap` (no lock), pushes its event into a bounded lock-free queue
+//! (the oldest event is dropped and counted when it is full), and returns.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use crossbeam_queue::ArrayQueue;
+use dnsflow::event::{Client, Event, QueryInfo, ResponseInfo};
+use dnsflow::{accept_feed, decide_query, FeedOutcome, QueryOutcome};
+use dnspolicy::{Policy, PublicKey};
+use dnswire::{parse_message, Sinkhole};
+
+use crate::config::Config;
+use crate::http;
+
+/// Counters the module keeps (Envoy counters of the same names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stat {
+    Queries,
+    Blocked,
+    Shadowed,
+    BlockedDropped,
+    ParseErrors,
+    EventsSent,
+    EventsDropped,
+    FeedUpdates,
+    FeedRejected,
+    FeedErrors,
+    FeedEntriesSkipped,
+}
+
+/// Gauges the module keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gauge {
+    FeedVersion,
+    FeedAgeSeconds,
+    PolicyRules,
+    EventsQueued,
+}
+
+impl Stat {
+    pub const ALL: [Stat; 11] = [
+        Stat::Queries,
+        Stat::Blocked,
+        Stat::Shadowed,
+        Stat::BlockedDropped,
+        Stat::ParseErrors,
+        Stat::EventsSent,
+        Stat::EventsDropped,
+        Stat::FeedUpdates,
+        Stat::FeedRejected,
+        Stat::FeedErrors,
+        Stat::FeedEntriesSkipped,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stat::Queries => "queries",
+            Stat::Blocked => "blocked",
+            Stat::Shadowed => "shadowed",
+            Stat::BlockedDropped => "blocked_dropped",
+            Stat::ParseErrors => "parse_errors",
+            Stat::EventsSent => "events_sent",
+            Stat::EventsDropped => "events_dropped",
+            Stat::FeedUpdates => "feed_updates",
+            Stat::FeedRejected => "feed_rejected",
+            Stat::FeedErrors => "feed_errors",
+            Stat::FeedEntriesSkipped => "feed_entries_skipped",
+        }
+    }
+}
+
+impl Gauge {
+    pub const ALL: [Gauge; 4] = [Gauge::FeedVersion, Gauge::FeedAgeSeconds, Gauge::PolicyRules, Gauge::EventsQueued];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Gauge::FeedVersion => "feed_version",
+            Gauge::FeedAgeSeconds => "feed_age_s",
+            Gauge::PolicyRules => "policy_rules",
+            Gauge::EventsQueued => "events_queued",
+        }
+    }
+}
+
+/// Where the module's counters and gauges go: Envoy's stats in production,
+/// plain atomics in tests. Called from worker and module threads alike.
+pub trait StatsSink: Send + Sync {
+    fn count(&self, stat: Stat, n: u64);
+    fn gauge(&self, gauge: Gauge, value: u64);
+}
+
+/// What the listener does with a datagram.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reply {
+    /// On to `udp_proxy` and the resolver, untouched.
+    Pass,
+    /// Answered by the module with these bytes; the resolver never sees it.
+    Answer(Vec<u8>),
+    /// Blocked, and no answer could be built: dropped (the client retries or times out).
+    Swallow,
+}
+
+pub fn now_micros() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
+}
+
+pub struct Module {
+    config: Config,
+    node_json: String,
+    sinkhole: Sinkhole,
+    keys: Vec<PublicKey>,
+    policy: ArcSwap<Policy>,
+    events: ArrayQueue<Vec<u8>>,
+    stats: Box<dyn StatsSink>,
+    feed_last_ok_ms: AtomicU64,
+    stop: AtomicBool,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Module {
+    pub fn new(config: Config, stats: Box<dyn StatsSink>) -> Result<Module, String> {
+        let keys = config.public_keys()?;
+        let node_json = serde_json::to_string(&config.node()).map_err(|e| e.to_string())?;
+        let capacity = config.collector.as_ref().map_or(1, |c| c.max_queue);
+        Ok(Module {
+            sinkhole: config.sinkhole(),
+            keys,
+            node_json,
+            policy: ArcSwap::from_pointee(Policy::default()),
+            events: ArrayQueue::new(capacity),
+            stats,
+            feed_last_ok_ms: AtomicU64::new(now_micros() / 1_000),
+            stop: AtomicBool::new(false),
+            threads: Mutex::new(Vec::new()),
+            config,
+        })
+    }
+
+    /// The policy version in force.
+    pub fn policy_version(&self) -> u64 {
+        self.policy.load().version
+    }
+
+    /// One datagram from `peer_ip`:`peer_port` at `now_us`. Never fails: a
+    /// datagram that is not a DNS query passes through and is counted.
+    pub fn on_datagram(&self, data: &[u8], peer_ip: &str, peer_port: u16, now_us: u64) -> Reply {
+        let msg = match parse_message(data) {
+            Ok(m) if !m.header.qr() && !m.questions.is_empty() => m,
+            _ => {
+                self.stats.count(Stat::ParseErrors, 1);
+                return Reply::Pass;
+            }
+        };
+        self.stats.count(Stat::Queries, 1);
+        let node = &self.config.node;
+        let policy = self.policy.load();
+        let enforce = self.config.feed.is_some();
+        let outcome = decide_query(
+            data,
+            &msg,
+            enforce.then_some(&**policy),
+            &node.namespace,
+            &node.workload,
+            now_us / 1_000_000,
+            &self.sinkhole,
+        );
+        let action = outcome.event_action();
+        let reply = match outcome {
+            QueryOutcome::Forward => Reply::Pass,
+            QueryOutcome::Shadow => {
+                self.stats.count(Stat::Shadowed, 1);
+                Reply::Pass
+            }
+            QueryOutcome::Answer(bytes) => {
+                self.stats.count(Stat::Blocked, 1);
+                Reply::Answer(bytes)
+            }
+            QueryOutcome::Drop => {
+                self.stats.count(Stat::BlockedDropped, 1);
+                Reply::Swallow
+            }
+        };
+        if self.config.collector.is_some() {
+            let response = match &reply {
+                // the module's own answer is the response; a forwarded query's is not seen here
+                Reply::Answer(bytes) => parse_message(bytes).ok().map(|m| ResponseInfo::from_message(m, 32)),
+                _ => None,
+            };
+            let client = Client::new(peer_ip.to_string(), peer_port, None, node.namespace.clone(), node.workload.clone());
+            let Some(q) = msg.questions.first() else { return reply };
+            let query = QueryInfo::from_message(&msg, q);
+            let event = Event {
+                ts_micros: now_us,
+                client: &client,
+                transport: "udp",
+                query: &query,
+                response: response.as_ref(),
+                latency_us: None,
+                action,
+                policy_version: policy.version,
+            };
+            if self.events.force_push(event.to_json(&self.node_json)).is_some() {
+                self.stats.count(Stat::EventsDropped, 1);
+            }
+        }
+        reply
+    }
+
+    /// Starts the shipping and feed threads (each only if configured).
+    pub fn start(self: &Arc<Self>) -> Result<(), String> {
+        let mut threads = self.threads.lock().map_err(|_| "thread list poisoned")?;
+        if self.config.collector.is_some() {
+            let me = Arc::clone(self);
+            let t = std::thread::Builder::new().name("dnsguard-ship".into()).spawn(move || me.ship_loop());
+            threads.push(t.map_err(|e| e.to_string())?);
+        }
+        if self.config.feed.is_some() {
+            let me = Arc::clone(self);
+            let t = std::thread::Builder::new().name("dnsguard-feed".into()).spawn(move || me.feed_loop());
+            threads.push(t.map_err(|e| e.to_string())?);
+        }
+        Ok(())
+    }
+
+    /// Stops the threads (a long poll in flight ends by its timeout).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let handles = self.threads.lock().map(|mut t| std::mem::take(&mut *t)).unwrap_or_default();
+        for h in handles {
+            let _ = h.join();
+        }
+    }
+
+    fn sleep(&self, ms: u64) {
+        // in slices, so stop() is seen soon
+        let mut left = ms;
+        while left > 0 && !self.stop.load(Ordering::Relaxed) {
+            let step = left.min(50);
+            std::thread::sleep(Duration::from_millis(step));
+            left -= step;
+        }
+    }
+
+    /// Ships queued events in batches (a JSON array per POST).
+    fn ship_loop(&self) {
+        let Some(cfg) = &self.config.collector else { return };
+        let auth = format!("Bearer {}", cfg.token);
+        let headers = [("content-type", "application/json"), ("authorization", auth.as_str())];
+        while !self.stop.load(Ordering::Relaxed) {
+            if self.events.len() < cfg.max_batch {
+                self.sleep(cfg.flush_ms);
+            }
+            self.stats.gauge(Gauge::EventsQueued, self.events.len() as u64);
+            let mut body = Vec::with_capacity(cfg.max_batch * 512);
+            let mut n = 0u64;
+            body.push(b'[');
+            while (n as usize) < cfg.max_batch {
+                let Some(ev) = self.events.pop() else { break };
+                if n > 0 {
+                    body.push(b',');
+                }
+                body.extend_from_slice(&ev);
+                n += 1;
+            }
+            body.push(b']');
+            if n == 0 {
+                continue;
+            }
+            let sent = http::request(&cfg.address, "POST", &cfg.path, &headers, &body, Duration::from_millis(cfg.timeout_ms), 64 * 1024);
+            match sent {
+                Ok(r) if r.status == 202 || r.status == 200 => self.stats.count(Stat::EventsSent, n),
+                _ => self.stats.count(Stat::EventsDropped, n),
+            }
+        }
+    }
+
+    /// Long-polls the feed; a verified body replaces the policy in one swap.
+    fn feed_loop(&self) {
+        let Some(cfg) = &self.config.feed else { return };
+        let auth = format!("Bearer {}", cfg.token);
+        let mut want_snapshot = true;
+        while !self.stop.load(Ordering::Relaxed) {
+            let version = self.policy_version();
+            let since = if want_snapshot { 0 } else { version };
+            let sep = if cfg.path.contains('?') { '&' } else { '?' };
+            let path = format!("{}{sep}since={since}&wait_ms={}", cfg.path, cfg.long_poll_ms);
+            let etag = format!("\"{version}\"");
+            let mut headers = vec![("authorization", auth.as_str())];
+            if since > 0 {
+                headers.push(("if-none-match", etag.as_str()));
+            }
+            let timeout = Duration::from_millis(cfg.long_poll_ms + cfg.timeout_ms);
+            let answer = http::request(&cfg.address, "GET", &path, &headers, b"", timeout, cfg.max_bytes);
+            self.report_age();
+            let pause = match answer {
+                Ok(r) if r.status == 304 => {
+                    self.feed_ok();
+                    0
+                }
+                Ok(r) if r.status == 200 => match self.apply_feed(r.header("x-dnsguard-signature"), &r.body) {
+                    Ok(applied) => {
+                        want_snapshot = !applied;
+                        0
+                    }
+                    Err(_) => {
+                        want_snapshot = true;
+                        cfg.poll_interval_ms
+                    }
+                },
+                _ => {
+                    self.stats.count(Stat::FeedErrors, 1);
+                    cfg.poll_interval_ms
+                }
+            };
+            self.sleep(if cfg.long_poll_ms > 0 { pause } else { pause.max(cfg.poll_interval_ms) });
+        }
+    }
+
+    fn feed_ok(&self) {
+        self.feed_last_ok_ms.store(now_micros() / 1_000, Ordering::Relaxed);
+    }
+
+    fn report_age(&self) {
+        let age = (now_micros() / 1_000).saturating_sub(self.feed_last_ok_ms.load(Ordering::Relaxed)) / 1_000;
+        self.stats.gauge(Gauge::FeedAgeSeconds, age);
+    }
+
+    /// Ok(true): applied (or already current); Ok(false): a delta that does
+    /// not fit, ask for a snapshot; Err: rejected, the policy is unchanged.
+    pub fn apply_feed(&self, signature: Option<&str>, body: &[u8]) -> Result<bool, String> {
+        let Some(cfg) = &self.config.feed else { return Err("no feed configured".into()) };
+        let current = self.policy.load();
+        let is_snapshot = dnspolicy::parse_header(body).is_ok_and(|h| h.kind == dnspolicy::FeedKind::Snapshot);
+        // a snapshot replaces the table; a delta applies to a copy of it
+        let mut next = if is_snapshot {
+            let mut fresh = Policy::default();
+            fresh.version = current.version;
+            fresh
+        } else {
+            (**current).clone()
+        };
+        match accept_feed(&mut next, &self.keys, signature, body, cfg.max_bytes, cfg.max_rules) {
+            Ok(FeedOutcome::Current) => {
+                self.feed_ok();
+                Ok(true)
+            }
+            Ok(FeedOutcome::NeedSnapshot) => Ok(false),
+            Ok(FeedOutcome::Applied { skipped, .. }) => {
+                if skipped > 0 {
+                    self.stats.count(Stat::FeedEntriesSkipped, skipped as u64);
+                }
+                self.stats.count(Stat::FeedUpdates, 1);
+                self.stats.gauge(Gauge::FeedVersion, next.version);
+                self.stats.gauge(Gauge::PolicyRules, next.len() as u64);
+                self.policy.store(Arc::new(next));
+                self.feed_ok();
+                Ok(true)
+            }
+            Err(e) => {
+                self.stats.count(Stat::FeedRejected, 1);
+                Err(e)
+            }
+        }
+    }
+
+    /// Events waiting to be shipped (tests).
+    pub fn queued(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Takes the oldest queued event (tests).
+    pub fn take_event(&self) -> Option<Vec<u8>> {
+        self.events.pop()
+    }
+}
