@@ -6,7 +6,9 @@
 # rustup toolchain, or Debian's wasm-ld. See filter/README.md for why.
 #
 # Output: filter/target/wasm32-unknown-unknown/release/dnsguard_filter.wasm
-# (`build.sh wasm-floor` builds the benchmark's floor module instead).
+# (`build.sh wasm-floor` builds the benchmark's floor module instead;
+# `build.sh native` the UDP dynamic module, filter/target/release/libdnsguard_udp.so,
+# for this machine's architecture with the same toolchain).
 set -euo pipefail
 PACKAGE="${1:-dnsguard-filter}"
 
@@ -37,6 +39,14 @@ fi
 
 export PATH="/usr/bin:$PATH"
 export RUSTC=/usr/bin/rustc
+if [ "$PACKAGE" = native ]; then
+  cd "$HERE"
+  log "cargo build (the UDP dynamic module, $(uname -m))"
+  /usr/bin/cargo build --locked --release -p dnsguard-udp -q
+  out="$HERE/target/release/libdnsguard_udp.so"
+  log "built $out ($(stat -c %s "$out") bytes)"
+  exit 0
+fi
 export RUSTC_BOOTSTRAP=1
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER="$linker"
 cd "$HERE"

@@ -47,7 +47,8 @@ log "Kafka jars"
 "$VENV/bin/dnsguard" stack install
 
 if [ -f "$ROOT/filter/build.sh" ]; then
-  log "building the Envoy filter"
+  log "building the Envoy filter (proxy-wasm) and the UDP module (dynamic module)"
   "$ROOT/filter/build.sh"
+  "$ROOT/filter/build.sh" native
 fi
 log "ready"

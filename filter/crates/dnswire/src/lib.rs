@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 mod build;
+pub mod fuzzing;
 mod framer;
 mod message;
 mod name;

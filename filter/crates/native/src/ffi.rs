@@ -114,8 +114,10 @@ pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
     ABI_VERSION.as_ptr().cast()
 }
 
+/// # Safety
+/// Called by Envoy only, with the pointers it made for this filter (see the module docs).
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_udp_listener_filter_config_new(
+pub unsafe extern "C" fn envoy_dynamic_module_on_udp_listener_filter_config_new(
     config_envoy: *mut c_void,
     _name: Buffer,
     config: Buffer,
@@ -168,8 +170,10 @@ pub extern "C" fn envoy_dynamic_module_on_udp_listener_filter_config_new(
     Arc::into_raw(module).cast()
 }
 
+/// # Safety
+/// Called by Envoy only, with the pointers it made for this filter (see the module docs).
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_udp_listener_filter_config_destroy(config_module: *const c_void) {
+pub unsafe extern "C" fn envoy_dynamic_module_on_udp_listener_filter_config_destroy(config_module: *const c_void) {
     if config_module.is_null() {
         return;
     }
@@ -178,14 +182,18 @@ pub extern "C" fn envoy_dynamic_module_on_udp_listener_filter_config_destroy(con
     module.stop();
 }
 
+/// # Safety
+/// Called by Envoy only, with the pointers it made for this filter (see the module docs).
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_udp_listener_filter_new(config_module: *const c_void, _filter_envoy: *mut c_void) -> *const c_void {
+pub unsafe extern "C" fn envoy_dynamic_module_on_udp_listener_filter_new(config_module: *const c_void, _filter_envoy: *mut c_void) -> *const c_void {
     // every filter borrows the configuration's module
     config_module
 }
 
+/// # Safety
+/// Called by Envoy only, with the pointers it made for this filter (see the module docs).
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_udp_listener_filter_on_data(filter_envoy: *mut c_void, filter_module: *const c_void) -> u32 {
+pub unsafe extern "C" fn envoy_dynamic_module_on_udp_listener_filter_on_data(filter_envoy: *mut c_void, filter_module: *const c_void) -> u32 {
     if filter_module.is_null() {
         return STATUS_CONTINUE;
     }
@@ -222,7 +230,9 @@ pub extern "C" fn envoy_dynamic_module_on_udp_listener_filter_on_data(filter_env
     }
 }
 
+/// # Safety
+/// Called by Envoy only, with the pointers it made for this filter (see the module docs).
 #[no_mangle]
-pub extern "C" fn envoy_dynamic_module_on_udp_listener_filter_destroy(_filter_module: *const c_void) {
+pub unsafe extern "C" fn envoy_dynamic_module_on_udp_listener_filter_destroy(_filter_module: *const c_void) {
     // the filter only borrowed the configuration's module
 }

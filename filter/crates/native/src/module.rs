@@ -373,6 +373,11 @@ impl Module {
         }
     }
 
+    /// Puts `policy` in force without the feed (fuzzing and benchmarks).
+    pub fn set_policy(&self, policy: Policy) {
+        self.policy.store(Arc::new(policy));
+    }
+
     /// Events waiting to be shipped (tests).
     pub fn queued(&self) -> usize {
         self.events.len()
@@ -381,5 +386,149 @@ impl Module {
     /// Takes the oldest queued event (tests).
     pub fn take_event(&self) -> Option<Vec<u8>> {
         self.events.pop()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU64;
+
+    use ed25519_dalek::{Signer, SigningKey};
+
+    use super::*;
+
+    #[derive(Default)]
+    struct Counts(Vec<AtomicU64>, Vec<AtomicU64>);
+
+    struct Shared(Arc<Counts>);
+
+    impl StatsSink for Shared {
+        fn count(&self, stat: Stat, n: u64) {
+            if let Some(c) = Stat::ALL.iter().position(|s| *s == stat).and_then(|i| self.0 .0.get(i)) {
+                c.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        fn gauge(&self, gauge: Gauge, value: u64) {
+            if let Some(g) = Gauge::ALL.iter().position(|s| *s == gauge).and_then(|i| self.0 .1.get(i)) {
+                g.store(value, Ordering::Relaxed);
+            }
+        }
+    }
+
+    impl Counts {
+        fn get(&self, stat: Stat) -> u64 {
+            Stat::ALL.iter().position(|s| *s == stat).and_then(|i| self.0.get(i)).map_or(0, |c| c.load(Ordering::Relaxed))
+        }
+    }
+
+    fn b64url(bytes: &[u8]) -> String {
+        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let b = [chunk.first().copied().unwrap_or(0), chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for k in 0..=chunk.len() {
+                out.push(char::from(A[((n >> (18 - 6 * k)) & 63) as usize]));
+            }
+        }
+        out
+    }
+
+    const SEED: [u8; 32] = [7; 32];
+
+    fn module(queue: usize) -> (Module, Arc<Counts>) {
+        let key = b64url(SigningKey::from_bytes(&SEED).verifying_key().as_bytes());
+        let text = format!(
+            r#"{{"node":{{"namespace":"shop","workload":"web","pod":"web-1"}},
+                 "collector":{{"address":"127.0.0.1:9","token":"0123456789abcdef","max_queue":{queue}}},
+                 "feed":{{"address":"127.0.0.1:9","token":"0123456789abcdef","keys":[{{"id":"k1","public_key":"{key}"}}]}},
+                 "sinkhole":{{"a":"192.0.2.53"}}}}"#
+        );
+        let counts = Arc::new(Counts((0..Stat::ALL.len()).map(|_| AtomicU64::new(0)).collect(), (0..Gauge::ALL.len()).map(|_| AtomicU64::new(0)).collect()));
+        let config = Config::parse(text.as_bytes()).unwrap_or_else(|e| unreachable!("{e}"));
+        let m = Module::new(config, Box::new(Shared(Arc::clone(&counts)))).unwrap_or_else(|e| unreachable!("{e}"));
+        (m, counts)
+    }
+
+    fn signed(body: &str) -> (String, Vec<u8>) {
+        let sig = SigningKey::from_bytes(&SEED).sign(body.as_bytes());
+        (format!("keyid=k1,alg=ed25519,sig={}", b64url(&sig.to_bytes())), body.as_bytes().to_vec())
+    }
+
+    fn query(name: &str) -> Vec<u8> {
+        let mut q = vec![0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        for label in name.split('.') {
+            q.push(label.len() as u8);
+            q.extend_from_slice(label.as_bytes());
+        }
+        q.extend_from_slice(&[0, 0, 1, 0, 1]);
+        q
+    }
+
+    fn rcode(answer: &[u8]) -> u8 {
+        answer.get(3).map_or(255, |b| b & 0x0f)
+    }
+
+    #[test]
+    fn queries_pass_until_the_feed_blocks_them_then_are_answered_locally() {
+        let (m, counts) = module(16);
+        assert_eq!(m.on_datagram(&query("bad.example.net"), "10.0.0.1", 5353, 1_000_000), Reply::Pass);
+        let (sig, body) = signed("dnsguard-policy/1\tsnapshot\t3\t0\t0\n+\td\tns:shop\ts\tnxdomain\t0\tbad.example.net\n");
+        assert_eq!(m.apply_feed(Some(&sig), &body), Ok(true));
+        assert_eq!(m.policy_version(), 3);
+        let Reply::Answer(answer) = m.on_datagram(&query("www.bad.example.net"), "10.0.0.1", 5353, 2_000_000) else {
+            unreachable!("a blocked name must be answered")
+        };
+        assert_eq!(rcode(&answer), 3); // NXDOMAIN, with the query's id
+        assert_eq!(answer.get(..2), Some(&[0xab, 0xcd][..]));
+        assert_eq!(m.on_datagram(&query("good.example.net"), "10.0.0.1", 5353, 2_000_000), Reply::Pass);
+        assert_eq!((counts.get(Stat::Queries), counts.get(Stat::Blocked)), (3, 1));
+        // the events: udp, the blocked one with the module's own answer, forwarded ones without a response
+        let events: Vec<serde_json::Value> =
+            std::iter::from_fn(|| m.take_event()).filter_map(|e| serde_json::from_slice(&e).ok()).collect();
+        assert_eq!(events.len(), 3);
+        assert!(events.iter().all(|e| e["transport"] == "udp" && e["node"]["namespace"] == "shop"));
+        assert_eq!(events.get(1).map(|e| (e["action"].clone(), e["response"]["rcode"].clone())), Some(("blocked".into(), "NXDOMAIN".into())));
+        assert_eq!(events.first().map(|e| e["response"].is_null()), Some(true));
+    }
+
+    #[test]
+    fn a_tampered_or_unsigned_feed_changes_nothing_and_is_counted() {
+        let (m, counts) = module(16);
+        let (sig, mut body) = signed("dnsguard-policy/1\tsnapshot\t3\t0\t0\n+\td\t*\ts\tnxdomain\t0\tbad.example.net\n");
+        if let Some(b) = body.last_mut() {
+            *b = b'x';
+        }
+        assert!(m.apply_feed(Some(&sig), &body).is_err());
+        assert!(m.apply_feed(None, &body).is_err());
+        assert_eq!(m.policy_version(), 0);
+        assert_eq!(counts.get(Stat::FeedRejected), 2);
+        assert_eq!(m.on_datagram(&query("bad.example.net"), "10.0.0.1", 1, 0), Reply::Pass);
+    }
+
+    #[test]
+    fn a_full_queue_drops_the_oldest_event_and_counts_it() {
+        let (m, counts) = module(2);
+        for name in ["a.example", "b.example", "c.example"] {
+            m.on_datagram(&query(name), "10.0.0.1", 1, 0);
+        }
+        assert_eq!(m.queued(), 2);
+        assert_eq!(counts.get(Stat::EventsDropped), 1);
+        let first: serde_json::Value = m.take_event().and_then(|e| serde_json::from_slice(&e).ok()).unwrap_or_default();
+        assert_eq!(first["query"]["name"], "b.example");
+    }
+
+    #[test]
+    fn datagrams_that_are_not_queries_pass_and_are_counted() {
+        let (m, counts) = module(4);
+        let mut response = query("a.example");
+        if let Some(b) = response.get_mut(2) {
+            *b |= 0x80;
+        }
+        for bytes in [&b""[..], b"\x00\x01garbage", &response] {
+            assert_eq!(m.on_datagram(bytes, "10.0.0.1", 1, 0), Reply::Pass);
+        }
+        assert_eq!(counts.get(Stat::ParseErrors), 3);
+        assert_eq!(m.queued(), 0);
     }
 }
