@@ -48,7 +48,7 @@ GOLDEN_FIRST_NGRAMS = [
 
 
 def test_feature_version_is_named() -> None:
-    assert FEATURE_VERSION == "dga-features/5"
+    assert FEATURE_VERSION == "dga-features/4"
 
 
 def reference_buckets(label: str) -> list[int]:
@@ -89,16 +89,14 @@ def test_ngram_buckets_match_their_definition(labels: list[str]) -> None:
 def test_suffix_buckets_match_their_definition() -> None:
     import zlib
 
-    for suffix in ("duckdns.org", "no-ip.biz", "s3.amazonaws.com"):
+    for suffix in ("com", "co.uk", "duckdns.org", "", "xn--p1ai"):
         code = zlib.crc32(suffix.encode())
         expected = ((code * 0x9E3779B97F4A7C15) % 2**64) >> (64 - NGRAM_BITS)
         assert suffix_bucket(suffix) == expected
-    for suffix in ("com", "co.uk", "", "xn--p1ai"):  # ICANN: no feature
-        assert suffix_bucket(suffix) == NGRAM_BUCKETS
-    assert suffix_buckets(["duckdns.org", "net", "duckdns.org"]).tolist() == [
-        suffix_bucket("duckdns.org"), NGRAM_BUCKETS, suffix_bucket("duckdns.org")
+    assert suffix_buckets(["com", "net", "com"]).tolist() == [
+        suffix_bucket("com"), suffix_bucket("net"), suffix_bucket("com")
     ]  # fmt: skip
-    assert suffix_bucket("duckdns.org") == 136047  # pinned: a change must bump FEATURE_VERSION
+    assert suffix_bucket("com") == 55654  # pinned: a change must bump FEATURE_VERSION
 
 
 def test_ngram_scale_gives_unit_length_to_distinct_grams() -> None:

@@ -99,8 +99,8 @@ def test_names_sharing_registrable_score_alike(model) -> None:  # type: ignore[n
     names = ["a1.cdn.example.com", "zz9-q.cdn.example.com", "x.y.example.com", "q.example.com"]
     s = m.score_batch([*names, "example.com", "example.net", "example.duckdns.org"])
     assert s[0] == s[1] == s[2] == s[3] == s[4]
-    assert s[5] == s[4]  # a top-level domain is no feature
-    assert s[6] != s[4]  # a private-section suffix is one of its own
+    assert s[5] != s[4]  # the public suffix is a feature of its own
+    assert s[6] != s[4]
     scorer = CachedScorer(m)
     np.testing.assert_array_equal(scorer.score_batch(names), s[:4])
     assert scorer.misses == 1  # four names, one model input
