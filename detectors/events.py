@@ -39,9 +39,12 @@ class DnsEvent:
     namespace: str
     qname: str  # canonical presentation form (detectors.dnsname)
     qtype: str
-    rcode: str | None  # None when the query went unanswered
+    rcode: str | None  # None when the query went unanswered, or its answer was not seen
     answers: tuple[Answer, ...] = ()
     action: str = "allowed"
+    # False where the capture path sees queries only (the UDP module): rcode is
+    # then None without meaning "unanswered", and the outcome is unknown
+    observed: bool = True
 
 
 _FILTER_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", re.ASCII)
@@ -133,6 +136,9 @@ def from_v1(event: Mapping[str, Any]) -> DnsEvent:
     if not isinstance(qtype, str):
         raise EventError("query.type: expected a string")
     response = event.get("response")
+    observed = event.get("response_observed", True)
+    if not isinstance(observed, bool):
+        raise EventError("response_observed: expected a boolean")
     rcode: str | None = None
     answers: tuple[Answer, ...] = ()
     if response is not None:
@@ -165,4 +171,5 @@ def from_v1(event: Mapping[str, Any]) -> DnsEvent:
         rcode=rcode,
         answers=answers,
         action=str(event.get("action") or "allowed"),
+        observed=observed or response is not None,
     )

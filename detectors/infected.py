@@ -39,6 +39,14 @@ without that, it is the C2. A named client's C2 is a finding with that name,
 so the verdict policy blocks it in the client's namespace; C2s confirmed
 before the client was named are reported when it is. Memory per client is
 bounded (``max_entries`` names, a few C2s).
+
+**Query-only events** (DNS over UDP through the Envoy module, which sees
+queries but not the resolver's answers): a name nobody else asked for whose
+outcome was not seen counts as a name of the burst, but only the
+random-character and word-list shapes name a client on such names (the volume
+shape rests on NXDOMAIN alone), names under hosting suffixes never count, and
+the finding says how many outcomes were not observed. No C2 is found on them:
+it is the name that *resolves*.
 """
 
 from __future__ import annotations
@@ -80,8 +88,8 @@ class InfectedSettings:
     max_clients: int = 100_000
 
 
-# (ts, registrable, suffix, dga_like, wordy, score)
-Entry = tuple[float, str, str, bool, bool, float]
+# (ts, registrable, suffix, dga_like, wordy, score, outcome seen)
+Entry = tuple[float, str, str, bool, bool, float, bool]
 
 
 class _Client:
@@ -189,7 +197,12 @@ class InfectedClient:
             return "random-character"
         if wordy >= s.min_wordy and wordy >= s.min_wordy_share * n and share >= s.min_suffix_share:
             return "word-list"
-        if n >= s.min_names and share >= s.min_suffix_share and burst >= s.min_volume_burst:
+        if (
+            n >= s.min_names
+            and share >= s.min_suffix_share
+            and burst >= s.min_volume_burst
+            and all(e[6] for e in entries)  # volume alone needs every NXDOMAIN seen
+        ):
             return "volume"
         return ""
 
@@ -245,11 +258,11 @@ class InfectedClient:
                 if st0 is not None:
                     self._resolved(st0, ev.ts)
             return []
-        if ev.rcode == "NXDOMAIN":
+        if ev.rcode == "NXDOMAIN" or not ev.observed:
             st = self.clients.get(ev.client)
             st.client, st.namespace = ev.client, ev.namespace
             out = self._confirm(st, ev.ts) if st.pending is not None else []
-            entry = (ev.ts, registrable, suffix, dga_like, wordy, score)
+            entry = (ev.ts, registrable, suffix, dga_like, wordy, score, ev.observed)
             if self._matches(st, entry):  # a name of the burst (and not, say, a typo)
                 if st.pending is not None and ev.ts > st.pending[0]:
                     st.pending = None  # the burst went on: that name was not its end
@@ -291,7 +304,7 @@ class InfectedClient:
         self._resolved(st2, ev.ts)
         if ev.ts - st2.last_nx > self._gap(st2, ev.ts) or registrable in st2.c2:
             return out
-        entry = (ev.ts, registrable, suffix, dga_like, wordy, score)
+        entry = (ev.ts, registrable, suffix, dga_like, wordy, score, True)
         if self._matches(st2, entry):
             pending = st2.pending
             # two candidates after the same burst: the one shaped more like it ended it
@@ -369,6 +382,11 @@ class InfectedClient:
         wordy = sum(e[4] for e in entries)
         n = len(entries)
         suffixes = ", ".join(f".{x} {c}" for x, c in top)
+        unseen = sum(not e[6] for e in entries)
+        what = "nonexistent names" if not unseen else (
+            f"names ({unseen} with their answer not observed)" if unseen < n
+            else "names (answers not observed: NXDOMAIN not confirmed)"
+        )  # fmt: skip
         return Finding(
             detector=NAME,
             ts=ev.ts,
@@ -377,13 +395,14 @@ class InfectedClient:
             name=None,
             score=round(min(1.0, 0.5 + n / (4 * s.min_names)), 4),
             summary=(
-                f"{ev.client} looks infected ({st.style} DGA): {n} nonexistent names nobody "
+                f"{ev.client} looks infected ({st.style} DGA): {n} {what} nobody "
                 f"else asked for in {s.window_s:.0f}s ({dga_like} DGA-like, {wordy} dictionary "
                 f"words; {suffixes})"
             ),
             evidence={
                 "style": st.style,
-                "nxdomain_names": n,
+                "nxdomain_names": n - unseen,
+                "outcome_not_observed": unseen,
                 "dga_like": dga_like,
                 "dictionary_words": wordy,
                 "suffix_share": round(share, 3),

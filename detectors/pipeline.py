@@ -117,12 +117,16 @@ class Pipeline:
         self._kinds: dict[tuple[str, str, bool], NameKind] = {}
 
     def kind(self, ev: DnsEvent) -> NameKind:
-        key = (ev.qname, ev.namespace, ev.rcode == "NXDOMAIN")
+        # an expansion-shaped name whose answer was not seen (UDP) is taken for
+        # the NXDOMAIN expansion it nearly always is
+        nx = ev.rcode == "NXDOMAIN" or not ev.observed
+        key = (ev.qname, ev.namespace, nx)
         kind = self._kinds.get(key)
         if kind is None:
             if len(self._kinds) >= 200_000:
                 self._kinds.clear()
-            kind = self._kinds[key] = self.zones.kind(ev.qname, ev.namespace, ev.rcode)
+            rcode = "NXDOMAIN" if nx else ev.rcode
+            kind = self._kinds[key] = self.zones.kind(ev.qname, ev.namespace, rcode)
         return kind
 
     def process(self, events: Sequence[DnsEvent]) -> BatchResult:
@@ -174,11 +178,13 @@ class Pipeline:
         for ev, sp, (score, wordy), kind in zip(counted, splits, info, kinds_of, strict=True):
             registrable = sp.registrable
             shared = observe(registrable, ev.client) or listed(registrable)
-            if not shared and ev.rcode == "NXDOMAIN" and typo(sp.label, sp.suffix):
+            # NXDOMAIN, or not seen (a query-only UDP event): the name may not exist
+            maybe_nx = ev.rcode == "NXDOMAIN" or not ev.observed
+            if not shared and maybe_nx and typo(sp.label, sp.suffix):
                 shared = True  # a typo of a popular name: a person, not a bot
             if ev.rcode == "NXDOMAIN":
                 dga.saw_nxdomain(registrable)
-            elif kind != NameKind.HOSTING and not shared:
+            elif kind != NameKind.HOSTING and not shared and ev.observed:
                 found = dga.update(ev, registrable, score)
                 if found:
                     out.extend(found)
@@ -186,8 +192,10 @@ class Pipeline:
                     found = flux(ev)
                     if found:
                         out.extend(found)
-            if ev.rcode == "NXDOMAIN" and len(ev.qname) > len(registrable):
+            if maybe_nx and len(ev.qname) > len(registrable):
                 continue  # a missing host under a domain: a DGA asks for domains
+            if not ev.observed and kind == NameKind.HOSTING:
+                continue  # a provider's resource id, most likely resolving: unknowable unseen
             found = infected(ev, registrable, sp.suffix, score, score >= evidence, wordy, shared)
             if found:
                 out.extend(found)

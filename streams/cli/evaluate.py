@@ -38,7 +38,8 @@ def _eval_cluster(args: argparse.Namespace) -> int:
         with open(args.allowlist, encoding="utf-8") as fh:
             allowlist = list(read_names(fh))
     report = run(spec, data, model, allowlist=allowlist,
-                 jsonl=Path(args.jsonl) if args.jsonl else None)  # fmt: skip
+                 jsonl=Path(args.jsonl) if args.jsonl else None,
+                 queries_only=args.queries_only)  # fmt: skip
     print(render(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
@@ -61,6 +62,11 @@ def register(what: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--unseen",
         action="store_true",
         help="train a model that never saw the infected pods' families nor the benign names used",
+    )
+    p.add_argument(
+        "--queries-only",
+        action="store_true",
+        help="every response not observed, as the UDP module ships events",
     )
     p.add_argument("--allowlist", help="allowlist file (one name per line)")
     p.add_argument("--jsonl", help="also write the events (and .truth.json) here")

@@ -60,6 +60,7 @@ class _Event(msgspec.Struct, gc=False):
     client: _Client
     query: _Query
     response: _Response | None = None
+    response_observed: bool = True
     action: str = "allowed"
 
 
@@ -84,4 +85,5 @@ def decode_event(raw: bytes | str) -> DnsEvent:
         None if r is None else r.rcode,
         tuple([Answer(a.type, a.ttl, a.data) for a in r.answers]) if r and r.answers else (),
         e.action or "allowed",
+        e.response_observed,
     )

@@ -89,7 +89,7 @@ class Response(msgspec.Struct, forbid_unknown_fields=True):
     min_ttl: U32 | None
 
 
-class Event(msgspec.Struct, forbid_unknown_fields=True):
+class Event(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     v: Literal[1]
     ts: Ts
     node: Node
@@ -97,6 +97,7 @@ class Event(msgspec.Struct, forbid_unknown_fields=True):
     transport: Literal["udp", "tcp", "dot", "doh"]
     query: Query
     response: Response | None
+    response_observed: bool | msgspec.UnsetType = msgspec.UNSET
     latency_us: Annotated[int, msgspec.Meta(ge=0)] | None
     action: Literal["allowed", "blocked", "shadow"]
     policy_version: Annotated[int, msgspec.Meta(ge=0)]

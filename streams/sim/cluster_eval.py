@@ -152,6 +152,13 @@ def evaluate(
     )
 
 
+def as_query_only(raw: bytes) -> bytes:
+    """The event as the UDP module ships it: the response not observed."""
+    ev = json.loads(raw)
+    ev.update(transport="udp", response=None, response_observed=False, latency_us=None)
+    return json.dumps(ev, separators=(",", ":")).encode()
+
+
 def run(
     spec: ClusterSpec,
     data_dir: Path,
@@ -159,9 +166,14 @@ def run(
     settings: DetectorSettings | None = None,
     allowlist: list[str] | None = None,
     jsonl: Path | None = None,
+    queries_only: bool = False,
 ) -> ClusterReport:
+    """The cluster hour through the detectors; ``queries_only``: as the UDP
+    module ships it, every event's response not observed."""
     t0 = time.perf_counter()
     events, truth = generate(spec, data_dir)
+    if queries_only:
+        events = [as_query_only(e) for e in events]
     generate_s = time.perf_counter() - t0
     if jsonl is not None:
         with jsonl.open("wb") as fh:

@@ -211,3 +211,50 @@ def test_the_incident_table_is_bounded() -> None:
     for i in range(1000):
         incidents.update(Finding("rate", float(i), f"a/p{i}", "a", None, 0.5, "r"))
     assert len(incidents) == 100
+
+
+def query_only(events: list[DnsEvent]) -> list[DnsEvent]:
+    """The events as the UDP module ships them: queries, answers not observed."""
+    return [DnsEvent(e.ts, e.client, e.namespace, e.qname, e.qtype, None, (), e.action, False)
+            for e in events]  # fmt: skip
+
+
+def test_a_udp_pod_is_named_from_queries_alone_and_says_answers_were_not_seen(model) -> None:  # type: ignore[no-untyped-def]
+    names = traffic.dga("cryptolocker", 40)
+    events = query_only(healthy_browsing(400, 5, seed=6, typo_rate=0.02)
+                        + burst(100, names, "payments/batch-1", "payments"))  # fmt: skip
+    _findings, alerts, names_seen = run(Pipeline(model), events)
+    named = [a.decision.finding for a in alerts if a.decision.finding.detector == "infected_client"]
+    assert [f.client for f in named] == ["payments/batch-1"]
+    f = named[0]
+    assert f.name is None  # no C2 without answers: it is the name that resolves
+    assert f.evidence["outcome_not_observed"] == f.evidence["nxdomain_names"] + f.evidence[
+        "outcome_not_observed"
+    ] > 0
+    assert "not observed" in f.summary
+    assert [a for a in alerts if a.decision.verdict is not None] == []
+    # ndots:5 expansions with their answers unseen are still expansions
+    assert names_seen["search_expansion"] > 0
+
+
+def test_healthy_udp_pods_with_typos_and_cdn_names_are_not_named(model) -> None:  # type: ignore[no-untyped-def]
+    rng = random.Random(9)
+    events = healthy_browsing(900, 12, seed=7, typo_rate=0.15)
+    for i in range(300):  # a pod fetching from many CDN distributions and buckets
+        label = "".join(rng.choice(string.ascii_lowercase + string.digits) for _ in range(14))
+        suffix = rng.choice(["cloudfront.net", "s3.amazonaws.com", "blob.core.windows.net"])
+        events += lookup(i * 0.5, f"{label}.{suffix}", "shop/assets-1", "shop")
+    findings, alerts, _ = run(Pipeline(model), query_only(events))
+    assert [f for f in findings if f.detector == "infected_client"] == []
+    assert alerts == []
+
+
+def test_volume_alone_never_names_a_client_whose_answers_were_not_seen(model) -> None:  # type: ignore[no-untyped-def]
+    # many names of one suffix nobody else asked for, neither DGA-like nor words
+    names = [f"shop{i:04d}x.com" for i in range(60)]
+    events = query_only(burst(10, names, "shop/crawler-1", "shop", step=0.5))
+    findings, _alerts, _ = run(Pipeline(model), events)
+    assert not [f for f in findings if f.evidence.get("style") == "volume"]
+    # the same burst with its NXDOMAINs seen is the volume shape
+    findings, _alerts, _ = run(Pipeline(model), burst(10, names, "shop/crawler-1", "shop", step=0.5))
+    assert any(f.evidence.get("style") == "volume" for f in findings)

@@ -171,6 +171,7 @@ impl VmState {
             transport: p.transport,
             query: &p.query,
             response,
+            response_observed: true,
             latency_us: response.map(|_| now.saturating_sub(p.start_micros)),
             action,
             policy_version: p.policy_version,

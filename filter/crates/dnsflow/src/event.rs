@@ -125,6 +125,10 @@ pub struct Event<'a> {
     pub transport: &'static str,
     pub query: &'a QueryInfo,
     pub response: Option<&'a ResponseInfo>,
+    /// Whether the path that built the event could see the response at all:
+    /// false on UDP, where the module sees queries only (`response` is then
+    /// null without meaning "unanswered").
+    pub response_observed: bool,
     pub latency_us: Option<u64>,
     pub action: &'static str,
     pub policy_version: u64,
@@ -146,6 +150,9 @@ impl Event<'_> {
         let _ = serde_json::to_writer(&mut out, self.query);
         out.extend_from_slice(br#","response":"#);
         let _ = serde_json::to_writer(&mut out, &self.response);
+        if !self.response_observed {
+            out.extend_from_slice(br#","response_observed":false"#);
+        }
         out.extend_from_slice(br#","latency_us":"#);
         let _ = serde_json::to_writer(&mut out, &self.latency_us);
         out.extend_from_slice(br#","action":""#);
@@ -211,6 +218,7 @@ mod tests {
                 transport: "dot",
                 query: &query,
                 response: resp,
+                response_observed: true,
                 latency_us: latency,
                 action: "shadow",
                 policy_version: 42,
@@ -230,6 +238,20 @@ mod tests {
             });
             assert_eq!(got, want);
         }
+    }
+
+    #[test]
+    fn a_query_only_event_says_its_response_was_not_observed() {
+        let node_json = serde_json::to_string(&Node::default()).unwrap_or_default();
+        let client = Client::new("10.0.0.1".into(), 5353, None, "a".into(), "b".into());
+        let query = QueryInfo { id: 7, name: "example.org".into(), qtype: "A".into(), class: "IN".into(), rd: true, cd: false, dnssec_ok: false };
+        let event = Event {
+            ts_micros: 1, client: &client, transport: "udp", query: &query, response: None,
+            response_observed: false, latency_us: None, action: "allowed", policy_version: 0,
+        };
+        let got: serde_json::Value = serde_json::from_slice(&event.to_json(&node_json)).unwrap_or_default();
+        assert_eq!(got["response_observed"], serde_json::Value::Bool(false));
+        assert!(got["response"].is_null());
     }
 
     fn rfc3339_micros(micros: u64) -> String {

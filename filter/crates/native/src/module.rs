@@ -205,6 +205,8 @@ impl Module {
                 transport: "udp",
                 query: &query,
                 response: response.as_ref(),
+                // a forwarded query's response goes from udp_proxy to the client unseen
+                response_observed: response.is_some(),
                 latency_us: None,
                 action,
                 policy_version: policy.version,
