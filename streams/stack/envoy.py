@@ -1,9 +1,10 @@
 """Envoy bootstrap configs carrying the dnsguard filter (rendered, not templated by hand).
 
 ``filter_bootstrap`` builds a bootstrap with a DNS-over-TCP listener (Wasm
-network filter, then tcp_proxy to the resolver), optionally a DoH listener
-(Wasm HTTP filter, buffer filter, router), and the collector cluster the
-filter ships events to. Used by the e2e tests, the benchmarks and the demo;
+network filter, then tcp_proxy to the resolver), optionally a DNS-over-UDP
+listener (the native dynamic module ``libdnsguard_udp.so`` as a UDP listener
+filter, then udp_proxy), a DoH listener (Wasm HTTP filter, buffer filter,
+router), and the collector cluster the filter ships events to. Used by the e2e tests, the benchmarks and the demo;
 ``deploy/envoy/`` holds the same shape for sidecars and egress gateways.
 """
 
@@ -18,6 +19,11 @@ REPO = Path(__file__).resolve().parents[2]
 WASM_PATH = (
     REPO / "filter" / "target" / "wasm32-unknown-unknown" / "release" / "dnsguard_filter.wasm"
 )
+
+# The UDP listener filter: Envoy loads lib<name>.so from ENVOY_DYNAMIC_MODULES_SEARCH_PATH.
+NATIVE_MODULE_NAME = "dnsguard_udp"
+NATIVE_DIR = REPO / "filter" / "target" / "release"
+NATIVE_PATH = NATIVE_DIR / f"lib{NATIVE_MODULE_NAME}.so"
 
 
 # One VM id for every dnsguard plugin in an Envoy: they share one VM per
@@ -100,6 +106,56 @@ def listener(name: str, port: int, filters: list[dict[str, Any]]) -> dict[str, A
     }
 
 
+def udp_listener(
+    name: str, port: int, module_config: dict[str, Any] | None, cluster: str = "upstream_dns"
+) -> dict[str, Any]:
+    """A loopback UDP listener proxying datagrams to ``cluster``; with
+    ``module_config``, the dnsguard module sees each query first."""
+    filters: list[dict[str, Any]] = []
+    if module_config is not None:
+        filters.append(
+            {
+                "name": "dnsguard",
+                "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.udp.dynamic_modules.v3.DynamicModuleUdpListenerFilter",
+                    "dynamic_module_config": {"name": NATIVE_MODULE_NAME, "do_not_close": True},
+                    "filter_name": "dnsguard",
+                    "filter_config": {
+                        "@type": "type.googleapis.com/google.protobuf.StringValue",
+                        "value": json.dumps(module_config),
+                    },
+                },
+            }
+        )
+    filters.append(
+        {
+            "name": "envoy.filters.udp_listener.udp_proxy",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.udp.udp_proxy.v3.UdpProxyConfig",
+                "stat_prefix": f"{name}_proxy",
+                "matcher": {
+                    "on_no_match": {
+                        "action": {
+                            "name": "route",
+                            "typed_config": {
+                                "@type": "type.googleapis.com/envoy.extensions.filters.udp.udp_proxy.v3.Route",
+                                "cluster": cluster,
+                            },
+                        }
+                    }
+                },
+            },
+        }
+    )
+    return {
+        "name": name,
+        "address": {
+            "socket_address": {"protocol": "UDP", "address": "127.0.0.1", "port_value": port}
+        },
+        "listener_filters": filters,
+    }
+
+
 TCP_PROXY = {
     "name": "envoy.filters.network.tcp_proxy",
     "typed_config": {
@@ -121,6 +177,8 @@ class FilterPorts:
     plain_tcp: int | None = None  # a second DNS listener with tcp_proxy only (benchmark baseline)
     dot: int | None = None  # DNS over TLS, terminated by Envoy, then the same filter
     feed: int | None = None  # the policy feed server: with it, the filter enforces
+    dns_udp: int | None = None  # DNS over UDP through the native module, then udp_proxy
+    plain_udp: int | None = None  # a second UDP listener with udp_proxy only (benchmark baseline)
 
 
 @dataclass
@@ -155,6 +213,43 @@ class FilterOptions:
     feed_poll_interval_ms: int = 1_000
     feed_max_bytes: int = 30 << 20
     sinkhole_a: str | None = None
+
+
+def udp_module_config(ports: FilterPorts, opts: FilterOptions) -> dict[str, Any]:
+    """The native module's configuration (``filter/crates/native/src/config.rs``)
+    for this bootstrap: the node identity, the collector and, with a feed, the
+    keys it must verify."""
+    md = opts.metadata
+    config: dict[str, Any] = {
+        "node": {
+            "id": opts.node_id,
+            "cluster": "web.shop",
+            "namespace": md.get("NAMESPACE", ""),
+            "workload": md.get("WORKLOAD_NAME", ""),
+            "pod": md.get("NAME", ""),
+            "service_account": md.get("SERVICE_ACCOUNT", ""),
+        },
+        "collector": {
+            "address": f"127.0.0.1:{ports.collector}",
+            "token": opts.token,
+            "max_queue": opts.queue_max,
+            "max_batch": opts.batch_size,
+            "flush_ms": opts.flush_interval_ms,
+            "timeout_ms": opts.collector_timeout_ms,
+        },
+    }
+    if ports.feed is not None:
+        config["feed"] = {
+            "address": f"127.0.0.1:{ports.feed}",
+            "token": opts.feed_token,
+            "keys": [{"id": k, "public_key": v} for k, v in opts.feed_keys],
+            "long_poll_ms": opts.feed_long_poll_ms,
+            "poll_interval_ms": opts.feed_poll_interval_ms,
+            "max_bytes": opts.feed_max_bytes,
+        }
+    if opts.sinkhole_a:
+        config["sinkhole"] = {"a": opts.sinkhole_a}
+    return config
 
 
 def filter_bootstrap(
@@ -199,6 +294,10 @@ def filter_bootstrap(
     ]
     if ports.plain_tcp is not None:
         listeners.append(listener("dns_plain", ports.plain_tcp, [tcp_proxy]))
+    if ports.dns_udp is not None:
+        listeners.append(udp_listener("dns_udp", ports.dns_udp, udp_module_config(ports, opts)))
+    if ports.plain_udp is not None:
+        listeners.append(udp_listener("dns_udp_plain", ports.plain_udp, None))
     if ports.dot is not None:
         if opts.tls_cert is None or opts.tls_key is None:
             raise ValueError("a DoT listener needs tls_cert and tls_key")

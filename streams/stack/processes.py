@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from streams.errors import StackError
+from streams.stack.envoy import NATIVE_DIR
 from streams.stack.services import envoy_binary
 
 
@@ -115,7 +116,9 @@ class EnvoyProcess:
     def start(self, concurrency: int = 2) -> EnvoyProcess:
         args = [str(envoy_binary()), "-c", str(self.config_path), "--use-dynamic-base-id",
                 "--concurrency", str(concurrency), "-l", "warn"]  # fmt: skip
-        self.child = Child(args, self.log_path)
+        # the UDP module (lib<name>.so) is looked up here, unless the caller says where
+        env = {"ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(NATIVE_DIR), **os.environ}
+        self.child = Child(args, self.log_path, env)
         try:
             wait_http(f"http://127.0.0.1:{self.admin}/ready", b"LIVE")
         except StackError as exc:
@@ -130,15 +133,22 @@ class EnvoyProcess:
             self.child = None
 
     def stats(self) -> dict[str, int]:
-        """The filter's counters and gauges (``wasmcustom.dnsguard.*``), by short name."""
+        """The Wasm filter's counters and gauges (``wasmcustom.dnsguard.*``), by short name."""
+        return self._stats("wasmcustom.dnsguard.")
+
+    def module_stats(self) -> dict[str, int]:
+        """The UDP module's counters and gauges (``dynamicmodulescustom.dnsguard.*``)."""
+        return self._stats("dynamicmodulescustom.dnsguard.")
+
+    def _stats(self, prefix: str) -> dict[str, int]:
         with urllib.request.urlopen(
             f"http://127.0.0.1:{self.admin}/stats?filter=dnsguard&format=json", timeout=2
         ) as r:
             data = json.load(r)
         return {
-            s["name"].removeprefix("wasmcustom.dnsguard."): s["value"]
+            s["name"].removeprefix(prefix): s["value"]
             for s in data["stats"]
-            if "value" in s
+            if "value" in s and s["name"].startswith(prefix)
         }
 
 

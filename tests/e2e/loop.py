@@ -162,22 +162,39 @@ class LoopRig:
         q = dns.message.make_query(name, rtype)
         return dns.query.tcp(q, "127.0.0.1", port=self.ports.dns_tcp, timeout=5)
 
-    def reached_upstream(self, name: str) -> bool:
-        return any(n == name for _, n, _ in self.upstream.received)
+    def query_udp(self, name: str, rtype: str = "A") -> dns.message.Message:
+        """``name`` through the UDP listener (the native module, then udp_proxy)."""
+        q = dns.message.make_query(name, rtype)
+        assert self.ports.dns_udp is not None
+        return dns.query.udp(q, "127.0.0.1", port=self.ports.dns_udp, timeout=5)
+
+    def reached_upstream(self, name: str, transport: str | None = None) -> bool:
+        return any(
+            n == name and (transport is None or t == transport)
+            for t, n, _ in self.upstream.received
+        )
 
     def wait_version(self, version: int, timeout: float = 10) -> None:
+        """Until the Wasm filter and the UDP module both enforce ``version``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.envoy.stats().get("feed_version", 0) >= version:
+            wasm = self.envoy.stats().get("feed_version", 0)
+            native = self.envoy.module_stats().get("feed_version", 0)
+            if min(wasm, native) >= version:
                 time.sleep(0.15)  # every worker VM picks it up on its next tick (100 ms)
                 return
             time.sleep(0.05)
-        raise AssertionError(f"filter never reached policy version {version}: {self.envoy.stats()}")
+        raise AssertionError(
+            f"filter never reached policy version {version}: "
+            f"{self.envoy.stats()} {self.envoy.module_stats()}"
+        )
 
 
 @contextlib.contextmanager
 def start_loop(kafka_bootstrap: str, wasm_module: Path, work: Path) -> Iterator[LoopRig]:
-    admin, dns_tcp, up, up_doh, col, doh, feed_port, proxy_port, redis_port = free_ports(9)
+    admin, dns_tcp, dns_udp, up, up_doh, col, doh, feed_port, proxy_port, redis_port = free_ports(
+        10
+    )
     redis_stack = Stack(
         replace(load_stack_settings({}), state_dir=work / "redis", redis_port=redis_port),
         (RedisService,),
@@ -194,6 +211,7 @@ def start_loop(kafka_bootstrap: str, wasm_module: Path, work: Path) -> Iterator[
         doh=doh,
         upstream_doh=up_doh,
         feed=proxy_port,
+        dns_udp=dns_udp,
     )
     opts = FilterOptions(
         token=TOKEN,
