@@ -74,7 +74,7 @@ def _demo(args: argparse.Namespace) -> int:
     from streams.settings import load_stack_settings
     from streams.stack.demo import run_live_demo
 
-    return run_live_demo(load_stack_settings(), args.duration, args.keep)
+    return run_live_demo(load_stack_settings(), args.duration, args.keep, args.transport)
 
 
 def _collector(args: argparse.Namespace) -> int:
@@ -178,9 +178,10 @@ def _simulate(args: argparse.Namespace) -> int:
 
     host, port = parse_target(args.target)
     kinds = args.kind or ["browsing"]
-    streams = [Stream(kind, host, port, args.rate, args.pool) for kind in kinds]
+    streams = [Stream(kind, host, port, args.rate, args.pool, args.transport) for kind in kinds]
     print(
-        f"sending {', '.join(kinds)} at {args.rate} queries/s each to {host}:{port} for {args.duration}s"
+        f"sending {', '.join(kinds)} at {args.rate} queries/s each to {host}:{port} "
+        f"over {args.transport.upper()} for {args.duration}s"
     )
     asyncio.run(run_streams(streams, args.duration))
     for s in streams:
@@ -274,6 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--duration", type=float, default=60.0, help="seconds of simulated traffic")
     p.add_argument("--keep", action="store_true", help="leave the stack running afterwards")
+    p.add_argument(
+        "--transport",
+        choices=["udp", "tcp"],
+        default=None,
+        help="every pod over this (default: UDP, with the DGA bot and the legacy cron over TCP)",
+    )
     p.set_defaults(handler=_demo)
 
     p = sub.add_parser("collector", help="HTTP ingest of filter event batches into Kafka")
@@ -305,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="Faust worker: events from Kafka to alerts and verdicts")
     p.set_defaults(handler=_worker)
 
-    p = sub.add_parser("simulate", help="send simulated workloads' DNS queries (TCP) to a target")
+    p = sub.add_parser("simulate", help="send simulated workloads' DNS queries to a target")
     p.add_argument("--target", required=True, help="HOST:PORT, e.g. an Envoy DNS listener")
     p.add_argument("--kind", action="append", choices=["browsing", "dga", "tunnel", "nxstorm"],
                    help="workload kind (repeatable; default browsing)")  # fmt: skip
@@ -314,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pool", type=int, default=0, help="keep asking the first N names (0: always new)"
     )
+    p.add_argument("--transport", choices=["udp", "tcp"], default="udp", help="default: udp")
     p.set_defaults(handler=_simulate)
 
     p = sub.add_parser(

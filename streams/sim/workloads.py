@@ -50,15 +50,19 @@ class Workload:
     ip: str
     kind: str  # "browsing", "dga", "tunnel", "nxstorm"
     qps: float
+    transport: str = "udp"  # how the pod's stub resolver asks: "udp" or "tcp"
 
 
 DEFAULT_WORKLOADS = (
     Workload("shop", "web-7d9f", "10.1.0.11", "browsing", 20),
     Workload("shop", "cart-55c2", "10.1.0.12", "browsing", 10),
     Workload("payments", "api-6b4d", "10.2.0.21", "browsing", 10),
-    Workload("payments", "batch-1f0a", "10.2.0.22", "dga", 4),
+    # Over UDP the module sees queries, not answers (Envoy 1.40), so these two
+    # resolve over TCP: blocking a bot's C2 needs the answer that shows which of
+    # its names resolved, and an NXDOMAIN storm needs the NXDOMAINs.
+    Workload("payments", "batch-1f0a", "10.2.0.22", "dga", 4, "tcp"),
     Workload("analytics", "etl-9c3e", "10.3.0.31", "tunnel", 4),
-    Workload("legacy", "cron-2a7b", "10.4.0.41", "nxstorm", 5),
+    Workload("legacy", "cron-2a7b", "10.4.0.41", "nxstorm", 5, "tcp"),
 )
 
 

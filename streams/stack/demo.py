@@ -33,7 +33,7 @@ from streams.settings import TOPICS, StackSettings
 from streams.sim.resolver import Upstream, UpstreamServer
 from streams.sim.traffic import Stream, run_stream
 from streams.sim.workloads import DEFAULT_DATA, DEFAULT_WORKLOADS, DGA_BURST, Simulator, Workload
-from streams.stack.envoy import FilterOptions, FilterPorts, filter_bootstrap
+from streams.stack.envoy import NATIVE_DIR, FilterOptions, FilterPorts, filter_bootstrap
 from streams.stack.processes import Child, free_ports, http_text, metric_sum, wait_http
 from streams.stack.services import Kafka, Redis, Stack, envoy_binary
 
@@ -49,13 +49,19 @@ class Pod:
     envoy: Child | None = None
 
     def stats(self) -> dict[str, int]:
-        text = http_text(f"http://127.0.0.1:{self.admin}/stats?filter=wasmcustom")
-        out = {}
+        """The pod's dnsguard stats: the Wasm filter's (TCP) plus the UDP module's."""
+        text = http_text(f"http://127.0.0.1:{self.admin}/stats?filter=custom.dnsguard")
+        out: Counter[str] = Counter()
         for line in text.splitlines():
             key, _, value = line.partition(": ")
-            if key.startswith("wasmcustom.dnsguard.") and value.isdigit():
-                out[key.removeprefix("wasmcustom.dnsguard.")] = int(value)
-        return out
+            for prefix in ("wasmcustom.dnsguard.", "dynamicmodulescustom.dnsguard."):
+                if key.startswith(prefix) and value.isdigit():
+                    name = key.removeprefix(prefix)
+                    if name == "feed_version":
+                        out[name] = max(out[name], int(value))
+                    else:
+                        out[name] += int(value)
+        return dict(out)
 
 
 @dataclass
@@ -63,6 +69,7 @@ class Demo:
     settings: StackSettings
     duration_s: float
     out: Path
+    transport: str | None = None  # every pod over "udp" or "tcp"; None: each workload's own
     children: list[Child] = field(default_factory=list)
     pods: list[Pod] = field(default_factory=list)
     alerts: Counter[str] = field(default_factory=Counter)
@@ -118,11 +125,13 @@ class Demo:
             # the bot's list of the day is one burst, retried after each pause: once
             # its C2 is blocked, the retries are answered by the filter
             pool = DGA_BURST if w.kind == "dga" else 0
-            pod = Pod(
-                w, free_ports(1)[0], free_ports(1)[0], Stream(w.kind, "127.0.0.1", 0, w.qps, pool)
-            )
-            pod.stream.port = pod.dns_port
-            ports = FilterPorts(admin=pod.admin, dns_tcp=pod.dns_port, upstream_dns=self.ports["resolver"],
+            transport = self.transport or w.transport
+            admin, dns_port = free_ports(2)
+            stream = Stream(w.kind, "127.0.0.1", dns_port, w.qps, pool, transport)
+            pod = Pod(w, admin, dns_port, stream)
+            # a sidecar takes both: UDP through the module, TCP through the Wasm filter
+            ports = FilterPorts(admin=pod.admin, dns_tcp=pod.dns_port, dns_udp=pod.dns_port,
+                                upstream_dns=self.ports["resolver"],
                                 collector=self.ports["collector"], feed=self.ports["feed"])  # fmt: skip
             workload = w.pod.rsplit("-", 1)[0]
             opts = FilterOptions(token=token, feed_keys=(self.feed_key,), feed_token=token, concurrency=1,
@@ -132,7 +141,8 @@ class Demo:
             cfg_path = self.out / f"envoy-{w.pod}.yaml"
             cfg_path.write_text(yaml.safe_dump(filter_bootstrap(ports, opts)))
             pod.envoy = self.spawn(f"envoy-{w.pod}", [str(envoy_binary()), "-c", str(cfg_path), "--use-dynamic-base-id",
-                                                       "--concurrency", "1", "-l", "warn"], {})  # fmt: skip
+                                                       "--concurrency", "1", "-l", "warn"],
+                                   {"ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(NATIVE_DIR)})  # fmt: skip
             self.pods.append(pod)
         for pod in self.pods:
             wait_http(f"http://127.0.0.1:{pod.admin}/ready", expect=b"LIVE", timeout=60)
@@ -197,7 +207,8 @@ class Demo:
             )
         for p in self.pods:
             st = stats[p.workload.pod]
-            t.add_row(f"{p.workload.namespace}/{p.workload.pod}", p.workload.kind, f"{p.stream.sent:,}",
+            t.add_row(f"{p.workload.namespace}/{p.workload.pod}", f"{p.workload.kind}/{p.stream.transport}",
+                      f"{p.stream.sent:,}",
                       f"{sum(p.stream.rcodes.values()):,}", f"{st.get('blocked', 0):,}",
                       f"{st.get('events_sent', 0):,}", str(st.get("feed_version", 0)))  # fmt: skip
         events = metric_sum(worker, "dnsguard_worker_events_total")
@@ -236,6 +247,8 @@ class Demo:
             "queries": sum(p.stream.sent for p in self.pods),
             "blocked": sum(blocked.values()),
             "blocked_by_pod": blocked,
+            "transport_by_pod": {p.workload.pod: p.stream.transport for p in self.pods},
+            "answered_by_pod": {p.workload.pod: sum(p.stream.rcodes.values()) for p in self.pods},
             "alerts": dict(self.alerts),
             "alerts_by_pod": {
                 p.workload.pod: self.alerts_by_pod[p.workload.pod] for p in self.pods
@@ -268,7 +281,9 @@ class Demo:
             self.resolver.__exit__(None, None, None)
 
 
-def run_live_demo(settings: StackSettings, duration_s: float, keep: bool) -> int:
+def run_live_demo(
+    settings: StackSettings, duration_s: float, keep: bool, transport: str | None = None
+) -> int:
     from rich.console import Console
 
     from streams.engine.topics import default_topics, ensure_topics
@@ -278,7 +293,8 @@ def run_live_demo(settings: StackSettings, duration_s: float, keep: bool) -> int
     running_before = {s.name for s in stack.status() if s.running}
     console.print("[bold]dnsguard demo[/]: starting Kafka and Redis ...")
     stack.up()
-    demo = Demo(settings, duration_s, settings.state_dir / "demo" / time.strftime("%Y%m%d-%H%M%S"))
+    out = settings.state_dir / "demo" / time.strftime("%Y%m%d-%H%M%S")
+    demo = Demo(settings, duration_s, out, transport=transport)
     try:
         asyncio.run(ensure_topics(settings.kafka_bootstrap, default_topics()))
         demo.start(console)

@@ -30,7 +30,17 @@ def test_demo_detects_blocks_publishes_and_cleans_up(tmp_path: Path) -> None:
     assert summary["alerts"].get("infected_client", 0) > 0
     assert summary["alerts"].get("tunnel", 0) > 0
     assert summary["alerts"].get("nxdomain_storm", 0) > 0
-    # the infected pod and the exfiltrating pod get answers from the filter; browsing pods never
+    # browsing pods and the exfiltrating pod ask over UDP (the module), the others over TCP
+    transport = summary["transport_by_pod"]
+    assert {pod for pod, t in transport.items() if t == "udp"} == {
+        "web-7d9f",
+        "cart-55c2",
+        "api-6b4d",
+        "etl-9c3e",
+    }
+    assert all(n > 0 for n in summary["answered_by_pod"].values())
+    # the infected pod and the exfiltrating pod (over UDP: the module) get answers
+    # from dnsguard; browsing pods never
     blocked = summary["blocked_by_pod"]
     assert blocked["batch-1f0a"] > 0
     assert blocked["etl-9c3e"] > 0

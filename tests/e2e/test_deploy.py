@@ -7,6 +7,7 @@ one the filter accepts."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -15,6 +16,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from streams.stack.envoy import NATIVE_DIR, NATIVE_PATH
 from streams.stack.services import envoy_binary
 from tests.e2e.conftest import TlsMaterial
 
@@ -35,6 +37,21 @@ FILTER_FIELDS = {"mode", "collector_cluster", "collector_authority", "collector_
                  "query_timeout_ms", "max_pending", "max_answers", "metadata_keys", "feed", "sinkhole"}  # fmt: skip
 FEED_FIELDS = {"cluster", "authority", "path", "token", "keys", "poll_interval_ms", "long_poll_ms",
                "timeout_ms", "max_bytes", "max_rules"}  # fmt: skip
+# the UDP module's configuration fields (filter/crates/native/src/config.rs, deny_unknown_fields)
+MODULE_FIELDS = {"node", "collector", "feed", "sinkhole"}
+MODULE_COLLECTOR_FIELDS = {
+    "address",
+    "path",
+    "token",
+    "max_queue",
+    "max_batch",
+    "flush_ms",
+    "timeout_ms",
+}
+MODULE_FEED_FIELDS = {"address", "path", "token", "keys", "long_poll_ms", "poll_interval_ms",
+                      "timeout_ms", "max_bytes", "max_rules"}  # fmt: skip
+MODULE_FILTER = "envoy.extensions.filters.udp.dynamic_modules.v3.DynamicModuleUdpListenerFilter"
+BOOTSTRAPS = ["sidecar.yaml", "egress-gateway.yaml", "node-local-dns.yaml"]
 
 
 def render(text: str) -> str:
@@ -58,7 +75,43 @@ def check_filter_config(cfg: dict) -> None:
     assert len(feed["token"]) >= 16
 
 
-@pytest.mark.parametrize("name", ["sidecar.yaml", "egress-gateway.yaml"])
+def check_module_config(cfg: dict, listeners: dict[str, dict]) -> None:
+    assert set(cfg) <= MODULE_FIELDS, set(cfg) - MODULE_FIELDS
+    assert cfg["node"]["namespace"]
+    assert cfg["node"]["pod"]
+    collector, feed = cfg["collector"], cfg["feed"]
+    assert set(collector) <= MODULE_COLLECTOR_FIELDS
+    assert set(feed) <= MODULE_FEED_FIELDS
+    assert all(set(k) == {"id", "public_key"} for k in feed["keys"])
+    assert len(collector["token"]) >= 16
+    assert len(feed["token"]) >= 16
+    # the module speaks plain HTTP only to loopback relays that Envoy carries
+    # to the dnsguard_collector and dnsguard_feed clusters
+    for part, cluster in ((collector, "dnsguard_collector"), (feed, "dnsguard_feed")):
+        host, port = part["address"].rsplit(":", 1)
+        assert host == "127.0.0.1"
+        relay = listeners[int(port)]
+        proxy = relay["filter_chains"][0]["filters"][-1]["typed_config"]
+        assert proxy["cluster"] == cluster
+
+
+def module_configs(doc: dict) -> list[dict]:
+    return [json.loads(f["typed_config"]["filter_config"]["value"])
+            for lst in doc["static_resources"]["listeners"] for f in lst.get("listener_filters", [])
+            if f["typed_config"]["@type"].endswith(MODULE_FILTER)]  # fmt: skip
+
+
+def validate(path: Path) -> subprocess.CompletedProcess[str]:
+    if not NATIVE_PATH.exists():
+        raise RuntimeError(
+            f"{NATIVE_PATH} is missing: run filter/build.sh native (make setup does)"
+        )
+    env = {**os.environ, "ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(NATIVE_DIR)}
+    return subprocess.run([str(envoy_binary()), "--mode", "validate", "-c", str(path), "--use-dynamic-base-id"],
+                          capture_output=True, text=True, timeout=120, env=env)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", BOOTSTRAPS)
 def test_envoy_bootstraps_validate(
     name: str, wasm_module: Path, tls_material: TlsMaterial, tmp_path: Path
 ) -> None:
@@ -70,19 +123,47 @@ def test_envoy_bootstraps_validate(
         text = text.replace(src, str(dst))
     doc = yaml.safe_load(text)
     plugins = [json.loads(f["typed_config"]["config"]["configuration"]["value"])
-               for lst in doc["static_resources"]["listeners"] for chain in lst["filter_chains"]
+               for lst in doc["static_resources"]["listeners"] for chain in lst.get("filter_chains", [])
                for f in chain["filters"] + [h for g in chain["filters"] for h in g.get("typed_config", {}).get("http_filters", [])]
                if f["name"] in ("envoy.filters.network.wasm", "envoy.filters.http.wasm")]  # fmt: skip
     assert plugins
     for cfg in plugins:
         check_filter_config(cfg)
+    # every bootstrap takes plain DNS over UDP through the module
+    modules = module_configs(doc)
+    assert modules
+    by_port = {lst["address"]["socket_address"]["port_value"]: lst
+               for lst in doc["static_resources"]["listeners"]}  # fmt: skip
+    for cfg in modules:
+        check_module_config(cfg, by_port)
     path = tmp_path / name
     path.write_text(text)
-    out = subprocess.run([str(envoy_binary()), "--mode", "validate", "-c", str(path), "--use-dynamic-base-id"],
-                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    out = validate(path)
     log = out.stdout + out.stderr
     assert out.returncode == 0, log[-3000:]
     assert "OK" in log, log[-3000:]
+
+
+def test_validation_runs_the_modules_own_config_check(tmp_path: Path) -> None:
+    """Envoy's validate mode loads the module and hands it the configuration:
+    one the module refuses (a token too short to be a secret) fails there."""
+    doc = yaml.safe_load(render((DEPLOY / "envoy" / "sidecar.yaml").read_text()))
+    doc["static_resources"]["listeners"] = [
+        lst for lst in doc["static_resources"]["listeners"] if "listener_filters" in lst
+    ]
+    path = tmp_path / "good.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    good = validate(path)
+    assert good.returncode == 0, (good.stdout + good.stderr)[-3000:]
+    module = doc["static_resources"]["listeners"][0]["listener_filters"][0]["typed_config"]
+    cfg = json.loads(module["filter_config"]["value"])
+    cfg["collector"]["token"] = "short"
+    module["filter_config"]["value"] = json.dumps(cfg)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    bad = validate(path)
+    assert bad.returncode != 0
+    assert "collector.token" in bad.stdout + bad.stderr
 
 
 def manifests(folder: str) -> list[dict]:

@@ -296,9 +296,12 @@ def test_every_metric_the_dashboard_and_alert_rules_query_is_exported(
     rules = yaml.safe_load((deploy / "prometheus-rules.yaml").read_text())
     exprs = [r["expr"] for g in rules["groups"] for r in g["rules"]]
     exprs += re.findall(r'"expr": *"([^"]*)"', (deploy / "grafana-dashboard.json").read_text())
-    queried = {m for e in exprs for m in re.findall(r"\b(dnsguard_[a-z0-9_]+)", e)}
+    # dnsguard's own metrics, and the UDP module's as Envoy exports them
+    queried = {m for e in exprs
+               for m in re.findall(r"\b((?:envoy_dynamicmodulescustom_)?dnsguard_[a-z0-9_]+)", e)}  # fmt: skip
     assert {"dnsguard_insecure_mode", "dnsguard_feed_invalid_entries_total",
-            "dnsguard_feed_entries_skipped"} <= queried  # fmt: skip
+            "dnsguard_feed_entries_skipped", "envoy_dynamicmodulescustom_dnsguard_queries",
+            "envoy_dynamicmodulescustom_dnsguard_feed_age_s"} <= queried  # fmt: skip
     rig = loop_rig
     deadline = time.monotonic() + 60
     while worker.processed() == 0:  # the worker's counters appear with its first batch

@@ -44,12 +44,15 @@ def test_udp_answers_pass_and_every_query_is_an_attributed_event_on_kafka(
         assert ev["transport"] == "udp"
         assert ev["action"] == "allowed"
         # the module sees queries only: the response is marked as not observed
-        assert ev["response"] is None and ev["response_observed"] is False
+        assert ev["response"] is None
+        assert ev["response_observed"] is False
         assert ev["latency_us"] is None
-        assert ev["node"]["namespace"] == "shop" and ev["node"]["pod"] == "web-7d9f"
+        assert ev["node"]["namespace"] == "shop"
+        assert ev["node"]["pod"] == "web-7d9f"
         assert ev["node"]["workload"] == "web"
         assert ev["client"]["ip"] == "127.0.0.1"
-        assert ev["query"]["type"] == "A" and ev["query"]["rd"] is True
+        assert ev["query"]["type"] == "A"
+        assert ev["query"]["rd"] is True
     assert events[aaaa][0]["query"]["type"] == "AAAA"
     stats = loop_rig.envoy.module_stats()
     assert stats["queries"] >= 6
@@ -69,7 +72,8 @@ def test_a_blocked_name_is_answered_by_the_module_and_never_reaches_the_resolver
         assert r.question[0].name.to_text(omit_final_dot=True) == name
         assert not loop_rig.reached_upstream(name)
     r = loop_rig.query_udp(sink)
-    assert r.rcode() == dns.rcode.NOERROR and r.answer[0][0].address == "192.0.2.53"
+    assert r.rcode() == dns.rcode.NOERROR
+    assert r.answer[0][0].address == "192.0.2.53"
     assert loop_rig.query_udp(refused).rcode() == dns.rcode.REFUSED
     for name in (sink, refused):
         assert not loop_rig.reached_upstream(name)

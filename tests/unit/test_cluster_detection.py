@@ -228,9 +228,11 @@ def test_a_udp_pod_is_named_from_queries_alone_and_says_answers_were_not_seen(mo
     assert [f.client for f in named] == ["payments/batch-1"]
     f = named[0]
     assert f.name is None  # no C2 without answers: it is the name that resolves
-    assert f.evidence["outcome_not_observed"] == f.evidence["nxdomain_names"] + f.evidence[
-        "outcome_not_observed"
-    ] > 0
+    assert (
+        f.evidence["outcome_not_observed"]
+        == f.evidence["nxdomain_names"] + f.evidence["outcome_not_observed"]
+        > 0
+    )
     assert "not observed" in f.summary
     assert [a for a in alerts if a.decision.verdict is not None] == []
     # ndots:5 expansions with their answers unseen are still expansions
@@ -256,5 +258,7 @@ def test_volume_alone_never_names_a_client_whose_answers_were_not_seen(model) ->
     findings, _alerts, _ = run(Pipeline(model), events)
     assert not [f for f in findings if f.evidence.get("style") == "volume"]
     # the same burst with its NXDOMAINs seen is the volume shape
-    findings, _alerts, _ = run(Pipeline(model), burst(10, names, "shop/crawler-1", "shop", step=0.5))
+    findings, _alerts, _ = run(
+        Pipeline(model), burst(10, names, "shop/crawler-1", "shop", step=0.5)
+    )
     assert any(f.evidence.get("style") == "volume" for f in findings)
