@@ -55,6 +55,21 @@ def filter_rows(d: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def udp_rows(d: dict[str, Any]) -> list[Row]:
+    m, base = d["medians"], d["medians"]["udp_proxy"]
+    rows = []
+    for name, s in d["summary"].items():
+        ratio, cpu = s["qps_ratio_vs_udp_proxy"], s["added_envoy_cpu_us_per_query"]
+        rows.append((
+            f"UDP module, {name.removeprefix('module, ')}, {d['sockets']} sockets x {d['inflight']} in flight",
+            "`bench/bench_udp.py`",
+            f"{m[name]['qps']:,.0f} q/s, {m[name]['envoy_cpu_us_per_query']:.2f} us Envoy CPU/query",
+            f"udp_proxy alone: {base['qps']:,.0f} q/s, {base['envoy_cpu_us_per_query']:.2f} us",
+            f"{ratio:.2f}x q/s (>= 0.9: {_met(ratio >= 0.9)}); {cpu:+.2f} us/query (<= 3: {_met(cpu <= 3)})",
+        ))  # fmt: skip
+    return rows
+
+
 def policy_rows(d: dict[str, Any]) -> list[Row]:
     s, m = d["summary"], d["medians"]
     large, empty = m["enforce, large policy"], m["enforce, empty policy"]
@@ -120,7 +135,7 @@ def memory_rows(d: dict[str, Any]) -> list[Row]:
 
 
 SOURCES: list[tuple[str, Callable[[dict[str, Any]], list[Row]]]] = [
-    ("filter.json", filter_rows), ("policy.json", policy_rows), ("propagation.json", propagation_rows),
+    ("filter.json", filter_rows), ("udp.json", udp_rows), ("policy.json", policy_rows), ("propagation.json", propagation_rows),
     ("collector.json", collector_rows), ("dga.json", dga_rows), ("worker.json", worker_rows),
     ("detector_memory.json", memory_rows),
 ]  # fmt: skip

@@ -4,8 +4,10 @@
 //! tested with `cargo test`; `ffi.rs` only translates Envoy's calls.
 //!
 //! The DNS path never waits: a worker thread reads the current policy through
-//! an `ArcSwap` (no lock), pushes its event into a bounded lock-free queue
-//! (the oldest event is dropped and counted when it is full), and returns.
+//! an `ArcSwap` (no lock), pushes what its event needs (the query's bytes,
+//! the peer, the time, the decision) into a bounded lock-free queue (the
+//! oldest is dropped and counted when it is full), and returns. The shipping
+//! thread turns those into v1 events: the JSON is built off the DNS path.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -114,13 +116,26 @@ pub fn now_micros() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }
 
+/// A query as the worker thread saw it, for the shipping thread to render.
+struct Seen {
+    ts_micros: u64,
+    peer_ip: String,
+    peer_port: u16,
+    /// The query datagram (it parsed once, so it parses again).
+    query: Vec<u8>,
+    /// The module's own answer, when it answered.
+    answer: Option<Vec<u8>>,
+    action: &'static str,
+    policy_version: u64,
+}
+
 pub struct Module {
     config: Config,
     node_json: String,
     sinkhole: Sinkhole,
     keys: Vec<PublicKey>,
     policy: ArcSwap<Policy>,
-    events: ArrayQueue<Vec<u8>>,
+    events: ArrayQueue<Seen>,
     stats: Box<dyn StatsSink>,
     feed_last_ok_ms: AtomicU64,
     stop: AtomicBool,
@@ -191,31 +206,52 @@ impl Module {
             }
         };
         if self.config.collector.is_some() {
-            let response = match &reply {
-                // the module's own answer is the response; a forwarded query's is not seen here
-                Reply::Answer(bytes) => parse_message(bytes).ok().map(|m| ResponseInfo::from_message(m, 32)),
-                _ => None,
-            };
-            let client = Client::new(peer_ip.to_string(), peer_port, None, node.namespace.clone(), node.workload.clone());
-            let Some(q) = msg.questions.first() else { return reply };
-            let query = QueryInfo::from_message(&msg, q);
-            let event = Event {
+            let seen = Seen {
                 ts_micros: now_us,
-                client: &client,
-                transport: "udp",
-                query: &query,
-                response: response.as_ref(),
-                // a forwarded query's response goes from udp_proxy to the client unseen
-                response_observed: response.is_some(),
-                latency_us: None,
+                peer_ip: peer_ip.to_owned(),
+                peer_port,
+                query: data.to_vec(),
+                answer: match &reply {
+                    Reply::Answer(bytes) => Some(bytes.clone()),
+                    _ => None,
+                },
                 action,
                 policy_version: policy.version,
             };
-            if self.events.force_push(event.to_json(&self.node_json)).is_some() {
+            if self.events.force_push(seen).is_some() {
                 self.stats.count(Stat::EventsDropped, 1);
             }
         }
         reply
+    }
+
+    /// The v1 event (JSON) of a query the worker thread saw; None only if its
+    /// bytes no longer parse as a query with a question (they always do).
+    fn render(&self, seen: &Seen) -> Option<Vec<u8>> {
+        let msg = parse_message(&seen.query).ok()?;
+        let q = msg.questions.first()?;
+        let node = &self.config.node;
+        // the module's own answer is the response; a forwarded query's is not seen here
+        let response = seen
+            .answer
+            .as_deref()
+            .and_then(|bytes| parse_message(bytes).ok())
+            .map(|m| ResponseInfo::from_message(m, 32));
+        let client = Client::new(seen.peer_ip.clone(), seen.peer_port, None, node.namespace.clone(), node.workload.clone());
+        let query = QueryInfo::from_message(&msg, q);
+        let event = Event {
+            ts_micros: seen.ts_micros,
+            client: &client,
+            transport: "udp",
+            query: &query,
+            response: response.as_ref(),
+            // a forwarded query's response goes from udp_proxy to the client unseen
+            response_observed: response.is_some(),
+            latency_us: None,
+            action: seen.action,
+            policy_version: seen.policy_version,
+        };
+        Some(event.to_json(&self.node_json))
     }
 
     /// Starts the shipping and feed threads (each only if configured).
@@ -267,7 +303,8 @@ impl Module {
             let mut n = 0u64;
             body.push(b'[');
             while (n as usize) < cfg.max_batch {
-                let Some(ev) = self.events.pop() else { break };
+                let Some(seen) = self.events.pop() else { break };
+                let Some(ev) = self.render(&seen) else { continue };
                 if n > 0 {
                     body.push(b',');
                 }
@@ -385,9 +422,9 @@ impl Module {
         self.events.len()
     }
 
-    /// Takes the oldest queued event (tests).
+    /// Takes the oldest queued event, rendered (tests).
     pub fn take_event(&self) -> Option<Vec<u8>> {
-        self.events.pop()
+        self.events.pop().and_then(|seen| self.render(&seen))
     }
 }
 
