@@ -433,8 +433,7 @@ class WorkerSettings:
     alerts_topic: str = TOPICS.alerts
     verdicts_topic: str = TOPICS.verdicts
     dlq_topic: str = TOPICS.dlq
-    # events per batch at most: a batch is what one fetch returns, handled as
-    # soon as it arrives (no waiting to fill it)
+    # records per Kafka fetch at most (each record a batch record of one client's events)
     batch_max: int = 1000
     web_port: int = 16066  # Faust web server: /metrics (Prometheus), /clients/counts
     web_bind: str = "127.0.0.1"  # the address it listens on (0.0.0.0 in a pod)

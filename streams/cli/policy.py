@@ -158,15 +158,22 @@ def _explain(args: argparse.Namespace) -> int:
 # -- report ---------------------------------------------------------------------------
 
 
+def _v1_events(raw: str | bytes) -> list[dict[str, Any]]:
+    """The v1 events of a JSONL line or a Kafka record: one event, or a batch
+    record (a JSON array of them); nothing for what is neither."""
+    try:
+        doc = json.loads(raw)
+    except (ValueError, TypeError):
+        return []
+    items = doc if isinstance(doc, list) else [doc]
+    return [e for e in items if isinstance(e, dict)]
+
+
 def _events_from_file(path: Path) -> Iterable[dict[str, Any]]:
     with path.open() as fh:
         for line in fh:
-            line = line.strip()
-            if line:
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError:
-                    continue
+            if line.strip():
+                yield from _v1_events(line)
 
 
 def _events_from_kafka(bootstrap: str, topic: str, limit: int) -> list[dict[str, Any]]:
@@ -184,10 +191,7 @@ def _events_from_kafka(bootstrap: str, topic: str, limit: int) -> list[dict[str,
                     break
                 for records in batch.values():
                     for r in records:
-                        try:
-                            out.append(json.loads(r.value))
-                        except (ValueError, TypeError):
-                            continue
+                        out.extend(_v1_events(r.value))
             return out[:limit]
         finally:
             await consumer.stop()

@@ -1,6 +1,7 @@
 """``dnsguard replay FILE``: the detector pipeline in-process, no Kafka, no Redis.
 
-Input is a JSONL file of v1 events or a pcap/pcapng capture (DNS over UDP and
+Input is a JSONL file of v1 events (a line may also be a batch record, a JSON
+array of v1 events, as the collector writes to Kafka) or a pcap/pcapng capture (DNS over UDP and
 TCP; queries are paired with responses by client, transaction id and
 question). Alerts and verdicts are printed as a table and written as JSONL to
 an output folder. Events that cannot be decoded are counted and written to
@@ -45,9 +46,16 @@ def events_from_jsonl(path: Path, rejected: list[dict[str, str]]) -> Iterator[Dn
             if not line.strip():
                 continue
             try:
-                yield from_v1(json.loads(line))
-            except (EventError, ValueError) as exc:
+                doc = json.loads(line)
+            except ValueError as exc:
                 rejected.append({"line": str(lineno), "error": str(exc)})
+                continue
+            for i, item in enumerate(doc if isinstance(doc, list) else [doc]):
+                try:
+                    yield from_v1(item)
+                except (EventError, ValueError) as exc:
+                    where = f"{lineno}[{i}]" if isinstance(doc, list) else str(lineno)
+                    rejected.append({"line": where, "error": str(exc)})
 
 
 def events_from_pcap(

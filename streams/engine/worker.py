@@ -1,27 +1,41 @@
-"""The worker's agents: decode, detect, publish. No detection logic here."""
+"""The worker's agent: decode, detect, publish. No detection logic here.
+
+One Faust agent reads the events topic through Faust's public API only
+(``stream.take_events``): up to ``batch_max`` records, or what arrived within
+``BATCH_WAIT_S``, are handled as one batch, and Faust acknowledges (and later
+commits) them only after the batch was handled. A record is a batch record
+(the collector writes one per client and request: a JSON array of that
+client's v1 events) or a single v1 event, so Faust's per-message cost is paid
+per batch record, and the detectors see many clients' events in one call.
+
+The per-client tables are keyed by the client identity as raw bytes, the same
+bytes as the events topic's record key, and written through the producer's
+partitioner (``use_partitioner``): a client's table entries land in the
+changelog partition of its own events partition, whichever records share a
+batch, so they are restored on the worker that takes that partition over.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
-import operator
 import time
 from collections import deque
-from typing import Any
+from typing import Any, cast
 
-from aiokafka.structs import ConsumerRecord
-from faust.types import TP
+import faust
+from faust.types import TP, StreamT
 from prometheus_client import generate_latest
 from redis.exceptions import RedisError
 
-from detectors.events import DnsEvent, EventError
+from detectors.events import DnsEvent
 from detectors.pipeline import Pipeline
 from detectors.verdicts import Verdict
 from streams.engine.alerts import alert_id, ecs_alert, ocsf_alert
 from streams.engine.app import WorkerMetrics, build_pipeline, create_app, topic_config
 from streams.errors import ConfigError
-from streams.ingest.decode import decode_event
+from streams.ingest.decode import decode_record
 from streams.policy.store import encode, write_verdicts
 from streams.settings import WorkerSettings
 
@@ -29,6 +43,20 @@ log = logging.getLogger("dnsguard.worker")
 MAX_PENDING_VERDICTS = 100_000
 COUNT_WINDOW_S = 60  # per-client counts: one-minute windows, kept for an hour
 COUNT_KEEP_S = 3600
+BATCH_WAIT_S = 0.02  # a batch is what arrived in this long, or batch_max records
+SWEEP_S = 60.0  # how often clients silent for COUNT_KEEP_S are dropped from the tables
+
+
+def add_count(minutes: list[list[int]] | None, start: int, n: int) -> list[list[int]]:
+    """A client's ``[[minute start, events], ...]`` (oldest first) with ``n``
+    more events in the minute starting at ``start``; minutes older than
+    ``COUNT_KEEP_S`` are dropped, so a client's entry stays bounded."""
+    kept = [list(m) for m in minutes or () if m[0] > start - COUNT_KEEP_S]
+    for m in kept:
+        if m[0] == start:
+            m[1] += n
+            return kept
+    return sorted([*kept, [start, n]])
 
 
 class Worker:
@@ -40,20 +68,33 @@ class Worker:
         self.topics = topic_config(self.app, settings)
         self.pipeline = pipeline or build_pipeline(settings)
         self.metrics = WorkerMetrics.create()
-        # Per-client event counts per minute: changelog-backed, they move with
-        # partitions; served by GET /clients/counts?client=...&minutes=N.
-        self.client_counts = self.app.Table(
-            "client-counts", default=int, partitions=None, key_type=str, value_type=int
-        ).tumbling(COUNT_WINDOW_S, expires=COUNT_KEEP_S)
+        # Per-client event counts per minute, for the last hour: changelog-backed,
+        # they move with partitions; served by GET /clients/counts?client=...&minutes=N.
+        self.client_counts = self.client_table("client-activity")
         # Per-client query-rate baselines (the rate detector's state), so that a
         # restarted worker, or one taking over a partition, does not start cold.
-        self.baselines = self.app.Table("rate-baselines", partitions=None, key_type=str)
+        self.baselines = self.client_table("client-baselines")
         self.redis = settings.redis_auth.client(
             settings.redis_url, socket_timeout=2, socket_connect_timeout=2
         )
         self.pending: deque[Verdict] = deque(maxlen=MAX_PENDING_VERDICTS)
-        self.app.batch_topic(self.topics["events"], self.handle)
         registry = self.metrics.registry
+
+        @self.app.agent(self.topics["events"], name="dnsguard-events")
+        async def events(stream: StreamT[bytes]) -> None:
+            # take_events is Stream's public API; StreamT does not declare it
+            batches = cast(faust.Stream[bytes], stream).take_events(
+                settings.batch_max, BATCH_WAIT_S
+            )
+            async for records in batches:
+                t0 = time.perf_counter()
+                await self.handle([r.message for r in records])
+                self.metrics.batch_records.observe(len(records))
+                self.metrics.batch_seconds.observe(time.perf_counter() - t0)
+
+        @self.app.timer(SWEEP_S)  # type: ignore[untyped-decorator]  # Faust's decorator is untyped
+        async def sweep() -> None:
+            self.sweep(time.time())
 
         @self.app.page("/metrics")
         async def metrics_page(view: Any, request: Any) -> Any:
@@ -61,9 +102,7 @@ class Worker:
 
         # A client's counts live on the worker that owns its events partition
         # (the tables are co-partitioned with the events topic, whose Kafka key is
-        # the client identity); Faust's router forwards the request there. Routed
-        # by the events topic, not the table: the table's changelog encodes keys
-        # as JSON, so its router would hash '"ns/pod"' and pick another partition.
+        # the client identity); Faust's router forwards the request there.
         @self.app.topic_route(topic=self.topics["events"], query_param="client")
         async def routed_counts(view: Any, request: Any) -> Any:
             minutes = int(request.query.get("minutes", "5"))
@@ -81,77 +120,87 @@ class Worker:
                 return view.json({"error": f"minutes: 1 to {most}"}, status=400)
             return await routed_counts(view, request)
 
+    def client_table(self, name: str) -> Any:
+        """A changelog-backed table keyed by client identity (raw bytes, as the
+        events topic's key), written through the producer's partitioner."""
+        # key_type bytes: Faust serialises the keys raw
+        return self.app.Table(name, partitions=None, key_type=bytes, use_partitioner=True)
+
     def recent_counts(self, client: str, minutes: int, now: float) -> list[dict[str, Any]]:
-        """The client's events per window over the last ``minutes`` windows, newest first."""
-        table = self.client_counts.table
-        assert table.window is not None  # a windowed table
-        out = []
-        for i in range(minutes):
-            window = table.window.current(now - i * COUNT_WINDOW_S)
-            out.append({"start": window[0], "events": int(table[(client, window)])})
-        return out
+        """The client's events per minute over the last ``minutes`` minutes, newest first."""
+        seen = {int(s): int(n) for s, n in self.client_counts.get(client.encode()) or ()}
+        newest = int(now) // COUNT_WINDOW_S * COUNT_WINDOW_S
+        starts = [newest - i * COUNT_WINDOW_S for i in range(minutes)]
+        return [{"start": float(s), "events": seen.get(s, 0)} for s in starts]
+
+    def sweep(self, now: float) -> None:
+        """Drops the clients silent for ``COUNT_KEEP_S`` from both tables (a
+        tombstone in each changelog): the tables hold the last hour's clients."""
+        cutoff = now - COUNT_KEEP_S
+        for key, minutes in list(self.client_counts.items()):
+            if not minutes or minutes[-1][0] + COUNT_WINDOW_S <= cutoff:
+                del self.client_counts[key]
+                if key in self.baselines:
+                    del self.baselines[key]
 
     # -- the events topic -----------------------------------------------------------
-    async def handle(self, records: list[ConsumerRecord]) -> None:
-        """One fetch of the events topic: decode, count, detect, publish."""
+    async def handle(self, records: list[Any]) -> None:
+        """One batch of records of the events topic: decode, count, detect, publish."""
         events: list[DnsEvent] = []
-        per_client: dict[str, tuple[int, ConsumerRecord]] = {}
-        for record in records:
-            try:
-                ev = decode_event(record.value)
-            except (EventError, ValueError, TypeError) as exc:
-                await self.dead_letter(record, exc)
-                continue
-            events.append(ev)
-            n, _ = per_client.get(ev.client, (0, record))
-            per_client[ev.client] = (n + 1, record)
+        seen_at: dict[str, float] = {}  # per client: the newest record's timestamp
+        per_client: dict[str, int] = {}
+        for message in records:
+            decoded, rejected = decode_record(message.value or b"")
+            for raw, exc in rejected:
+                await self.dead_letter(message, raw, exc)
+            for ev in decoded:
+                per_client[ev.client] = per_client.get(ev.client, 0) + 1
+                seen_at[ev.client] = max(seen_at.get(ev.client, 0.0), message.timestamp or 0.0)
+            events += decoded
         # One changelog write per client and batch, not per event.
         rate = self.pipeline.rate
-        for client, (n, record) in per_client.items():
-            event = self.app.as_event(record)
-            self.client_counts[client].apply(operator.add, n, event=event)
-            saved = None if rate.clients.peek(client) else self.baselines.get(client)
+        for client, n in per_client.items():
+            key = client.encode()
+            start = int(seen_at[client] or time.time()) // COUNT_WINDOW_S * COUNT_WINDOW_S
+            self.client_counts[key] = add_count(self.client_counts.get(key), start, n)
+            saved = None if rate.clients.peek(client) else self.baselines.get(key)
             if saved is not None and rate.restore(client, saved):
                 self.metrics.baselines_restored.inc()
         events.sort(key=lambda e: e.ts)
-        self.observe_lag(records)
-        await self.publish(events)
-        for client, (_, record) in per_client.items():
+        if records:
+            last = records[-1]
+            self.observe_lag(last.topic, last.partition, last.offset)
+        if events:
+            await self.publish(events)
+        elif self.pending:
+            await self.flush_verdicts()
+        for client in per_client:
             baseline = rate.snapshot(client)
             if baseline is not None:
-                event = self.app.as_event(record)  # held: Faust keeps only a weak reference
-                self.baselines[client] = baseline
+                self.baselines[client.encode()] = baseline
 
     def render_alert(self, d: Any, incident: dict[str, Any] | None = None) -> dict[str, Any]:
         if self.settings.alert_format == "ecs":
             return ecs_alert(d, incident)
         return ocsf_alert(d, incident)
 
-    def observe_lag(self, batch: list[ConsumerRecord]) -> None:
-        """Consumer lag: records between the newest offset seen and each partition's end."""
-        newest: dict[tuple[str, int], int] = {}
-        for r in batch:  # a fetch lists each partition's records in offset order
-            newest[r.topic, r.partition] = r.offset
-        for (topic, partition), offset in newest.items():
-            tp = TP(topic, partition)
-            try:
-                highwater = self.app.consumer.highwater(tp)
-            except (KeyError, AttributeError):  # not known yet for this partition
-                continue
-            if highwater is not None:
-                self.metrics.lag.labels(partition=str(tp.partition)).set(
-                    max(0, highwater - offset - 1)
-                )
+    def observe_lag(self, topic: str, partition: int, offset: int) -> None:
+        """Consumer lag: records between this one and the partition's end."""
+        try:
+            highwater = self.app.consumer.highwater(TP(topic, partition))
+        except (KeyError, AttributeError):  # not known yet for this partition
+            return
+        if highwater is not None:
+            self.metrics.lag.labels(partition=str(partition)).set(max(0, highwater - offset - 1))
 
-    async def dead_letter(self, m: ConsumerRecord, exc: Exception) -> None:
+    async def dead_letter(self, m: Any, raw: bytes, exc: Exception) -> None:
+        """``raw`` (an event of record ``m``, or the whole record) to the DLQ with the error."""
         body = {
             "topic": m.topic,
             "partition": m.partition,
             "offset": m.offset,
             "error": f"{type(exc).__name__}: {exc}",
-            "value": (m.value or b"")[:8192].decode("utf-8", "replace")
-            if isinstance(m.value, bytes)
-            else str(m.value)[:8192],
+            "value": raw[:8192].decode("utf-8", "replace"),
         }
         await self.topics["dlq"].send(key=m.key, value=json.dumps(body).encode())
         self.metrics.dlq.inc()
@@ -162,7 +211,7 @@ class Worker:
         for kind, n in result.names.items():
             self.metrics.names.labels(kind=kind).inc(n)
         now = time.time()
-        for ev in events[-1:]:
+        for ev in events[:1]:  # the batch's oldest event: the longest wait in it
             self.metrics.latency.observe(max(0.0, now - ev.ts))
         verdicts = []
         uids = [alert_id(a.decision, a.incident.incident) for a in result.alerts]

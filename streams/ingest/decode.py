@@ -7,6 +7,10 @@ tries a msgspec decoder typed with just the fields detectors use (unknown
 fields skipped, about 3 us). Anything that decoder does not take in its
 plain form goes through ``from_v1`` unchanged, so the result, or the error
 and its message, is always the one ``from_v1`` gives.
+
+:func:`decode_record` reads a record of the events topic: a batch record (a
+JSON array of v1 events, what the collector writes) decoded in one call, or
+a single v1 event (what older producers and tests write).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import msgspec
 from detectors.events import (
     Answer,
     DnsEvent,
+    EventError,
     check_identity,
     client_identity,
     from_v1,
@@ -65,6 +70,10 @@ class _Event(msgspec.Struct, gc=False):
 
 
 _decoder = msgspec.json.Decoder(_Event)
+_batch_decoder = msgspec.json.Decoder(list[_Event])
+_raw_items = msgspec.json.Decoder(list[msgspec.Raw])
+
+Rejected = tuple[bytes, Exception]  # an event's bytes and why it was not taken
 
 
 def decode_event(raw: bytes | str) -> DnsEvent:
@@ -73,6 +82,46 @@ def decode_event(raw: bytes | str) -> DnsEvent:
         e = _decoder.decode(raw)
     except msgspec.DecodeError:
         return from_v1(json.loads(raw))  # the reference path: same result or same error
+    return _from_struct(e)
+
+
+def decode_record(raw: bytes) -> tuple[list[DnsEvent], list[Rejected]]:
+    """The events of one record of the events topic, and those that could not
+    be taken (each with its own bytes and the error): one bad event costs
+    only itself."""
+    if raw.lstrip()[:1] != b"[":
+        try:
+            return [decode_event(raw)], []
+        except (EventError, ValueError, TypeError) as exc:
+            return [], [(raw, exc)]
+    events: list[DnsEvent] = []
+    rejected: list[Rejected] = []
+    try:
+        structs = _batch_decoder.decode(raw)  # the fast path: the whole array at once
+    except (msgspec.DecodeError, RecursionError):
+        try:
+            items = [bytes(r) for r in _raw_items.decode(raw)]
+        except (msgspec.DecodeError, RecursionError):
+            return [], [(raw, ValueError("not a JSON array of v1 events"))]
+        if not items:
+            return [], [(raw, ValueError("an empty batch record"))]
+        for item in items:
+            try:
+                events.append(decode_event(item))
+            except (EventError, ValueError, TypeError) as exc:
+                rejected.append((item, exc))
+        return events, rejected
+    if not structs:
+        return [], [(raw, ValueError("an empty batch record"))]
+    for e in structs:
+        try:
+            events.append(_from_struct(e))
+        except (EventError, ValueError, TypeError) as exc:
+            rejected.append((msgspec.json.encode(e), exc))
+    return events, rejected
+
+
+def _from_struct(e: _Event) -> DnsEvent:
     node = e.node
     r = e.response
     check_identity(node.namespace, node.pod, node.workload, e.client.ip)

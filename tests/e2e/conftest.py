@@ -113,10 +113,12 @@ def records_by_name(
                 batch = await consumer.getmany(timeout_ms=300)
                 for records in batch.values():
                     for r in records:
-                        record = json.loads(r.value)
-                        name = name_of(record)
-                        if name in names:
-                            found.setdefault(name, []).append(record)
+                        value = json.loads(r.value)
+                        # the events topic holds batch records: arrays of v1 events
+                        for record in value if isinstance(value, list) else [value]:
+                            name = name_of(record)
+                            if name in names:
+                                found.setdefault(name, []).append(record)
             return found
         finally:
             await consumer.stop()

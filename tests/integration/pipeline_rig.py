@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from detectors.events import EventError, from_v1
 from detectors.pipeline import Pipeline
 from detectors.verdicts import Decision
 from models import artifact
+from streams.ingest.decode import decode_record
 from streams.policy.store import read_verdicts, write_verdicts
 from streams.sim.workloads import DEFAULT_DATA, Simulator
 
@@ -104,10 +104,9 @@ async def run_pipeline(
                     for records in batches.values():
                         events = []
                         for rec in records:
-                            try:
-                                events.append(from_v1(json.loads(rec.value)))
-                            except (EventError, ValueError):
-                                bad += 1
+                            decoded, rejected = decode_record(rec.value)
+                            events += decoded
+                            bad += len(rejected)
                         events.sort(key=lambda e: e.ts)
                         seen += len(events)
                         result = pipeline.process(events)

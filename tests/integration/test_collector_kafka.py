@@ -48,7 +48,12 @@ def test_events_and_dead_letters_land_in_kafka(kafka_bootstrap: str, unique_topi
             kafka_bootstrap, [TopicSpec(unique_topic, 3), TopicSpec(unique_topic + ".dlq", 1)]
         )
         body = json.dumps(
-            [event("a.com", "p1"), event("b.com", "p2"), {"v": 1, "ts": "bad"}]
+            [
+                event("a.com", "p1"),
+                event("b.com", "p2"),
+                {"v": 1, "ts": "bad"},
+                event("c.com", "p1"),
+            ]
         ).encode()
         async with TestClient(TestServer(Collector(settings).app())) as client:
             resp = await client.post(
@@ -57,11 +62,14 @@ def test_events_and_dead_letters_land_in_kafka(kafka_bootstrap: str, unique_topi
             assert resp.status == 202
             metrics = await (await client.get("/metrics")).text()
         # 202 means acknowledged: both are already readable
-        events = await _drain(kafka_bootstrap, unique_topic, 2)
-        assert sorted(k for k, _ in events) == [b"shop/p1", b"shop/p2"]
+        # one batch record per client: a JSON array of its events, in order
+        records = dict(await _drain(kafka_bootstrap, unique_topic, 2))
+        assert sorted(records) == [b"shop/p1", b"shop/p2"]
+        names = {k: [e["query"]["name"] for e in json.loads(v)] for k, v in records.items()}
+        assert names == {b"shop/p1": ["a.com", "c.com"], b"shop/p2": ["b.com"]}
         dead = await _drain(kafka_bootstrap, unique_topic + ".dlq", 1)
         assert "ts" in json.loads(dead[0][1])["reason"]
-        assert 'dnsguard_collector_events_total{outcome="accepted"} 2.0' in metrics
+        assert 'dnsguard_collector_events_total{outcome="accepted"} 3.0' in metrics
 
     asyncio.run(run())
 

@@ -68,3 +68,21 @@ def test_jsonl_with_bad_lines_counts_them(model, tmp_path: Path) -> None:  # typ
     assert result.rejected == 2
     assert len((tmp_path / "out" / "rejected.jsonl").read_text().splitlines()) == 2
     assert result.alerts["infected_client"] >= 1  # the simulated bot's pod is named
+
+
+def test_batch_record_lines_read_like_their_events(tmp_path: Path) -> None:
+    """A JSONL of batch records (arrays of v1 events, as in Kafka) gives the
+    same events as the same events one per line; a bad element costs itself."""
+    from streams.engine.replay import events_from_jsonl
+
+    evs = list(Simulator().events(time.time() - 60, 5))[:6]
+    flat, batched = tmp_path / "flat.jsonl", tmp_path / "batched.jsonl"
+    flat.write_text("".join(json.dumps(e) + "\n" for e in evs))
+    batched.write_text(json.dumps(evs[:3]) + "\n" + json.dumps([*evs[3:], {"v": 1}]) + "\n")
+    rejected_flat: list[dict[str, str]] = []
+    rejected_batched: list[dict[str, str]] = []
+    assert list(events_from_jsonl(flat, rejected_flat)) == list(
+        events_from_jsonl(batched, rejected_batched)
+    )
+    assert rejected_flat == []
+    assert [r["line"] for r in rejected_batched] == ["2[3]"]

@@ -59,3 +59,19 @@ def test_report_command_writes_csv_and_json(tmp_path: Path) -> None:
     with (tmp_path / "r.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert {"namespace": "shop", "kind": "shadow_it", "key": "dropbox.com", "count": "1"} in rows
+
+
+def test_report_reads_single_events_and_batch_records(tmp_path: Path) -> None:
+    """The events topic holds batch records (a JSON array of one client's v1
+    events); a JSONL file may hold either shape. Both feed the report alike."""
+    from streams.cli.policy import _events_from_file, _v1_events
+
+    one = {"v": 1, "query": {"name": "a.com"}}
+    two = {"v": 1, "query": {"name": "b.com"}}
+    assert _v1_events(json.dumps([one, two]).encode()) == [one, two]
+    assert _v1_events(json.dumps(one)) == [one]
+    assert _v1_events(b"{broken") == []
+    assert _v1_events(b"[1, 2]") == []
+    path = tmp_path / "events.jsonl"
+    path.write_text(json.dumps([one, two]) + "\n\n" + json.dumps(one) + "\nnot json\n")
+    assert list(_events_from_file(path)) == [one, two, one]
