@@ -10,11 +10,31 @@
 
 #![allow(unsafe_code)]
 
-use std::ffi::{c_char, c_void};
+use std::ffi::{c_char, c_int, c_uint, c_void};
 use std::sync::Arc;
 
 use crate::config::Config;
 use crate::module::{now_micros, Gauge, Module, Reply, Stat, StatsSink};
+
+extern "C" {
+    // glibc (Linux): nice values are per thread, so this touches only the caller
+    fn setpriority(which: c_int, who: c_uint, prio: c_int) -> c_int;
+    fn gettid() -> c_int;
+}
+
+/// The lowest CPU priority (nice 19) for the calling thread: the module's own
+/// shipping and feed threads yield to Envoy's workers under contention. When
+/// the CPU never frees up, the event queue fills and drops its oldest events
+/// (counted), the designed degradation; DNS is never the one to wait.
+fn background_priority() {
+    const PRIO_PROCESS: c_int = 0;
+    // SAFETY: plain syscalls on the calling thread's own id; failure only
+    // leaves the priority unchanged.
+    unsafe {
+        let tid = gettid();
+        let _ = setpriority(PRIO_PROCESS, c_uint::try_from(tid).unwrap_or(0), 19);
+    }
+}
 
 /// `envoy_dynamic_module_type_envoy_buffer` and `..._module_buffer`: a pointer and a length.
 #[repr(C)]
@@ -163,7 +183,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_udp_listener_filter_config_new(
             return std::ptr::null();
         }
     };
-    if let Err(e) = module.start() {
+    if let Err(e) = module.start(background_priority) {
         eprintln!("dnsguard-udp: cannot start: {e}");
         return std::ptr::null();
     }

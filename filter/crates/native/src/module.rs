@@ -254,17 +254,25 @@ impl Module {
         Some(event.to_json(&self.node_json))
     }
 
-    /// Starts the shipping and feed threads (each only if configured).
-    pub fn start(self: &Arc<Self>) -> Result<(), String> {
+    /// Starts the shipping and feed threads (each only if configured); each
+    /// first calls `on_thread` (the FFI layer lowers their CPU priority, so
+    /// under contention Envoy's workers, the DNS path, are served first).
+    pub fn start(self: &Arc<Self>, on_thread: fn()) -> Result<(), String> {
         let mut threads = self.threads.lock().map_err(|_| "thread list poisoned")?;
         if self.config.collector.is_some() {
             let me = Arc::clone(self);
-            let t = std::thread::Builder::new().name("dnsguard-ship".into()).spawn(move || me.ship_loop());
+            let t = std::thread::Builder::new().name("dnsguard-ship".into()).spawn(move || {
+                on_thread();
+                me.ship_loop();
+            });
             threads.push(t.map_err(|e| e.to_string())?);
         }
         if self.config.feed.is_some() {
             let me = Arc::clone(self);
-            let t = std::thread::Builder::new().name("dnsguard-feed".into()).spawn(move || me.feed_loop());
+            let t = std::thread::Builder::new().name("dnsguard-feed".into()).spawn(move || {
+                on_thread();
+                me.feed_loop();
+            });
             threads.push(t.map_err(|e| e.to_string())?);
         }
         Ok(())
