@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test check demo stack-up stack-down filter
+.PHONY: setup test check demo stack-up stack-down filter image
 
 setup:
 	./deploy/local/setup.sh
@@ -30,3 +30,8 @@ stack-down:
 
 filter:
 	./filter/build.sh
+
+# The OCI images dnsguard:<version> and dnsguard-filter:<version> (buildah, vfs
+# storage); tests/integration/test_image.py builds and smoke-tests them in `make test`.
+image: setup
+	./deploy/image/build.sh
