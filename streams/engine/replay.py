@@ -24,7 +24,7 @@ import dns.rdatatype
 from detectors.events import Answer, DnsEvent, EventError, from_v1, query_name
 from detectors.pipeline import Pipeline
 from detectors.verdicts import Decision
-from streams.engine.alerts import ocsf_alert
+from streams.engine.step import step
 from streams.ingest.pcap import read_dns
 
 BATCH = 2000
@@ -136,18 +136,15 @@ def replay(
         batch: list[DnsEvent] = []
 
         def flush() -> None:
-            batch.sort(key=lambda e: e.ts)
-            res = pipeline.process(batch)
-            result.events += len(batch)
-            result.names.update(res.names)
-            for d in res.decisions:
-                result.findings[d.finding.detector] += 1
-                if d.verdict is not None:
-                    verdicts.write(json.dumps(d.verdict.as_dict()) + "\n")
-            for a in res.alerts:  # incidents: a new one, a new verdict, or a periodic update
-                result.alerts[a.decision.finding.detector] += 1
-                alerts.write(json.dumps(ocsf_alert(a.decision, a.incident.incident)) + "\n")
-            result.decisions.extend(res.decisions)
+            out = step(pipeline, batch)
+            result.events += out.events
+            result.names.update(out.names)
+            result.findings.update(out.findings)
+            verdicts.writelines(json.dumps(v.as_dict()) + "\n" for v in out.verdicts)
+            for a in out.alerts:  # incidents: a new one, a new verdict, or a periodic update
+                result.alerts[a.detector] += 1
+                alerts.write(json.dumps(a.body) + "\n")
+            result.decisions.extend(out.decisions)
             batch.clear()
 
         for i, ev in enumerate(source):

@@ -32,8 +32,8 @@ from redis.exceptions import RedisError
 from detectors.events import DnsEvent
 from detectors.pipeline import Pipeline
 from detectors.verdicts import Verdict
-from streams.engine.alerts import alert_id, ecs_alert, ocsf_alert
 from streams.engine.app import WorkerMetrics, build_pipeline, create_app, topic_config
+from streams.engine.step import AlertFormat, step
 from streams.errors import ConfigError
 from streams.ingest.decode import decode_record
 from streams.policy.store import encode, write_verdicts
@@ -179,10 +179,9 @@ class Worker:
             if baseline is not None:
                 self.baselines[client.encode()] = baseline
 
-    def render_alert(self, d: Any, incident: dict[str, Any] | None = None) -> dict[str, Any]:
-        if self.settings.alert_format == "ecs":
-            return ecs_alert(d, incident)
-        return ocsf_alert(d, incident)
+    @property
+    def alert_format(self) -> AlertFormat:
+        return "ecs" if self.settings.alert_format == "ecs" else "ocsf"
 
     def observe_lag(self, topic: str, partition: int, offset: int) -> None:
         """Consumer lag: records between this one and the partition's end."""
@@ -206,29 +205,28 @@ class Worker:
         self.metrics.dlq.inc()
 
     async def publish(self, events: list[DnsEvent]) -> None:
-        result = self.pipeline.process(events)
-        self.metrics.events.inc(len(events))
-        for kind, n in result.names.items():
+        """The batch's step (``streams.engine.step``), then its outputs: alerts
+        (each id once, via Redis), verdicts to Kafka and Redis, metrics."""
+        out = step(self.pipeline, events, self.alert_format)
+        self.metrics.events.inc(out.events)
+        for kind, n in out.names.items():
             self.metrics.names.labels(kind=kind).inc(n)
         now = time.time()
         for ev in events[:1]:  # the batch's oldest event: the longest wait in it
             self.metrics.latency.observe(max(0.0, now - ev.ts))
-        verdicts = []
-        uids = [alert_id(a.decision, a.incident.incident) for a in result.alerts]
-        fresh = await self.first_times(uids)
-        for a, uid, first in zip(result.alerts, uids, fresh, strict=True):
+        fresh = await self.first_times([a.uid for a in out.alerts])
+        for alert, first in zip(out.alerts, fresh, strict=True):
             if first:
-                alert = self.render_alert(a.decision, a.incident.incident)
-                await self.topics["alerts"].send(key=uid.encode(), value=json.dumps(alert).encode())
-        for d in result.decisions:
-            self.metrics.findings.labels(detector=d.finding.detector).inc()
-            if d.verdict is not None:
-                verdicts.append(d.verdict)
-                self.metrics.verdicts.labels(action=d.verdict.action).inc()
-                await self.topics["verdicts"].send(
-                    key=d.verdict.key.encode(), value=encode(d.verdict).encode()
+                await self.topics["alerts"].send(
+                    key=alert.uid.encode(), value=json.dumps(alert.body).encode()
                 )
-        self.pending.extend(verdicts)
+        for detector, n in out.findings.items():
+            self.metrics.findings.labels(detector=detector).inc(n)
+        for action, n in out.verdict_actions.items():
+            self.metrics.verdicts.labels(action=action).inc(n)
+        for v in out.verdicts:
+            await self.topics["verdicts"].send(key=v.key.encode(), value=encode(v).encode())
+        self.pending.extend(out.verdicts)
         await self.flush_verdicts()
 
     async def first_times(self, uids: list[str]) -> list[bool]:

@@ -29,6 +29,7 @@ from detectors.dga import DgaModel
 from detectors.events import DnsEvent, EventError
 from detectors.infected import NAME as INFECTED
 from detectors.pipeline import DetectorSettings, Pipeline
+from streams.engine.step import step
 from streams.ingest.decode import decode_event
 from streams.sim.cluster import ClusterSpec, Truth, generate
 
@@ -79,11 +80,11 @@ def evaluate(
     batch: list[DnsEvent] = []
 
     def flush() -> None:
-        result = pipeline.process(batch)
-        for a in result.alerts:
+        out = step(pipeline, batch)
+        for a in out.alerts:
             f = a.decision.finding
             alerts.append((f.ts, f.client, f.detector))
-        for d in result.decisions:
+        for d in out.decisions:
             if d.verdict is not None:
                 verdict_names[d.verdict.name].add(d.finding.client)
         batch.clear()
