@@ -12,6 +12,7 @@ Kafka, Redis or file, so what a batch yields is the same wherever it runs.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -21,6 +22,10 @@ from detectors.verdicts import Decision, Verdict
 from streams.engine.alerts import alert_id, ecs_alert, ocsf_alert
 
 AlertFormat = Literal["ocsf", "ecs"]
+RENDERERS: dict[str, Callable[[Decision, dict[str, Any] | None], dict[str, Any]]] = {
+    "ocsf": ocsf_alert,
+    "ecs": ecs_alert,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +54,7 @@ def step(
     events.sort(key=lambda e: e.ts)
     result = pipeline.process(events)
     out = StepOutput(events=len(events), names=Counter(result.names), decisions=result.decisions)
-    render = ecs_alert if alert_format == "ecs" else ocsf_alert
+    render = RENDERERS[alert_format]
     for a in result.alerts:
         incident = a.incident.incident
         out.alerts.append(Alert(alert_id(a.decision, incident), a.decision.finding.detector,

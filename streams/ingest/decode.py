@@ -15,6 +15,7 @@ a single v1 event (what older producers and tests write).
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Literal
 
@@ -121,13 +122,21 @@ def decode_record(raw: bytes) -> tuple[list[DnsEvent], list[Rejected]]:
     return events, rejected
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _client(namespace: str, pod: str, workload: str, ip: str) -> str:
+    """The checked identity's client key. A client sends many events: the
+    checks (four name and address validations) run once per identity, in a
+    bounded cache; an identity that fails is not cached and fails every time."""
+    check_identity(namespace, pod, workload, ip)
+    return client_identity(namespace, pod, workload, ip)
+
+
 def _from_struct(e: _Event) -> DnsEvent:
     node = e.node
     r = e.response
-    check_identity(node.namespace, node.pod, node.workload, e.client.ip)
     return DnsEvent(
         parse_ts(e.ts),
-        client_identity(node.namespace, node.pod, node.workload, e.client.ip),
+        _client(node.namespace, node.pod, node.workload, e.client.ip),
         node.namespace,
         query_name(e.query.name),
         e.query.type.upper(),

@@ -9,6 +9,7 @@ import pytest
 from detectors.findings import Finding
 from detectors.verdicts import VerdictPolicy
 from streams.engine.alerts import alert_id, ecs_alert, ocsf_alert
+from streams.engine.step import RENDERERS
 from streams.engine.worker import Worker
 from streams.errors import ConfigError
 from streams.settings import load_worker_settings
@@ -47,7 +48,9 @@ def test_the_worker_renders_the_configured_format() -> None:
     d = decision()
     for fmt, key in (("ocsf", "class_uid"), ("ecs", "ecs")):
         settings = load_worker_settings({"DNSGUARD_ALERT_FORMAT": fmt.upper()})
-        assert key in Worker.render_alert(SimpleNamespace(settings=settings), d)  # type: ignore[arg-type]
+        chosen = Worker.alert_format.fget(SimpleNamespace(settings=settings))  # type: ignore[attr-defined]
+        assert chosen == fmt
+        assert key in RENDERERS[chosen](d, None)
     with pytest.raises(ConfigError, match="ALERT_FORMAT"):
         load_worker_settings({"DNSGUARD_ALERT_FORMAT": "cef"})
 
