@@ -30,7 +30,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from streams.engine.topics import TopicSpec, ensure_topics
-from streams.ingest.collector import batch_records
+from streams.ingest.collector import records_from_v1
 from streams.ingest.decode import decode_record
 from streams.settings import load_stack_settings
 from streams.sim.workloads import Simulator
@@ -63,14 +63,13 @@ async def fill(bootstrap: str) -> int:
     try:
         sent = 0
         start = time.time() - 3600
-        request: list[tuple[bytes, bytes]] = []
+        request: list[bytes] = []
         while sent < N:
             for e in sim.events(start, 600):
-                key = f"{e['node']['namespace']}/{e['node']['pod']}".encode()
-                request.append((key, json.dumps(e).encode()))
+                request.append(json.dumps(e).encode())
                 sent += 1
                 if len(request) == REQUEST_EVENTS or sent >= N:
-                    for k, v in batch_records(request):
+                    for k, v in v2_records(request):
                         await producer.send("b.events", v, key=k)
                         records += 1
                     request = []
@@ -80,6 +79,14 @@ async def fill(bootstrap: str) -> int:
         await producer.flush()
     finally:
         await producer.stop()
+    return records
+
+
+def v2_records(events: list[bytes]) -> list[tuple[bytes, bytes]]:
+    """What the collector writes for a request of these v1 events: v2 batch records."""
+    records, dead = records_from_v1(events)
+    if dead:
+        raise RuntimeError(f"{len(dead)} simulated events were not valid: {dead[0]!r}")
     return records
 
 
@@ -162,22 +169,21 @@ async def paced(bootstrap: str, topic: str, seconds: float, seed: int = 11) -> i
     sent = 0
     try:
         t0 = time.time()
-        due: list[tuple[bytes, bytes]] = []
+        due: list[bytes] = []
         tick_end = t0 + TICK_S
         for e in sim.events(t0, seconds, workloads):
             target = t0 + sent / RATE
             if target >= tick_end:
-                for k, v in batch_records(due):
+                for k, v in v2_records(due):
                     await producer.send(topic, v, key=k)
                 due = []
                 if tick_end > time.time():
                     await asyncio.sleep(tick_end - time.time())
                 tick_end += TICK_S * max(1, int((target - tick_end) / TICK_S) + 1)
             e["ts"] = rfc3339(max(time.time(), target))
-            key = f"{e['node']['namespace']}/{e['node']['pod']}".encode()
-            due.append((key, json.dumps(e).encode()))
+            due.append(json.dumps(e).encode())
             sent += 1
-        for k, v in batch_records(due):
+        for k, v in v2_records(due):
             await producer.send(topic, v, key=k)
         await producer.flush()
     finally:

@@ -51,7 +51,7 @@ _FILTER_TS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", re.ASCII)
 
 
 @functools.lru_cache(maxsize=4096)
-def _utc_second(prefix: str) -> int:
+def utc_second(prefix: str) -> int:
     """Epoch seconds of ``YYYY-MM-DDTHH:MM:SS`` in UTC (events of one batch share a few)."""
     return int(datetime.fromisoformat(prefix + "+00:00").timestamp())
 
@@ -73,7 +73,7 @@ def parse_ts(value: Any) -> float:
     # ``2000-01-01T00:00.00`` or ``2000-01-01Z00:00:00`` that the whole string is not.
     if len(value) == 27 and _FILTER_TS.fullmatch(value):
         try:
-            return (_utc_second(value[:19]) * 1_000_000 + int(value[20:26])) / 1_000_000
+            return (utc_second(value[:19]) * 1_000_000 + int(value[20:26])) / 1_000_000
         except ValueError as exc:
             raise EventError(f"ts: not RFC 3339: {value!r}") from exc
     try:

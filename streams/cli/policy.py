@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from detectors.events import EventError
 from detectors.operator_policy import (
     CompiledPolicy,
     Entry,
@@ -159,12 +160,19 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _v1_events(raw: str | bytes) -> list[dict[str, Any]]:
-    """The v1 events of a JSONL line or a Kafka record: one event, or a batch
-    record (a JSON array of them); nothing for what is neither."""
+    """The events of a JSONL line or a Kafka record as v1 objects: a v2 batch,
+    one v1 event, or a JSON array of them; nothing for what is neither."""
+    from streams.ingest.batch import decode_batch_v2, to_v1
+
     try:
         doc = json.loads(raw)
     except (ValueError, TypeError):
         return []
+    if isinstance(doc, dict) and doc.get("v") == 2:
+        try:
+            return to_v1(decode_batch_v2(raw.encode() if isinstance(raw, str) else raw))
+        except EventError:
+            return []
     items = doc if isinstance(doc, list) else [doc]
     return [e for e in items if isinstance(e, dict)]
 

@@ -1,8 +1,8 @@
 """``dnsguard replay FILE``: the detector pipeline in-process, no Kafka, no Redis.
 
-Input is a JSONL file of v1 events (a line may also be a batch record, a JSON
-array of v1 events, as the collector writes to Kafka) or a pcap/pcapng capture (DNS over UDP and
-TCP; queries are paired with responses by client, transaction id and
+Input is a JSONL file of records of the events topic (v2 batches, as the
+collector writes to Kafka and to its JSONL sink; JSON arrays of v1 events; v1
+events) or a pcap/pcapng capture (DNS over UDP and TCP; queries are paired with responses by client, transaction id and
 question). Alerts and verdicts are printed as a table and written as JSONL to
 an output folder. Events that cannot be decoded are counted and written to
 ``rejected.jsonl`` with the reason; nothing is silently dropped.
@@ -21,10 +21,11 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 
-from detectors.events import Answer, DnsEvent, EventError, from_v1, query_name
+from detectors.events import Answer, DnsEvent, EventError, query_name
 from detectors.pipeline import Pipeline
 from detectors.verdicts import Decision
 from streams.engine.step import step
+from streams.ingest.decode import decode_record
 from streams.ingest.pcap import read_dns
 
 BATCH = 2000
@@ -41,21 +42,18 @@ class ReplayResult:
 
 
 def events_from_jsonl(path: Path, rejected: list[dict[str, str]]) -> Iterator[DnsEvent]:
-    with path.open(encoding="utf-8") as fh:
+    """The events of a JSONL file whose lines are records of the events topic:
+    v2 batches (what the collector writes), JSON arrays of v1 events, or v1
+    events; a rejected event's ``line`` is ``N`` or, inside a batch, ``N[i]``."""
+    with path.open("rb") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
-            try:
-                doc = json.loads(line)
-            except ValueError as exc:
-                rejected.append({"line": str(lineno), "error": str(exc)})
-                continue
-            for i, item in enumerate(doc if isinstance(doc, list) else [doc]):
-                try:
-                    yield from_v1(item)
-                except (EventError, ValueError) as exc:
-                    where = f"{lineno}[{i}]" if isinstance(doc, list) else str(lineno)
-                    rejected.append({"line": where, "error": str(exc)})
+            events, bad = decode_record(line)
+            for r in bad:
+                where = str(lineno) if r.position is None else f"{lineno}[{r.position}]"
+                rejected.append({"line": where, "error": str(r.error)})
+            yield from events
 
 
 def events_from_pcap(

@@ -4,9 +4,10 @@ One Faust agent reads the events topic through Faust's public API only
 (``stream.take_events``): up to ``batch_max`` records, or what arrived within
 ``BATCH_WAIT_S``, are handled as one batch, and Faust acknowledges (and later
 commits) them only after the batch was handled. A record is a batch record
-(the collector writes one per client and request: a JSON array of that
-client's v1 events) or a single v1 event, so Faust's per-message cost is paid
-per batch record, and the detectors see many clients' events in one call.
+(the collector writes one per client key and request: a v2 batch of that
+client's events), a JSON array of v1 events or a single v1 event, so Faust's
+per-message cost is paid per batch record, and the detectors see many
+clients' events in one call.
 
 The per-client tables are keyed by the client identity as raw bytes, the same
 bytes as the events topic's record key, and written through the producer's
@@ -151,8 +152,8 @@ class Worker:
         per_client: dict[str, int] = {}
         for message in records:
             decoded, rejected = decode_record(message.value or b"")
-            for raw, exc in rejected:
-                await self.dead_letter(message, raw, exc)
+            for bad in rejected:
+                await self.dead_letter(message, bad.raw, bad.error)
             for ev in decoded:
                 per_client[ev.client] = per_client.get(ev.client, 0) + 1
                 seen_at[ev.client] = max(seen_at.get(ev.client, 0.0), message.timestamp or 0.0)

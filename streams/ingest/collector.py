@@ -1,21 +1,23 @@
 """The collector: HTTP ingest of event batches from the Envoy filters into Kafka.
 
-``POST /v1/events`` takes a JSON array of v1 events. The request is checked
-(bearer token, body size, events per batch), each event is decoded with a
-typed msgspec decoder and validated (``Event.validate``: a valid DNS name,
-Kubernetes names, an IP address), valid events go to ``dnsguard.events``
-(idempotent producer, acks=all), invalid ones to the dead-letter topic with
-the reason. The events of one client in one request travel as one **batch
-record**, keyed by the client identity: its value is a JSON array of the v1
-events, in the order they came (at most ``RECORD_MAX_EVENTS`` events and
-about ``RECORD_MAX_BYTES`` per record, so a record stays under Kafka's
-default 1 MiB message limit). The worker pays Kafka's and Faust's
-per-message cost once per batch record, not once per event. The reply is 202 only after Kafka
-acknowledged every record; 503 with Retry-After when Kafka is unavailable;
-4xx with a reason for a request that cannot be read as a batch (the filter
-does not retry those). Nothing in a request can crash the service or cost
-the other events of its batch: an event nested too deeply for the fast
-decoder is cut out of the batch and dead-lettered alone.
+``POST /v1/events`` takes a v2 batch (a JSON object: one capture point's
+identity once, its events as arrays; ``streams.ingest.batch``), which the
+filters send, or a JSON array of v1 events (earlier filters, tools). The
+request is checked (bearer token, body size, events per batch), decoded by
+typed msgspec decoders and validated (a valid DNS name, Kubernetes names, an
+IP address); the valid events go to ``dnsguard.events`` (idempotent producer,
+acks=all), invalid ones to the dead-letter topic, each with its reason. The
+events of one client key in one request travel as one **v2 batch record**
+keyed by that key (at most ``RECORD_MAX_EVENTS`` events and about
+``RECORD_MAX_BYTES`` per record, so a record stays under Kafka's default 1 MiB
+message limit); v1 input is converted, so the worker reads one format. The
+worker pays Kafka's and Faust's per-message cost once per batch record, not
+once per event. The reply is 202 only after Kafka acknowledged every record;
+503 with Retry-After when Kafka is unavailable; 4xx with a reason for a
+request that cannot be read as a batch (the filter does not retry those).
+Nothing in a request can crash the service or cost the other events of its
+batch: an event that does not decode (or is nested too deeply for the fast
+decoder) is cut out of the batch and dead-lettered alone.
 
 Authentication is required unless ``DNSGUARD_INSECURE=true``. A request
 carries either the collector token (events of any namespace) or a
@@ -23,7 +25,8 @@ namespace's own token (``DNSGUARD_COLLECTOR_NAMESPACE_TOKENS_DIR``), whose
 events must all say that namespace: a sidecar holding its namespace's token
 cannot speak for another namespace, so it cannot get a name blocked there.
 
-``sink = "jsonl:PATH"`` writes the same records to a file instead of Kafka.
+``sink = "jsonl:PATH"`` writes the same records to a file instead of Kafka,
+one v2 batch per line (``dnsguard replay`` reads it).
 """
 
 from __future__ import annotations
@@ -43,9 +46,10 @@ from typing import Any, Protocol
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from detectors.events import EventError
+from detectors.events import EventError, check_identity
 from streams.engine.web import serve_app
-from streams.ingest.events import NotAnArray, decode_batch, decode_event
+from streams.ingest import batch as v2
+from streams.ingest.events import Event, NotAnArray, decode_batch, decode_event
 from streams.settings import CollectorSettings
 
 log = logging.getLogger("dnsguard.collector")
@@ -55,26 +59,23 @@ RECORD_MAX_EVENTS = 1000
 RECORD_MAX_BYTES = 512 * 1024
 
 
-def batch_records(events: Sequence[Record]) -> list[Record]:
-    """``(client key, v1 event)`` pairs as batch records: for each key, in order
-    of first appearance, JSON arrays of its events in the order given, each
-    array within ``RECORD_MAX_EVENTS`` events and ``RECORD_MAX_BYTES`` (an
-    event larger than that alone is a record of its own)."""
-    by_key: dict[bytes, list[bytes]] = {}
-    for key, value in events:
-        by_key.setdefault(key, []).append(value)
-    out: list[Record] = []
-    for key, values in by_key.items():
-        chunk: list[bytes] = []
-        size = 0
-        for v in values:
-            if chunk and (len(chunk) >= RECORD_MAX_EVENTS or size + len(v) + 1 > RECORD_MAX_BYTES):
-                out.append((key, b"[" + b",".join(chunk) + b"]"))
-                chunk, size = [], 0
-            chunk.append(v)
-            size += len(v) + 1
-        out.append((key, b"[" + b",".join(chunk) + b"]"))
-    return out
+def batch_records(batches: Sequence[v2.Batch]) -> list[Record]:
+    """Batches as records of the events topic: one v2 batch per client key (in
+    order of first appearance, events in the order given), each within
+    ``RECORD_MAX_EVENTS`` events and about ``RECORD_MAX_BYTES``."""
+    return [
+        (key.encode(), chunk)
+        for batch in batches
+        for key, part in v2.split_by_client(batch)
+        for chunk in v2.chunks(part, RECORD_MAX_EVENTS, RECORD_MAX_BYTES)
+    ]
+
+
+def records_from_v1(events: Sequence[bytes]) -> tuple[list[Record], list[Record]]:
+    """v1 events (JSON bytes) as records of the events topic, and dead letters
+    for those that are not valid: what the collector writes for a v1 request."""
+    dead: list[Record] = []
+    return batch_records(Collector.accept_v1(events, ANY_NAMESPACE, dead)), dead
 
 
 class SinkUnavailable(Exception):
@@ -82,7 +83,7 @@ class SinkUnavailable(Exception):
 
 
 class Sink(Protocol):
-    """Takes ``(client key, v1 event)`` pairs and dead letters."""
+    """Takes records of the events topic (``(client key, v2 batch)``) and dead letters."""
 
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
@@ -134,15 +135,13 @@ class KafkaSink:
             await self._producer.stop()
             self._producer = None
 
-    async def send(self, events: Sequence[Record], dead: Sequence[Record]) -> None:
+    async def send(self, records: Sequence[Record], dead: Sequence[Record]) -> None:
         from aiokafka.errors import KafkaError
 
         producer = await self._ensure()
         s = self.settings
         try:
-            futures = [
-                await producer.send(s.events_topic, v, key=k) for k, v in batch_records(events)
-            ]
+            futures = [await producer.send(s.events_topic, v, key=k) for k, v in records]
             futures += [await producer.send(s.dlq_topic, v, key=k) for k, v in dead]
             async with asyncio.timeout(s.produce_timeout_s):
                 await asyncio.gather(*futures)
@@ -153,7 +152,7 @@ class KafkaSink:
 
 
 class JsonlSink:
-    """Events to ``PATH``, one v1 event per line, dead letters to ``PATH.dlq``
+    """Records to ``PATH``, one v2 batch per line, dead letters to ``PATH.dlq``
     (for the embedded mode and debugging)."""
 
     def __init__(self, path: Path) -> None:
@@ -166,11 +165,11 @@ class JsonlSink:
     async def stop(self) -> None:
         return None
 
-    async def send(self, events: Sequence[Record], dead: Sequence[Record]) -> None:
+    async def send(self, records: Sequence[Record], dead: Sequence[Record]) -> None:
         async with self._lock:
             try:
                 with self.path.open("ab") as fh:
-                    fh.writelines(v + b"\n" for _, v in events)
+                    fh.writelines(v + b"\n" for _, v in records)
                 if dead:
                     with self.path.with_name(self.path.name + ".dlq").open("ab") as fh:
                         fh.writelines(v + b"\n" for _, v in dead)
@@ -230,6 +229,13 @@ def _dead_letter(raw: bytes, reason: str) -> Record:
     return b"", json.dumps(body).encode()
 
 
+def _foreign(namespace: str, only_namespace: str | None) -> str:
+    return (
+        f"node.namespace {namespace!r}: this token may only send "
+        f"events of namespace {only_namespace!r}"
+    )
+
+
 def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
@@ -282,14 +288,44 @@ class Collector:
             return self._reject(400, f"could not read the body: {exc}")
         if len(body) > s.max_body_bytes:
             return self._reject(413, f"body over {s.max_body_bytes} bytes")
+        if body.lstrip()[:1] == b"{":
+            try:
+                batch, bad = v2.read_batch(body)
+            except EventError as exc:
+                return self._reject(400, f"not a v2 batch: {exc}")
+            if len(batch.events) + len(bad) > s.max_events:
+                return self._reject(413, f"more than {s.max_events} events in one batch")
+            dead = [_dead_letter(raw, reason) for raw, reason in bad]
+            batches = self.accept_v2(batch, only_namespace, dead)
+        else:
+            try:
+                items = decode_batch(body)
+            except NotAnArray as exc:
+                return self._reject(400, str(exc))
+            if len(items) > s.max_events:
+                return self._reject(413, f"more than {s.max_events} events in one batch")
+            dead = []
+            batches = self.accept_v1(items, only_namespace, dead)
+        accepted = sum(len(b.events) for b in batches)
+        records = batch_records(batches)
+        t0 = time.perf_counter()
         try:
-            items = decode_batch(body)
-        except NotAnArray as exc:
-            return self._reject(400, str(exc))
-        if len(items) > s.max_events:
-            return self._reject(413, f"more than {s.max_events} events in one batch")
-        events: list[Record] = []
-        dead: list[Record] = []
+            await self.sink.send(records, dead)
+        except SinkUnavailable as exc:
+            self.metrics.batches.labels(outcome="unavailable").inc()
+            return web.json_response({"error": str(exc)}, status=503, headers={"Retry-After": "1"})
+        self.metrics.produce_seconds.observe(time.perf_counter() - t0)
+        self.metrics.batches.labels(outcome="accepted").inc()
+        self.metrics.events.labels(outcome="accepted").inc(accepted)
+        self.metrics.events.labels(outcome="rejected").inc(len(dead))
+        return web.json_response({"accepted": accepted, "rejected": len(dead)}, status=202)
+
+    @staticmethod
+    def accept_v1(
+        items: Sequence[bytes], only_namespace: str | None, dead: list[Record]
+    ) -> list[v2.Batch]:
+        """The valid v1 events as v2 batches (one per node); the others to ``dead``."""
+        by_node: dict[bytes, list[Event]] = {}
         for data in items:
             try:
                 ev = decode_event(data)
@@ -297,26 +333,40 @@ class Collector:
                 dead.append(_dead_letter(data, str(exc)))
                 continue
             if only_namespace is not ANY_NAMESPACE and ev.node.namespace != only_namespace:
-                dead.append(
-                    _dead_letter(
-                        data,
-                        f"node.namespace {ev.node.namespace!r}: this token may only send "
-                        f"events of namespace {only_namespace!r}",
-                    )
-                )
+                dead.append(_dead_letter(data, _foreign(ev.node.namespace, only_namespace)))
                 continue
-            events.append((ev.client_key().encode(), data))
-        t0 = time.perf_counter()
-        try:
-            await self.sink.send(events, dead)
-        except SinkUnavailable as exc:
-            self.metrics.batches.labels(outcome="unavailable").inc()
-            return web.json_response({"error": str(exc)}, status=503, headers={"Retry-After": "1"})
-        self.metrics.produce_seconds.observe(time.perf_counter() - t0)
-        self.metrics.batches.labels(outcome="accepted").inc()
-        self.metrics.events.labels(outcome="accepted").inc(len(events))
-        self.metrics.events.labels(outcome="rejected").inc(len(dead))
-        return web.json_response({"accepted": len(events), "rejected": len(dead)}, status=202)
+            by_node.setdefault(v2.encoder.encode(ev.node), []).append(ev)
+        return [v2.from_v1(events) for events in by_node.values()]
+
+    @staticmethod
+    def accept_v2(
+        batch: v2.Batch, only_namespace: str | None, dead: list[Record]
+    ) -> list[v2.Batch]:
+        """The batch's valid events (as a batch); the others to ``dead``, each as
+        a batch of its own with its client, so a dead letter can be replayed."""
+        node = batch.node
+        foreign = None
+        if only_namespace is not ANY_NAMESPACE and node.namespace != only_namespace:
+            foreign = _foreign(node.namespace, only_namespace)
+        bad_client: dict[int, str] = {}
+        for i, c in enumerate(batch.clients):
+            try:
+                check_identity(node.namespace, node.pod, node.workload, c.ip)
+            except EventError as exc:
+                bad_client[i] = str(exc)
+        good: list[v2.Event] = []
+        for ev in batch.events:
+            try:
+                if foreign is not None:
+                    raise EventError(foreign)
+                batch.check_event(ev)
+                if ev.client in bad_client:
+                    raise EventError(bad_client[ev.client])
+            except EventError as exc:
+                dead.append(_dead_letter(v2.encoder.encode(v2.single(batch, ev)), str(exc)))
+                continue
+            good.append(ev)
+        return [v2.Batch(node, batch.clients, good)] if good else []
 
     async def metrics_view(self, _: web.Request) -> web.Response:
         return web.Response(body=generate_latest(self.metrics.registry), content_type="text/plain")

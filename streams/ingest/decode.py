@@ -8,16 +8,18 @@ fields skipped, about 3 us). Anything that decoder does not take in its
 plain form goes through ``from_v1`` unchanged, so the result, or the error
 and its message, is always the one ``from_v1`` gives.
 
-:func:`decode_record` reads a record of the events topic: a batch record (a
-JSON array of v1 events, what the collector writes) decoded in one call, or
-a single v1 event (what older producers and tests write).
+:func:`decode_record` reads a record of the events topic: a v2 batch (one
+client key's events, what the collector writes: ``streams.ingest.batch``),
+a JSON array of v1 events (what earlier collectors wrote), or a single v1
+event (what older producers and tests write). A v2 record is decoded in one
+call, its identity checked once per client, not once per event.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import msgspec
 
@@ -31,6 +33,7 @@ from detectors.events import (
     parse_ts,
     query_name,
 )
+from streams.ingest import batch as v2
 
 
 class _Node(msgspec.Struct, gc=False):
@@ -74,7 +77,15 @@ _decoder = msgspec.json.Decoder(_Event)
 _batch_decoder = msgspec.json.Decoder(list[_Event])
 _raw_items = msgspec.json.Decoder(list[msgspec.Raw])
 
-Rejected = tuple[bytes, Exception]  # an event's bytes and why it was not taken
+_v2_decoder = msgspec.json.Decoder(v2.Batch)
+
+
+class Rejected(NamedTuple):
+    """An event (or a whole record) that could not be taken, and why."""
+
+    raw: bytes
+    error: Exception
+    position: int | None = None  # its place in the record; None for the whole record
 
 
 def decode_event(raw: bytes | str) -> DnsEvent:
@@ -90,11 +101,19 @@ def decode_record(raw: bytes) -> tuple[list[DnsEvent], list[Rejected]]:
     """The events of one record of the events topic, and those that could not
     be taken (each with its own bytes and the error): one bad event costs
     only itself."""
-    if raw.lstrip()[:1] != b"[":
+    head = raw.lstrip()[:1]
+    if head == b"{":
+        try:
+            return decode_v2(_v2_decoder.decode(raw))
+        except (msgspec.DecodeError, RecursionError):
+            pass  # not a v2 batch: a single v1 event, or neither
+        except UnicodeDecodeError as exc:
+            return [], [Rejected(raw, ValueError(f"invalid UTF-8 at byte {exc.start}"))]
+    if head != b"[":
         try:
             return [decode_event(raw)], []
         except (EventError, ValueError, TypeError) as exc:
-            return [], [(raw, exc)]
+            return [], [Rejected(raw, exc)]
     events: list[DnsEvent] = []
     rejected: list[Rejected] = []
     try:
@@ -103,22 +122,63 @@ def decode_record(raw: bytes) -> tuple[list[DnsEvent], list[Rejected]]:
         try:
             items = [bytes(r) for r in _raw_items.decode(raw)]
         except (msgspec.DecodeError, RecursionError):
-            return [], [(raw, ValueError("not a JSON array of v1 events"))]
+            return [], [Rejected(raw, ValueError("not a JSON array of v1 events"))]
         if not items:
-            return [], [(raw, ValueError("an empty batch record"))]
-        for item in items:
+            return [], [Rejected(raw, ValueError("an empty batch record"))]
+        for i, item in enumerate(items):
             try:
                 events.append(decode_event(item))
             except (EventError, ValueError, TypeError) as exc:
-                rejected.append((item, exc))
+                rejected.append(Rejected(item, exc, i))
         return events, rejected
     if not structs:
-        return [], [(raw, ValueError("an empty batch record"))]
-    for e in structs:
+        return [], [Rejected(raw, ValueError("an empty batch record"))]
+    for i, e in enumerate(structs):
         try:
             events.append(_from_struct(e))
         except (EventError, ValueError, TypeError) as exc:
-            rejected.append((msgspec.json.encode(e), exc))
+            rejected.append(Rejected(msgspec.json.encode(e), exc, i))
+    return events, rejected
+
+
+def decode_v2(b: v2.Batch) -> tuple[list[DnsEvent], list[Rejected]]:
+    """A decoded v2 batch as detector events: each client's identity checked
+    once; an event whose client or name fails is rejected alone."""
+    n = b.node
+    keys: list[str | Exception] = []
+    for c in b.clients:
+        try:
+            keys.append(_client(n.namespace, n.pod, n.workload, c.ip))
+        except EventError as exc:
+            keys.append(exc)
+    events: list[DnsEvent] = []
+    rejected: list[Rejected] = []
+    nclients = len(keys)
+    for i, e in enumerate(b.events):
+        try:
+            if e.client >= nclients:
+                raise EventError(f"client: index {e.client} of {nclients} clients")
+            key = keys[e.client]
+            if isinstance(key, Exception):
+                raise key
+            r = e.response
+            events.append(
+                DnsEvent(
+                    e.ts_us / 1e6,
+                    key,
+                    n.namespace,
+                    query_name(e.name),
+                    e.type.upper(),
+                    None if r is None else r.rcode,
+                    tuple([Answer(a.type, a.ttl, a.data) for a in r.answers])
+                    if r is not None and r.answers
+                    else (),
+                    e.action,
+                    e.observed,
+                )
+            )
+        except EventError as exc:
+            rejected.append(Rejected(v2.encoder.encode(v2.single(b, e)), exc, i))
     return events, rejected
 
 

@@ -11,13 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 
 from streams.engine.topics import TopicSpec, ensure_topics
+from streams.ingest.batch import SCHEMA_V2_PATH, decode_batch_v2, to_v1
 from streams.sim.resolver import Upstream, UpstreamServer
 from streams.stack.envoy import WASM_PATH, FilterOptions, FilterPorts, filter_bootstrap
 from streams.stack.processes import CollectorProcess, EnvoyProcess, free_ports
 from tests.conftest import TlsMaterial, make_tls_material
+
+SCHEMA_V2 = json.loads(SCHEMA_V2_PATH.read_text())
 
 TOKEN = "e2e-collector-token-0123"
 
@@ -114,8 +118,14 @@ def records_by_name(
                 for records in batch.values():
                     for r in records:
                         value = json.loads(r.value)
-                        # the events topic holds batch records: arrays of v1 events
-                        for record in value if isinstance(value, list) else [value]:
+                        if isinstance(value, dict) and value.get("v") == 2:
+                            # the events topic holds v2 batch records: each checked
+                            # against the published schema, read as v1 objects
+                            jsonschema.validate(value, SCHEMA_V2)
+                            items: list[Any] = to_v1(decode_batch_v2(r.value))
+                        else:
+                            items = value if isinstance(value, list) else [value]
+                        for record in items:
                             name = name_of(record)
                             if name in names:
                                 found.setdefault(name, []).append(record)
@@ -129,7 +139,8 @@ def records_by_name(
 def events_for(
     bootstrap: str, topic: str, names: set[str], timeout: float = 20.0
 ) -> dict[str, list[dict]]:
-    """Every v1 event on ``topic`` whose query name is in ``names``, once all have arrived."""
+    """Every event on ``topic`` whose query name is in ``names`` (as a v1 object,
+    its v2 batch checked against the schema), once all have arrived."""
     return records_by_name(bootstrap, topic, names, lambda ev: ev["query"]["name"], timeout)
 
 

@@ -1,4 +1,5 @@
-"""DNS through real Envoy with the dnsguard filter arrives in Kafka as v1 events."""
+"""DNS through real Envoy with the dnsguard filter arrives in Kafka as v2 batch
+records (checked against the v2 schema, read here as v1 objects)."""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import AIOKafkaConsumer
 
 from streams.engine.topics import TopicSpec, ensure_topics
+from streams.ingest.batch import decode_batch_v2
 from streams.ingest.collector import Collector
 from streams.settings import CollectorSettings, Secret
 from streams.stack.processes import free_ports
@@ -62,10 +63,10 @@ def test_events_and_dead_letters_land_in_kafka(kafka_bootstrap: str, unique_topi
             assert resp.status == 202
             metrics = await (await client.get("/metrics")).text()
         # 202 means acknowledged: both are already readable
-        # one batch record per client: a JSON array of its events, in order
+        # one batch record per client: a v2 batch of its events, in order
         records = dict(await _drain(kafka_bootstrap, unique_topic, 2))
         assert sorted(records) == [b"shop/p1", b"shop/p2"]
-        names = {k: [e["query"]["name"] for e in json.loads(v)] for k, v in records.items()}
+        names = {k: [e.name for e in decode_batch_v2(v).events] for k, v in records.items()}
         assert names == {b"shop/p1": ["a.com", "c.com"], b"shop/p2": ["b.com"]}
         dead = await _drain(kafka_bootstrap, unique_topic + ".dlq", 1)
         assert "ts" in json.loads(dead[0][1])["reason"]

@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from streams.ingest.batch import decode_batch_v2
 from streams.ingest.collector import Collector, Record, SinkUnavailable
 from streams.settings import CollectorSettings, Secret
 
@@ -166,8 +167,8 @@ def test_arbitrary_bodies_never_cause_a_server_error(body: bytes) -> None:
     sink = MemorySink()
     status, _, _ = call(sink, body)
     assert status in (202, 400, 413)
-    for _, value in sink.events:  # anything accepted is a valid event
-        assert json.loads(value)["v"] == 1
+    for _, value in sink.events:  # anything accepted is a valid v2 batch
+        decode_batch_v2(value)
 
 
 def test_a_deeply_nested_or_broken_event_costs_only_itself() -> None:
@@ -277,3 +278,74 @@ def test_namespace_tokens_come_from_a_folder(tmp_path: Any) -> None:
     (tmp_path / "Not_A_Namespace").write_text("x" * 20)
     with pytest.raises(ConfigError, match="not a namespace name"):
         load_collector_settings({"DNSGUARD_COLLECTOR_NAMESPACE_TOKENS_DIR": str(tmp_path)})
+
+
+def v2_body(*names_ips: tuple[str, str], namespace: str = "shop", pod: str = "") -> dict[str, Any]:
+    """A v2 batch of a node without a pod (a node-local DNS proxy): keyed by client IP."""
+    ips = list(dict.fromkeys(ip for _, ip in names_ips))
+    node = {**event()["node"], "namespace": namespace, "pod": pod, "workload": ""}
+    events = [
+        [1_764_072_000_000_001 + i, ips.index(ip), "udp", i, name, "A", "IN", 1, None, False,
+         None, "allowed", 0]
+        for i, (name, ip) in enumerate(names_ips)
+    ]  # fmt: skip
+    return {"v": 2, "node": node, "clients": [{"ip": ip} for ip in ips], "events": events}
+
+
+def test_a_v2_batch_is_split_by_client_key() -> None:
+    sink = MemorySink()
+    body = v2_body(("a.com", "10.0.0.1"), ("b.com", "10.0.0.2"), ("c.com", "10.0.0.1"))
+    status, reply, _ = call(sink, json.dumps(body).encode())
+    assert (status, reply) == (202, {"accepted": 3, "rejected": 0})
+    assert [k for k, _ in sink.events] == [b"10.0.0.1", b"10.0.0.2"]
+    first = decode_batch_v2(sink.events[0][1])
+    assert [e.name for e in first.events] == ["a.com", "c.com"]
+    assert [c.ip for c in first.clients] == ["10.0.0.1"]
+    assert all(e.client == 0 and not e.observed for e in first.events)
+
+
+def test_a_bad_v2_event_is_dead_lettered_alone() -> None:
+    sink = MemorySink()
+    body = v2_body(("a.com", "10.0.0.1"), ("b.com", "10.0.0.1"), ("c.com", "10.0.0.2"),
+                   ("d.com", "10.0.0.1"))  # fmt: skip
+    body["events"][1][4] = "a b.example.com"  # a name the validator refuses
+    body["events"][2][3] = 70_000  # not a DNS id: the types refuse it
+    body["events"][3].append("extra")  # more elements than the schema has
+    status, reply, _ = call(sink, json.dumps(body).encode())
+    assert (status, reply) == (202, {"accepted": 1, "rejected": 3})
+    assert [k for k, _ in sink.events] == [b"10.0.0.1"]
+    reasons = [json.loads(v)["reason"] for _, v in sink.dead]
+    assert any("U+0020" in r for r in reasons), reasons
+    assert any("65535" in r for r in reasons), reasons
+    # a checked-but-refused event keeps its node and client: it can be replayed
+    (refused,) = [json.loads(v) for _, v in sink.dead if "U+0020" in json.loads(v)["reason"]]
+    replayable = decode_batch_v2(refused["event"].encode())
+    assert [c.ip for c in replayable.clients] == ["10.0.0.1"]
+
+
+def test_v2_identity_and_namespace_are_checked() -> None:
+    shop_token = "shop-token-0123456789"
+    settings = CollectorSettings(token=Secret(TOKEN),
+                                 namespace_tokens=(("shop", Secret(shop_token)),))  # fmt: skip
+    shop_auth = {"Authorization": f"Bearer {shop_token}"}
+    foreign = json.dumps(v2_body(("a.com", "10.0.0.1"), namespace="payments")).encode()
+    sink = MemorySink()
+    assert call(sink, foreign, shop_auth, settings)[:2] == (202, {"accepted": 0, "rejected": 1})
+    assert "may only send events of namespace 'shop'" in json.loads(sink.dead[0][1])["reason"]
+    assert sink.events == []
+    assert call(MemorySink(), foreign, AUTH, settings)[1] == {"accepted": 1, "rejected": 0}
+    bad_ip = v2_body(("a.com", "10.0.0.1"), ("b.com", "10.0.0.999"))
+    sink = MemorySink()
+    assert call(sink, json.dumps(bad_ip).encode())[1] == {"accepted": 1, "rejected": 1}
+    assert "10.0.0.999" in json.loads(sink.dead[0][1])["reason"]
+
+
+def test_v2_frames_that_cannot_be_read_are_refused() -> None:
+    good = v2_body(("a.com", "10.0.0.1"))
+    for broken in ({**good, "v": 3}, {**good, "clients": []}, {**good, "node": {"id": "n"}},
+                   {**good, "extra": 1}, {**good, "events": []}):  # fmt: skip
+        status, reply, _ = call(MemorySink(), json.dumps(broken).encode())
+        assert status == 400, broken
+        assert "v2 batch" in reply["error"]
+    many = v2_body(*[(f"n{i}.com", "10.0.0.1") for i in range(51)])
+    assert call(MemorySink(), json.dumps(many).encode())[0] == 413

@@ -226,6 +226,9 @@ impl Config {
         if !self.collector_path.starts_with('/') {
             return Err(format!("collector_path must start with '/', got {:?}", self.collector_path));
         }
+        if self.batch_size > 10_000 {
+            return Err(format!("batch_size must be <= 10000 (the collector's limit of events per batch), got {}", self.batch_size));
+        }
         if self.batch_size == 0 || self.batch_size > self.queue_max {
             return Err(format!("batch_size must be in 1..=queue_max ({}), got {}", self.queue_max, self.batch_size));
         }

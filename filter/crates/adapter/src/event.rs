@@ -1,3 +1,3 @@
-//! v1 events: built by the shared flow crate (`dnsflow::event`).
+//! Events and v2 batches: built by the shared flow crate (`dnsflow::event`).
 
 pub use dnsflow::event::*;

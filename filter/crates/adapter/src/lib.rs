@@ -33,8 +33,10 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|id| -> Box<dyn RootContext> { Box::new(Root { id, ..Root::default() }) });
 }}
 
+/// One v2 batch body, kept as sent for its retries.
 struct Batch {
-    events: Vec<Vec<u8>>,
+    body: Vec<u8>,
+    events: usize,
     attempts: u32,
 }
 
@@ -57,14 +59,22 @@ impl Root {
             let batch = match self.retry.pop_front() {
                 Some(b) => b,
                 None => {
-                    let events: Vec<Vec<u8>> = state::with(|vm| {
-                        let n = vm.queue.len().min(cfg.batch_size);
-                        vm.queue.drain(..n).collect()
+                    let built = state::with(|vm| {
+                        let mut b = event::BatchBuilder::new(&vm.node_json);
+                        while b.len() < cfg.batch_size {
+                            match vm.queue.front() {
+                                Some(e) if b.fits(e) => b.push(e),
+                                _ => break,
+                            }
+                            vm.queue.pop_front();
+                        }
+                        (b.len(), if b.is_empty() { Vec::new() } else { b.finish() })
                     });
-                    if events.is_empty() {
+                    let (events, body) = built;
+                    if events == 0 {
                         return;
                     }
-                    Batch { events, attempts: 0 }
+                    Batch { body, events, attempts: 0 }
                 }
             };
             if !self.send(&cfg, batch) {
@@ -74,15 +84,6 @@ impl Root {
     }
 
     fn send(&mut self, cfg: &Config, mut batch: Batch) -> bool {
-        let mut body = Vec::with_capacity(batch.events.iter().map(|e| e.len() + 1).sum::<usize>() + 2);
-        body.push(b'[');
-        for (i, e) in batch.events.iter().enumerate() {
-            if i > 0 {
-                body.push(b',');
-            }
-            body.extend_from_slice(e);
-        }
-        body.push(b']');
         let auth = format!("Bearer {}", cfg.token);
         let headers = vec![
             (":method", "POST"),
@@ -95,7 +96,7 @@ impl Root {
         match self.dispatch_http_call(
             &cfg.collector_cluster,
             headers,
-            Some(&body),
+            Some(&batch.body),
             vec![],
             Duration::from_millis(cfg.collector_timeout_ms),
         ) {
@@ -115,7 +116,7 @@ impl Root {
         let (max_attempts, max_retry) = self.config.as_ref().map_or((1, 1), |c| (c.max_attempts, c.max_inflight));
         state::with(|vm| vm.count(Stat::BatchesFailed, 1));
         if batch.attempts >= max_attempts || self.retry.len() >= max_retry {
-            let n = batch.events.len() as u64;
+            let n = batch.events as u64;
             state::with(|vm| vm.count(Stat::EventsDropped, n));
         } else {
             self.retry.push_back(batch);
@@ -171,7 +172,7 @@ impl Context for Root {
         }
         let Some(batch) = self.inflight.remove(&token_id) else { return };
         let status = call_status(self, num_headers);
-        let n = batch.events.len() as u64;
+        let n = batch.events as u64;
         if (200..300).contains(&status) {
             state::with(|vm| vm.count(Stat::EventsSent, n));
             self.flush(); // the collector keeps up: send the next batch now

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
-use crate::event::{Client, Event, Node, QueryInfo, ResponseInfo};
+use crate::event::{Client, Encoded, Event, Node, QueryInfo, ResponseInfo};
 
 #[derive(Clone, Copy)]
 pub enum Stat {
@@ -74,7 +74,7 @@ pub struct VmState {
     pub node: Node,
     /// The node's JSON object, encoded once for every event of this VM.
     pub node_json: String,
-    pub queue: VecDeque<Vec<u8>>,
+    pub queue: VecDeque<Encoded>,
     pub queue_max: usize,
     pub max_pending: usize,
     pub max_answers: usize,
@@ -151,8 +151,8 @@ impl VmState {
         }
     }
 
-    /// Queue a serialized event; when full, the oldest is dropped and counted.
-    pub fn enqueue(&mut self, event: Vec<u8>) {
+    /// Queue an encoded event; when full, the oldest is dropped and counted.
+    pub fn enqueue(&mut self, event: Encoded) {
         while self.queue.len() >= self.queue_max.max(1) {
             self.queue.pop_front();
             self.count(Stat::EventsDropped, 1);
@@ -176,8 +176,8 @@ impl VmState {
             action,
             policy_version: p.policy_version,
         };
-        let json = event.to_json(&self.node_json);
-        self.enqueue(json);
+        let encoded = event.encode();
+        self.enqueue(encoded);
         if response.is_none() {
             self.count(Stat::Unanswered, 1);
         }

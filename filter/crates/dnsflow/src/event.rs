@@ -1,11 +1,16 @@
-//! v1 DNS events (see schemas/dns-event-v1.schema.json) built from parsed messages.
+//! DNS events built from parsed messages, shipped as v2 batches (see
+//! streams/ingest/schemas/dns-batch-v2.schema.json): the node's object once
+//! per batch, each distinct client's object once, and each event as a
+//! fixed-order array.
 //!
-//! Every event repeats the node's object (the same for the whole VM) and the
-//! client's (the same for a connection), so those are encoded once and spliced
-//! in; only the query, the response and a few scalars are encoded per event.
+//! An event is encoded when it happens ([`Event::encode`]) except for its
+//! client's index in the batch, which is known only when the batch is built
+//! ([`BatchBuilder`]); the client's object is encoded once per connection.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::io::Write;
+use std::sync::Arc;
 
 use dnswire::{class_name, rcode_name, type_name, Message, Question};
 use serde::Serialize;
@@ -33,15 +38,15 @@ pub struct Client {
     /// The workload policy scopes apply to: the SPIFFE peer's service account, else the node's workload.
     #[serde(skip)]
     pub workload: String,
-    /// This client's JSON object, encoded once for all its events.
+    /// This client's JSON object, encoded once for all its events (shared by them).
     #[serde(skip)]
-    pub json: String,
+    pub json: Arc<str>,
 }
 
 impl Client {
     pub fn new(ip: String, port: u16, peer: Option<String>, namespace: String, workload: String) -> Client {
-        let mut c = Client { ip, port, peer, namespace, workload, json: String::new() };
-        c.json = serde_json::to_string(&c).unwrap_or_else(|_| "{}".to_string());
+        let mut c = Client { ip, port, peer, namespace, workload, json: Arc::from("") };
+        c.json = Arc::from(serde_json::to_string(&c).unwrap_or_else(|_| "{}".to_string()));
         c
     }
 }
@@ -134,57 +139,151 @@ pub struct Event<'a> {
     pub policy_version: u64,
 }
 
-impl Event<'_> {
-    /// The v1 JSON of this event, with the VM's node object given pre-encoded.
-    pub fn to_json(&self, node_json: &str) -> Vec<u8> {
-        let mut out = Vec::with_capacity(384 + node_json.len() + self.client.json.len());
-        out.extend_from_slice(br#"{"v":1,"ts":""#);
-        write_rfc3339_micros(&mut out, self.ts_micros);
-        out.extend_from_slice(br#"","node":"#);
-        out.extend_from_slice(node_json.as_bytes());
-        out.extend_from_slice(br#","client":"#);
-        out.extend_from_slice(self.client.json.as_bytes());
-        out.extend_from_slice(br#","transport":""#);
-        out.extend_from_slice(self.transport.as_bytes()); // a fixed token: tcp, dot, doh
-        out.extend_from_slice(br#"","query":"#);
-        let _ = serde_json::to_writer(&mut out, self.query);
-        out.extend_from_slice(br#","response":"#);
-        let _ = serde_json::to_writer(&mut out, &self.response);
-        if !self.response_observed {
-            out.extend_from_slice(br#","response_observed":false"#);
-        }
-        out.extend_from_slice(br#","latency_us":"#);
-        let _ = serde_json::to_writer(&mut out, &self.latency_us);
-        out.extend_from_slice(br#","action":""#);
-        out.extend_from_slice(self.action.as_bytes()); // a fixed token: allowed, shadow, blocked
-        out.extend_from_slice(br#"","policy_version":"#);
-        let _ = write!(out, "{}}}", self.policy_version);
-        out
+/// The largest number of clients one v2 batch may name (the collector refuses more).
+pub const MAX_BATCH_CLIENTS: usize = 4096;
+
+/// An event encoded for a v2 batch, all but its client's index.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    pub ts_micros: u64,
+    /// The client's JSON object (shared with the connection's other events).
+    pub client: Arc<str>,
+    /// The event array after `[ts_us,client`: `,"tcp",id,...]`.
+    pub tail: Vec<u8>,
+}
+
+impl Encoded {
+    /// Bytes this event adds to a batch, about (for sizing buffers).
+    pub fn len(&self) -> usize {
+        self.tail.len() + 24
+    }
+
+    pub fn is_empty(&self) -> bool {
+        false
     }
 }
 
-/// RFC 3339 UTC with microseconds, from microseconds since the epoch.
-fn write_rfc3339_micros(out: &mut Vec<u8>, micros: u64) {
-    let secs = micros / 1_000_000;
-    let frac = micros % 1_000_000;
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    let _ = write!(out, "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:06}Z", rem / 3600, (rem / 60) % 60, rem % 60);
+impl Event<'_> {
+    /// The event's v2 array, but for its client index (see [`BatchBuilder`]).
+    pub fn encode(&self) -> Encoded {
+        let q = self.query;
+        let mut out = Vec::with_capacity(96 + q.name.len() + self.response.map_or(0, |r| r.answers.len() * 64));
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(self.transport.as_bytes()); // a fixed token: udp, tcp, dot, doh
+        let _ = write!(out, "\",{},", q.id);
+        let _ = serde_json::to_writer(&mut out, &q.name);
+        out.push(b',');
+        let _ = serde_json::to_writer(&mut out, &q.qtype);
+        out.push(b',');
+        let _ = serde_json::to_writer(&mut out, &q.class);
+        let qflags = u8::from(q.rd) | u8::from(q.cd) << 1 | u8::from(q.dnssec_ok) << 2;
+        let _ = write!(out, ",{qflags},");
+        match self.response {
+            None => out.extend_from_slice(b"null"),
+            Some(r) => {
+                out.push(b'[');
+                let _ = serde_json::to_writer(&mut out, &r.rcode);
+                let flags = u8::from(r.aa) | u8::from(r.tc) << 1 | u8::from(r.ra) << 2 | u8::from(r.ad) << 3;
+                let _ = write!(out, ",{flags},");
+                let _ = serde_json::to_writer(&mut out, &r.min_ttl);
+                out.extend_from_slice(b",[");
+                for (i, a) in r.answers.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    out.push(b'[');
+                    let _ = serde_json::to_writer(&mut out, &a.name);
+                    out.push(b',');
+                    let _ = serde_json::to_writer(&mut out, &a.rtype);
+                    let _ = write!(out, ",{},", a.ttl);
+                    let _ = serde_json::to_writer(&mut out, &a.data);
+                    out.push(b']');
+                }
+                out.extend_from_slice(b"]]");
+            }
+        }
+        // a response of a path that cannot see responses is still one observed
+        let observed = self.response_observed || self.response.is_some();
+        let _ = write!(out, ",{observed},");
+        let _ = serde_json::to_writer(&mut out, &self.latency_us);
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(self.action.as_bytes()); // a fixed token: allowed, shadow, blocked
+        let _ = write!(out, "\",{}]", self.policy_version);
+        Encoded { ts_micros: self.ts_micros, client: Arc::clone(&self.client.json), tail: out }
+    }
 }
 
-/// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+/// Builds one v2 batch body: `{"v":2,"node":...,"clients":[...],"events":[...]}`.
+pub struct BatchBuilder<'n> {
+    node_json: &'n str,
+    clients: Vec<Arc<str>>,
+    index: HashMap<Arc<str>, usize>,
+    events: Vec<u8>,
+    count: usize,
+}
+
+impl<'n> BatchBuilder<'n> {
+    pub fn new(node_json: &'n str) -> BatchBuilder<'n> {
+        BatchBuilder { node_json, clients: Vec::new(), index: HashMap::new(), events: Vec::with_capacity(64 * 1024), count: 0 }
+    }
+
+    /// Events in the batch so far.
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Whether `e` fits: false only when it names a new client and the batch
+    /// already names [`MAX_BATCH_CLIENTS`].
+    pub fn fits(&self, e: &Encoded) -> bool {
+        self.clients.len() < MAX_BATCH_CLIENTS || self.last_client_is(&e.client) || self.index.contains_key(&e.client)
+    }
+
+    fn last_client_is(&self, client: &Arc<str>) -> bool {
+        self.clients.last().is_some_and(|c| Arc::ptr_eq(c, client))
+    }
+
+    /// Adds `e` (the caller checked [`BatchBuilder::fits`]).
+    pub fn push(&mut self, e: &Encoded) {
+        let at = if self.last_client_is(&e.client) {
+            self.clients.len() - 1
+        } else if let Some(&at) = self.index.get(&e.client) {
+            at
+        } else {
+            let at = self.clients.len();
+            self.clients.push(Arc::clone(&e.client));
+            self.index.insert(Arc::clone(&e.client), at);
+            at
+        };
+        if self.count > 0 {
+            self.events.push(b',');
+        }
+        let _ = write!(self.events, "[{},{at}", e.ts_micros);
+        self.events.extend_from_slice(&e.tail);
+        self.count += 1;
+    }
+
+    /// The batch's JSON body.
+    pub fn finish(self) -> Vec<u8> {
+        let clients: usize = self.clients.iter().map(|c| c.len() + 1).sum();
+        let mut out = Vec::with_capacity(48 + self.node_json.len() + clients + self.events.len());
+        out.extend_from_slice(br#"{"v":2,"node":"#);
+        out.extend_from_slice(self.node_json.as_bytes());
+        out.extend_from_slice(br#","clients":["#);
+        for (i, c) in self.clients.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(c.as_bytes());
+        }
+        out.extend_from_slice(br#"],"events":["#);
+        out.extend_from_slice(&self.events);
+        out.extend_from_slice(b"]}");
+        out
+    }
 }
 
 #[cfg(test)]
@@ -203,67 +302,62 @@ mod tests {
         }
     }
 
-    /// The spliced encoding is the plain serde encoding of the v1 event, field for field.
-    #[test]
-    fn spliced_json_equals_serde_encoding() {
-        let node = Node { id: "sidecar~1".into(), namespace: "shop\\x".into(), ..Node::default() };
-        let node_json = serde_json::to_string(&node).unwrap_or_default();
-        let client = Client::new("10.0.0.1".into(), 5353, Some("spiffe://td/ns/a/sa/b".into()), "a".into(), "b".into());
-        let query = QueryInfo { id: 7, name: "a\u{1}.example".into(), qtype: "TYPE999".into(), class: "IN".into(), rd: true, cd: false, dnssec_ok: true };
-        let response = sample_response();
-        for (resp, latency) in [(Some(&response), Some(12)), (None, None)] {
-            let event = Event {
-                ts_micros: 1_795_608_000_000_001,
-                client: &client,
-                transport: "dot",
-                query: &query,
-                response: resp,
-                response_observed: true,
-                latency_us: latency,
-                action: "shadow",
-                policy_version: 42,
-            };
-            let got: serde_json::Value = serde_json::from_slice(&event.to_json(&node_json)).unwrap_or_default();
-            let want = serde_json::json!({
-                "v": 1,
-                "ts": "2026-11-25T12:00:00.000001Z",
-                "node": &node,
-                "client": &client,
-                "transport": "dot",
-                "query": &query,
-                "response": resp,
-                "latency_us": latency,
-                "action": "shadow",
-                "policy_version": 42,
-            });
-            assert_eq!(got, want);
+    fn event<'a>(client: &'a Client, query: &'a QueryInfo, response: Option<&'a ResponseInfo>, observed: bool) -> Event<'a> {
+        Event {
+            ts_micros: 1_795_608_000_000_001,
+            client,
+            transport: "dot",
+            query,
+            response,
+            response_observed: observed,
+            latency_us: response.map(|_| 12),
+            action: "shadow",
+            policy_version: 42,
         }
     }
 
+    /// The spliced encoding is the v2 batch of the schema, element for element.
     #[test]
-    fn a_query_only_event_says_its_response_was_not_observed() {
+    fn a_batch_is_the_v2_encoding_of_its_events() {
+        let node = Node { id: "sidecar~1".into(), namespace: "shop\\x".into(), ..Node::default() };
+        let node_json = serde_json::to_string(&node).unwrap_or_default();
+        let a = Client::new("10.0.0.1".into(), 5353, Some("spiffe://td/ns/a/sa/b".into()), "a".into(), "b".into());
+        let b = Client::new("10.0.0.2".into(), 53, None, "a".into(), "b".into());
+        let query = QueryInfo { id: 7, name: "a\u{1}.example".into(), qtype: "TYPE999".into(), class: "IN".into(), rd: true, cd: false, dnssec_ok: true };
+        let response = sample_response();
+        let mut builder = BatchBuilder::new(&node_json);
+        for e in [event(&a, &query, Some(&response), true), event(&b, &query, None, true), event(&a, &query, None, false)] {
+            builder.push(&e.encode());
+        }
+        assert_eq!(builder.len(), 3);
+        let got: serde_json::Value = serde_json::from_slice(&builder.finish()).unwrap_or_default();
+        let answer = serde_json::json!(["ex\"ample.com", "A", 30, "192.0.2.1"]);
+        let want = serde_json::json!({
+            "v": 2,
+            "node": &node,
+            "clients": [{"ip": "10.0.0.1", "port": 5353, "peer": "spiffe://td/ns/a/sa/b"}, {"ip": "10.0.0.2", "port": 53}],
+            "events": [
+                [1_795_608_000_000_001u64, 0, "dot", 7, "a\u{1}.example", "TYPE999", "IN", 5, ["NOERROR", 4, 30, [answer]], true, 12, "shadow", 42],
+                [1_795_608_000_000_001u64, 1, "dot", 7, "a\u{1}.example", "TYPE999", "IN", 5, null, true, null, "shadow", 42],
+                [1_795_608_000_000_001u64, 0, "dot", 7, "a\u{1}.example", "TYPE999", "IN", 5, null, false, null, "shadow", 42],
+            ],
+        });
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_batch_names_at_most_max_batch_clients() {
         let node_json = serde_json::to_string(&Node::default()).unwrap_or_default();
-        let client = Client::new("10.0.0.1".into(), 5353, None, "a".into(), "b".into());
         let query = QueryInfo { id: 7, name: "example.org".into(), qtype: "A".into(), class: "IN".into(), rd: true, cd: false, dnssec_ok: false };
-        let event = Event {
-            ts_micros: 1, client: &client, transport: "udp", query: &query, response: None,
-            response_observed: false, latency_us: None, action: "allowed", policy_version: 0,
-        };
-        let got: serde_json::Value = serde_json::from_slice(&event.to_json(&node_json)).unwrap_or_default();
-        assert_eq!(got["response_observed"], serde_json::Value::Bool(false));
-        assert!(got["response"].is_null());
-    }
-
-    fn rfc3339_micros(micros: u64) -> String {
-        let mut out = Vec::new();
-        write_rfc3339_micros(&mut out, micros);
-        String::from_utf8(out).unwrap_or_default()
-    }
-
-    #[test]
-    fn formats_rfc3339_with_micros() {
-        assert_eq!(rfc3339_micros(0), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(rfc3339_micros(1_795_608_000_000_001), "2026-11-25T12:00:00.000001Z");
-        assert_eq!(rfc3339_micros(951_782_400_000_000), "2000-02-29T00:00:00.000000Z");
+        let mut builder = BatchBuilder::new(&node_json);
+        let clients: Vec<Client> = (0..=MAX_BATCH_CLIENTS).map(|i| Client::new(format!("10.0.{}.{}", i / 256, i % 256), 53, None, String::new(), String::new())).collect();
+        for c in &clients[..MAX_BATCH_CLIENTS] {
+            let e = event(c, &query, None, false).encode();
+            assert!(builder.fits(&e));
+            builder.push(&e);
+        }
+        let again = event(&clients[0], &query, None, false).encode();
+        assert!(builder.fits(&again), "a client already named always fits");
+        assert!(!builder.fits(&event(&clients[MAX_BATCH_CLIENTS], &query, None, false).encode()));
     }
 }

@@ -5,7 +5,7 @@
 //!
 //! * [`decide_query`]: the policy's decision for a parsed query and, for a
 //!   block, the local answer;
-//! * [`event`]: the v1 event JSON;
+//! * [`event`]: events as v2 batches (node once, clients once, events as arrays);
 //! * [`accept_feed`]: a feed body checked (size, Ed25519 signature, header,
 //!   version order) and applied to a policy.
 

@@ -178,8 +178,8 @@ impl Config {
             check_address("collector", &col.address)?;
             check_path("collector", &col.path)?;
             check_token("collector", &col.token)?;
-            if col.max_queue == 0 || col.max_batch == 0 {
-                return Err("collector.max_queue and max_batch must be positive".into());
+            if col.max_queue == 0 || col.max_batch == 0 || col.max_batch > 10_000 {
+                return Err("collector.max_queue must be positive and max_batch in 1..=10000 (the collector's limit of events per batch)".into());
             }
         }
         if let Some(feed) = &c.feed {

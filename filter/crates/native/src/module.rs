@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use crossbeam_queue::ArrayQueue;
-use dnsflow::event::{Client, Event, QueryInfo, ResponseInfo};
+use dnsflow::event::{BatchBuilder, Client, Encoded, Event, QueryInfo, ResponseInfo};
 use dnsflow::{accept_feed, decide_query, FeedOutcome, QueryOutcome};
 use dnspolicy::{Policy, PublicKey};
 use dnswire::{parse_message, Sinkhole};
@@ -225,9 +225,9 @@ impl Module {
         reply
     }
 
-    /// The v1 event (JSON) of a query the worker thread saw; None only if its
-    /// bytes no longer parse as a query with a question (they always do).
-    fn render(&self, seen: &Seen) -> Option<Vec<u8>> {
+    /// The event of a query the worker thread saw; None only if its bytes no
+    /// longer parse as a query with a question (they always do).
+    fn render(&self, seen: &Seen) -> Option<Encoded> {
         let msg = parse_message(&seen.query).ok()?;
         let q = msg.questions.first()?;
         let node = &self.config.node;
@@ -251,7 +251,25 @@ impl Module {
             action: seen.action,
             policy_version: seen.policy_version,
         };
-        Some(event.to_json(&self.node_json))
+        Some(event.encode())
+    }
+
+    /// Up to `max` queued events as one v2 batch body; None when none is queued.
+    pub fn take_batch(&self, max: usize) -> Option<(Vec<u8>, u64)> {
+        let mut batch = BatchBuilder::new(&self.node_json);
+        while batch.len() < max {
+            let Some(seen) = self.events.pop() else { break };
+            let Some(ev) = self.render(&seen) else { continue };
+            if !batch.fits(&ev) {
+                // only a batch already naming the most clients it may: this
+                // event starts no batch of its own, and is counted as dropped
+                self.stats.count(Stat::EventsDropped, 1);
+                break;
+            }
+            batch.push(&ev);
+        }
+        let n = batch.len() as u64;
+        (n > 0).then(|| (batch.finish(), n))
     }
 
     /// Starts the shipping and feed threads (each only if configured); each
@@ -297,7 +315,7 @@ impl Module {
         }
     }
 
-    /// Ships queued events in batches (a JSON array per POST).
+    /// Ships queued events in batches (a v2 batch per POST).
     fn ship_loop(&self) {
         let Some(cfg) = &self.config.collector else { return };
         let auth = format!("Bearer {}", cfg.token);
@@ -307,22 +325,7 @@ impl Module {
                 self.sleep(cfg.flush_ms);
             }
             self.stats.gauge(Gauge::EventsQueued, self.events.len() as u64);
-            let mut body = Vec::with_capacity(cfg.max_batch * 512);
-            let mut n = 0u64;
-            body.push(b'[');
-            while (n as usize) < cfg.max_batch {
-                let Some(seen) = self.events.pop() else { break };
-                let Some(ev) = self.render(&seen) else { continue };
-                if n > 0 {
-                    body.push(b',');
-                }
-                body.extend_from_slice(&ev);
-                n += 1;
-            }
-            body.push(b']');
-            if n == 0 {
-                continue;
-            }
+            let Some((body, n)) = self.take_batch(cfg.max_batch) else { continue };
             let sent = http::request(&cfg.address, "POST", &cfg.path, &headers, &body, Duration::from_millis(cfg.timeout_ms), 64 * 1024);
             match sent {
                 Ok(r) if r.status == 202 || r.status == 200 => self.stats.count(Stat::EventsSent, n),
@@ -430,10 +433,6 @@ impl Module {
         self.events.len()
     }
 
-    /// Takes the oldest queued event, rendered (tests).
-    pub fn take_event(&self) -> Option<Vec<u8>> {
-        self.events.pop().and_then(|seen| self.render(&seen))
-    }
 }
 
 #[cfg(test)]
@@ -531,12 +530,15 @@ mod tests {
         assert_eq!(m.on_datagram(&query("good.example.net"), "10.0.0.1", 5353, 2_000_000), Reply::Pass);
         assert_eq!((counts.get(Stat::Queries), counts.get(Stat::Blocked)), (3, 1));
         // the events: udp, the blocked one with the module's own answer, forwarded ones without a response
-        let events: Vec<serde_json::Value> =
-            std::iter::from_fn(|| m.take_event()).filter_map(|e| serde_json::from_slice(&e).ok()).collect();
+        let (body, n) = m.take_batch(16).unwrap_or_default();
+        let batch: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+        assert_eq!((n, batch["v"].clone(), batch["node"]["namespace"].clone()), (3, 2.into(), "shop".into()));
+        let events = batch["events"].as_array().cloned().unwrap_or_default();
         assert_eq!(events.len(), 3);
-        assert!(events.iter().all(|e| e["transport"] == "udp" && e["node"]["namespace"] == "shop"));
-        assert_eq!(events.get(1).map(|e| (e["action"].clone(), e["response"]["rcode"].clone())), Some(("blocked".into(), "NXDOMAIN".into())));
-        assert_eq!(events.first().map(|e| e["response"].is_null()), Some(true));
+        assert!(events.iter().all(|e| e[2] == "udp"));
+        // [.., response, observed, latency, action, ..]: the blocked one with the module's answer
+        assert_eq!(events.get(1).map(|e| (e[11].clone(), e[8][0].clone(), e[9].clone())), Some(("blocked".into(), "NXDOMAIN".into(), true.into())));
+        assert_eq!(events.first().map(|e| (e[8].is_null(), e[9].clone())), Some((true, false.into())));
     }
 
     #[test]
@@ -561,8 +563,8 @@ mod tests {
         }
         assert_eq!(m.queued(), 2);
         assert_eq!(counts.get(Stat::EventsDropped), 1);
-        let first: serde_json::Value = m.take_event().and_then(|e| serde_json::from_slice(&e).ok()).unwrap_or_default();
-        assert_eq!(first["query"]["name"], "b.example");
+        let first: serde_json::Value = m.take_batch(1).and_then(|(b, _)| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        assert_eq!(first["events"][0][4], "b.example");
     }
 
     #[test]

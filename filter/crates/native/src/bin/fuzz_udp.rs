@@ -66,7 +66,7 @@ fn main() {
                 std::process::exit(1);
             }
         }
-        while module.take_event().is_some() {}
+        while module.take_batch(64).is_some() {}
     }
     println!("fuzz-udp: {iterations} datagrams from {} seeds, {passed} passed, {answered} answered, 0 panics", seeds.len());
 }
