@@ -82,6 +82,31 @@ class Incidents:
     def __len__(self) -> int:
         return len(self._open)
 
+    def dump(self, client: str, detectors: tuple[str, ...]) -> list[list[Any]] | None:
+        """The client's open incidents (of ``detectors``) as plain JSON, or None."""
+        out = []
+        for detector in detectors:
+            inc = self._open.peek((client, detector))
+            if inc is not None:
+                out.append([inc.id, detector, inc.namespace, inc.first_seen, inc.last_seen,
+                            inc.findings, inc.alerts, inc.last_alert, inc.max_score,
+                            inc.examples, inc.targets])  # fmt: skip
+        return out or None
+
+    def forget(self, client: str, detectors: tuple[str, ...]) -> None:
+        for detector in detectors:
+            self._open.discard((client, detector))
+
+    def load(self, client: str, data: list[list[Any]]) -> None:
+        """The client's open incidents from :meth:`dump`'s snapshot."""
+        for (uid, detector, namespace, first, last, findings, alerts, last_alert, score,
+             examples, targets) in data:  # fmt: skip
+            inc = Incident(str(uid), client, str(detector), str(namespace), float(first),
+                           float(last), int(findings), int(alerts), float(last_alert),
+                           float(score), [str(x) for x in examples[:MAX_EXAMPLES]],
+                           [str(x) for x in targets[:MAX_TARGETS]])  # fmt: skip
+            self._open.put((client, inc.detector), inc)
+
     def update(self, finding: Finding, verdict_target: str | None = None) -> IncidentUpdate:
         """Fold ``finding`` into its incident; ``verdict_target`` is the name a
         verdict was made for, if one was."""

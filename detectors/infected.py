@@ -54,6 +54,7 @@ from __future__ import annotations
 import itertools
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 from detectors.events import DnsEvent
 from detectors.findings import Finding
@@ -112,6 +113,13 @@ class _Client:
         self.style = ""
 
 
+def _entry(e: list[Any]) -> Entry:
+    """An entry from its JSON form (a list), checked field by field."""
+    ts, registrable, suffix, dga_like, wordy, score, seen = e
+    return (float(ts), str(registrable), str(suffix), bool(dga_like), bool(wordy), float(score),
+            bool(seen))  # fmt: skip
+
+
 def _label(e: Entry) -> str:
     return e[1][: len(e[1]) - len(e[2]) - 1]
 
@@ -160,6 +168,35 @@ class InfectedClient:
         self.settings = s = settings or InfectedSettings()
         self.clients: BoundedStates[str, _Client] = BoundedStates(s.max_clients, _Client)
         self._pending: dict[str, None] = {}  # clients holding a C2 candidate
+
+    def dump(self, client: str) -> list[Any] | None:
+        """The client's evidence as plain JSON (a changelog snapshot), or None."""
+        st = self.clients.peek(client)
+        if st is None:
+            return None
+        return [st.namespace, st.entries, st.resolved, st.pending, st.confirmed, st.c2,
+                st.last_nx, st.named, st.last_finding, st.style]  # fmt: skip
+
+    def forget(self, client: str) -> None:
+        self.clients.discard(client)
+        self._pending.pop(client, None)
+
+    def load(self, client: str, data: list[Any]) -> None:
+        """The client's evidence from :meth:`dump`'s snapshot."""
+        (namespace, entries, resolved, pending, confirmed, c2, last_nx, named, last_finding,
+         style) = data  # fmt: skip
+        s = self.settings
+        st = _Client()
+        st.client, st.namespace, st.style = client, str(namespace), str(style)
+        st.entries = [_entry(e) for e in entries[-s.max_entries :]]
+        st.resolved = [[int(b), int(n)] for b, n in resolved]
+        st.pending = None if pending is None else _entry(pending)
+        st.confirmed = [_entry(e) for e in confirmed[-s.max_c2 :]]
+        st.c2 = [str(n) for n in c2[-s.max_c2 :]]
+        st.last_nx, st.named, st.last_finding = float(last_nx), float(named), float(last_finding)
+        self.clients.put(client, st)
+        if st.pending is not None:
+            self._pending[client] = None
 
     def _burst(self, st: _Client) -> int:
         """The most names within ``burst_s`` of each other that were nearly all

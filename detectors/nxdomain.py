@@ -8,6 +8,7 @@ a minute. Evidence carries the counts and the parent domains most failed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from detectors.events import DnsEvent
 from detectors.findings import Finding
@@ -48,6 +49,26 @@ class NxdomainStorm:
         self.clients: BoundedStates[str, _ClientState] = BoundedStates(
             s.max_clients, lambda: _ClientState(s.buckets)
         )
+
+    def dump(self, client: str) -> list[Any] | None:
+        """The client's window as plain JSON (a changelog snapshot), or None."""
+        st = self.clients.peek(client)
+        if st is None:
+            return None
+        return [st.counts.dump(), st.distinct.dump(), st.parents, st.last_alert]
+
+    def forget(self, client: str) -> None:
+        self.clients.discard(client)
+
+    def load(self, client: str, data: list[Any]) -> None:
+        """The client's window from :meth:`dump`'s snapshot."""
+        counts, distinct, parents, last_alert = data
+        st = _ClientState(self.settings.buckets)
+        st.counts.load(counts)
+        st.distinct.load(distinct)
+        st.parents = {str(k): int(v) for k, v in parents.items()}
+        st.last_alert = float(last_alert)
+        self.clients.put(client, st)
 
     def update(self, ev: DnsEvent) -> list[Finding]:
         if ev.rcode is None:

@@ -23,9 +23,9 @@ Each batch goes through these steps:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from detectors.dga import DgaModel, RegistrableScorer
 from detectors.dga_detector import DgaDetector, DgaSettings
@@ -47,6 +47,7 @@ from detectors.zones import ClusterSettings, NameKind, Zones
 COUNTED = (NameKind.PUBLIC, NameKind.DYNAMIC_DNS, NameKind.HOSTING)
 DEFAULT_EVIDENCE_THRESHOLD = 0.9
 DEFAULT_BLOCK_THRESHOLD = 0.99999
+CLIENT_STATE_VERSION = 1  # the shape of Pipeline.dump_client's snapshot
 
 
 class EventDetector(Protocol):
@@ -104,8 +105,10 @@ class Pipeline:
         self.scorer = RegistrableScorer(model, s.dga.cache_entries)
         self.dga = DgaDetector(s.dga, evidence, block)
         self.infected = InfectedClient(s.infected)
-        self.rate = RateAnomaly(s.rate)  # its baselines outlive a worker: see streams/worker
-        self.per_event: list[EventDetector] = [NxdomainStorm(s.nxdomain), Tunneling(s.tunnel)]
+        self.rate = RateAnomaly(s.rate)
+        self.storm = NxdomainStorm(s.nxdomain)
+        self.tunnel = Tunneling(s.tunnel)
+        self.per_event: list[EventDetector] = [self.storm, self.tunnel]
         self.fast_flux = FastFlux(s.fast_flux)
         if s.enable_new_domain:
             self.per_event.append(NewlyObservedDomain(s.new_domain))
@@ -115,6 +118,61 @@ class Pipeline:
         self.policy = VerdictPolicy(s.policy, self.allowlist, self.zones)
         self.incidents = Incidents(s.incidents)
         self._kinds: dict[tuple[str, str, bool], NameKind] = {}
+
+    # -- per-client state, as plain JSON ---------------------------------------------
+    # What detection knows about one client (its windows, its DGA evidence, its
+    # query-rate baseline, its open incidents) can be written out and taken up
+    # again, by this process after a restart or by another one that takes the
+    # client over: the worker keeps these snapshots in a changelog-backed table.
+    # Global state (which names other clients asked for, newly observed domains
+    # per namespace, name scores) is not a client's and is not in them.
+
+    def dump_client(self, client: str) -> dict[str, Any] | None:
+        """Everything detection keeps about ``client``, as plain JSON (None: nothing)."""
+        parts = {
+            "rate": self.rate.dump(client),
+            "storm": self.storm.dump(client),
+            "tunnel": self.tunnel.dump(client),
+            "infected": self.infected.dump(client),
+            "incidents": self.incidents.dump(client, self._detector_names),
+        }
+        kept = {k: v for k, v in parts.items() if v is not None}
+        return {"v": CLIENT_STATE_VERSION, **kept} if kept else None
+
+    def load_client(self, client: str, snapshot: dict[str, Any]) -> None:
+        """Replace what detection keeps about ``client`` with ``snapshot`` (from
+        :meth:`dump_client`). A snapshot of another shape raises ``ValueError``
+        and leaves the client with no state (as a client never seen)."""
+        self.forget_client(client)
+        if not isinstance(snapshot, dict) or snapshot.get("v") != CLIENT_STATE_VERSION:
+            raise ValueError(f"not a client snapshot of version {CLIENT_STATE_VERSION}")
+        loaders: dict[str, Callable[[str, Any], None]] = {
+            "rate": self.rate.load,
+            "storm": self.storm.load,
+            "tunnel": self.tunnel.load,
+            "infected": self.infected.load,
+            "incidents": self.incidents.load,
+        }
+        try:
+            for part, load in loaders.items():
+                if part in snapshot:
+                    load(client, snapshot[part])
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
+            self.forget_client(client)
+            raise ValueError(f"client snapshot: {type(exc).__name__}: {exc}") from exc
+
+    def forget_client(self, client: str) -> None:
+        """Drop what detection keeps about ``client`` (its partition moved away)."""
+        self.rate.forget(client)
+        self.storm.forget(client)
+        self.tunnel.forget(client)
+        self.infected.forget(client)
+        self.incidents.forget(client, self._detector_names)
+
+    @property
+    def _detector_names(self) -> tuple[str, ...]:
+        return (self.infected.name, self.dga.name, self.storm.name, self.tunnel.name,
+                self.rate.name, self.fast_flux.name, NewlyObservedDomain.name)  # fmt: skip
 
     def kind(self, ev: DnsEvent) -> NameKind:
         # an expansion-shaped name whose answer was not seen (UDP) is taken for

@@ -57,22 +57,23 @@ class RateAnomaly:
             st.var = (1 - a) * (st.var + diff * incr)
         st.seen += 1
 
-    def snapshot(self, client: str) -> list[float] | None:
+    def dump(self, client: str) -> list[float] | None:
         """The client's baseline as plain numbers (for a changelog-backed table)."""
         st = self.clients.peek(client)
         if st is None:
             return None
         return [st.interval, st.count, st.mean, st.var, st.seen]
 
-    def restore(self, client: str, values: list[float]) -> bool:
-        """Take up a baseline saved by :meth:`snapshot`, unless this client is already tracked."""
-        if self.clients.peek(client) is not None:
-            return False
+    def forget(self, client: str) -> None:
+        self.clients.discard(client)
+
+    def load(self, client: str, values: list[float]) -> None:
+        """The client's baseline from :meth:`dump`'s snapshot."""
         interval, count, mean, var, seen = values
-        st = self.clients.get(client)
+        st = _ClientRate()
         st.interval, st.count, st.seen = int(interval), int(count), int(seen)
         st.mean, st.var = float(mean), float(var)
-        return True
+        self.clients.put(client, st)
 
     def update(self, ev: DnsEvent) -> list[Finding]:
         s = self.settings

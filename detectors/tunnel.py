@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 from detectors.events import DnsEvent
 from detectors.findings import Finding
@@ -67,6 +68,40 @@ class Tunneling:
         self.pairs: BoundedStates[tuple[str, str], _PairState] = BoundedStates(
             s.max_keys, lambda: _PairState(s.buckets)
         )
+        # the parents each client has a window for (for snapshots); bounded like
+        # the pairs, and a parent whose pair was evicted is dropped when dumped
+        self.parents_of: BoundedStates[str, dict[str, None]] = BoundedStates(s.max_keys, dict)
+
+    MAX_DUMPED = 8  # parents per client in a snapshot: the most recent windows
+
+    def dump(self, client: str) -> list[Any] | None:
+        """The client's windows (one per parent) as plain JSON, or None."""
+        parents = self.parents_of.peek(client)
+        if not parents:
+            return None
+        out = []
+        for parent in list(parents):
+            st = self.pairs.peek((client, parent))
+            if st is None:
+                del parents[parent]
+                continue
+            out.append([parent, st.counts.dump(), st.distinct.dump(), st.last_alert])
+        return out[-self.MAX_DUMPED :] or None
+
+    def forget(self, client: str) -> None:
+        for parent in self.parents_of.peek(client) or ():
+            self.pairs.discard((client, parent))
+        self.parents_of.discard(client)
+
+    def load(self, client: str, data: list[Any]) -> None:
+        parents = self.parents_of.get(client)
+        for parent, counts, distinct, last_alert in data:
+            st = _PairState(self.settings.buckets)
+            st.counts.load(counts)
+            st.distinct.load(distinct)
+            st.last_alert = float(last_alert)
+            self.pairs.put((client, str(parent)), st)
+            parents[str(parent)] = None
 
     def update(self, ev: DnsEvent) -> list[Finding]:
         split = split_name(ev.qname)
@@ -75,7 +110,15 @@ class Tunneling:
         if len(sub) < s.min_subdomain_len or not split.label:
             return []
         parent = split.registrable
-        st = self.pairs.get((ev.client, parent))
+        key = (ev.client, parent)
+        fresh = self.pairs.peek(key) is None
+        st = self.pairs.get(key)
+        if fresh:
+            known = self.parents_of.get(ev.client)
+            known[parent] = None
+            if len(known) > 4 * self.MAX_DUMPED:
+                for old in list(known)[: len(known) - 2 * self.MAX_DUMPED]:
+                    del known[old]
         b = s.buckets
         slot = st.counts.advance(ev.ts, s.window_s / b, b)
         c = st.counts

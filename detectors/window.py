@@ -50,6 +50,17 @@ class SlidingCounts:
         start = metric * buckets
         return sum(self._counts[start : start + buckets])
 
+    def dump(self) -> list[int]:
+        """``[head, counts...]``: plain JSON for a changelog snapshot."""
+        return [self._head, *self._counts]
+
+    def load(self, data: list[int]) -> None:
+        """The state :meth:`dump` gave (of a window of the same shape)."""
+        if len(data) != len(self._counts) + 1 or not all(isinstance(x, int) for x in data):
+            raise ValueError("a window snapshot of another shape")
+        self._head = data[0]
+        self._counts = list(data[1:])
+
 
 class DistinctEstimator:
     """Linear-counting distinct estimate over two rotating bitmaps (~two windows).
@@ -75,6 +86,16 @@ class DistinctEstimator:
             else:
                 return  # late value from an older epoch
         self._cur |= 1 << (h % bits)
+
+    def dump(self) -> list[int | str]:
+        """``[epoch, current bitmap, previous bitmap]`` (bitmaps in hex)."""
+        return [self._epoch, format(self._cur, "x"), format(self._prev, "x")]
+
+    def load(self, data: list[int | str]) -> None:
+        epoch, cur, prev = data
+        if not isinstance(epoch, int) or not isinstance(cur, str) or not isinstance(prev, str):
+            raise ValueError("not a distinct-estimator snapshot")
+        self._epoch, self._cur, self._prev = epoch, int(cur, 16), int(prev, 16)
 
     def estimate(self, bits: int) -> float:
         ones = (self._cur | self._prev).bit_count()
@@ -119,6 +140,9 @@ class BoundedStates(Generic[K, V]):
 
     def peek(self, key: K) -> V | None:
         return self._items.get(key)
+
+    def discard(self, key: K) -> None:
+        self._items.pop(key, None)
 
     def put(self, key: K, value: V) -> None:
         """Set ``key``'s state (the most recently used)."""

@@ -28,7 +28,8 @@ class WorkerMetrics:
     latency: Histogram
     lag: Gauge
     pending_verdicts: Gauge
-    baselines_restored: Counter
+    states_restored: Counter
+    states_refused: Counter
     names: Counter
     batch_records: Histogram
     batch_seconds: Histogram
@@ -62,9 +63,15 @@ class WorkerMetrics:
             pending_verdicts=Gauge(
                 "dnsguard_worker_pending_verdicts", "Verdicts waiting for Redis", registry=r
             ),
-            baselines_restored=Counter(
-                "dnsguard_worker_baselines_restored",
-                "Query-rate baselines taken up from the changelog-backed table",
+            states_restored=Counter(
+                "dnsguard_worker_client_states_restored",
+                "Clients whose detector state was taken up from the changelog-backed table "
+                "(after a restart, or on taking over their partition)",
+                registry=r,
+            ),
+            states_refused=Counter(
+                "dnsguard_worker_client_states_refused",
+                "Client snapshots in the table that could not be read (the client starts afresh)",
                 registry=r,
             ),
             names=Counter(

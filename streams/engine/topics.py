@@ -63,6 +63,53 @@ async def ensure_topics(
         await admin.close()
 
 
+async def wait_for_leaders(
+    bootstrap: str,
+    specs: list[TopicSpec],
+    security: KafkaSecurity | None = None,
+    timeout_s: float = 60.0,
+) -> None:
+    """Wait until every partition of each topic has a leader (a topic just
+    created has none for a moment); :class:`StackError` after ``timeout_s``."""
+    import asyncio
+    import time
+
+    from aiokafka import AIOKafkaClient
+    from aiokafka.errors import KafkaError
+    from aiokafka.structs import TopicPartition
+
+    kw = security.aiokafka_kwargs() if security is not None else {}
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=10000, **kw)
+    deadline = time.monotonic() + timeout_s
+    waiting = [s.name for s in specs]
+    try:
+        await client.bootstrap()
+        while True:
+            try:
+                md = await client.fetch_all_metadata()
+            except KafkaError:
+                md = None
+            if md is not None:
+                waiting = [
+                    s.name
+                    for s in specs
+                    if len(md.partitions_for_topic(s.name) or ()) < s.partitions
+                    or any(
+                        (md.leader_for_partition(TopicPartition(s.name, p)) or -1) < 0
+                        for p in range(s.partitions)
+                    )
+                ]
+                if not waiting:
+                    return
+            if time.monotonic() > deadline:
+                raise StackError(
+                    f"Kafka topics without a leader after {timeout_s:.0f} s: {waiting}"
+                )
+            await asyncio.sleep(0.2)
+    finally:
+        await client.close()
+
+
 async def topic_partitions(
     bootstrap: str, topics: list[str], security: KafkaSecurity | None = None
 ) -> dict[str, int | None] | None:

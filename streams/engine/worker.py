@@ -14,6 +14,16 @@ bytes as the events topic's record key, and written through the producer's
 partitioner (``use_partitioner``): a client's table entries land in the
 changelog partition of its own events partition, whichever records share a
 batch, so they are restored on the worker that takes that partition over.
+
+Detector state survives a restart or a rebalance: after each batch, every
+client the batch touched has its detector state (``Pipeline.dump_client``:
+windows, DGA evidence, rate baseline, open incidents) written to the
+``client-state`` table with a sequence number. Before a batch, a client whose
+table entry has another sequence number than the one this process last wrote
+(a restart, a partition taken over, or one given back after another worker
+moved it on) is loaded from the table first. Replayed records after a kill
+fold into restored state at least once; alert ids are stable per incident
+update, so a replay publishes no alert twice.
 """
 
 from __future__ import annotations
@@ -33,8 +43,10 @@ from redis.exceptions import RedisError
 from detectors.events import DnsEvent
 from detectors.pipeline import Pipeline
 from detectors.verdicts import Verdict
+from detectors.window import BoundedStates
 from streams.engine.app import WorkerMetrics, build_pipeline, create_app, topic_config
 from streams.engine.step import AlertFormat, step
+from streams.engine.topics import TopicSpec, ensure_topics, wait_for_leaders
 from streams.errors import ConfigError
 from streams.ingest.decode import decode_record
 from streams.policy.store import encode, write_verdicts
@@ -46,6 +58,22 @@ COUNT_WINDOW_S = 60  # per-client counts: one-minute windows, kept for an hour
 COUNT_KEEP_S = 3600
 BATCH_WAIT_S = 0.02  # a batch is what arrived in this long, or batch_max records
 SWEEP_S = 60.0  # how often clients silent for COUNT_KEEP_S are dropped from the tables
+MAX_TRACKED_CLIENTS = 100_000
+COUNTS_TABLE = "client-activity"
+STATE_TABLE = "client-state"
+
+
+def changelog_topics(settings: WorkerSettings) -> list[TopicSpec]:
+    """The per-client tables' changelog topics, as Faust names them, compacted
+    and co-partitioned with the events topic."""
+    return [
+        TopicSpec(
+            f"{settings.app_id}-{table}-changelog",
+            settings.table_partitions,
+            {"cleanup.policy": "compact"},
+        )
+        for table in (COUNTS_TABLE, STATE_TABLE)
+    ]
 
 
 def add_count(minutes: list[list[int]] | None, start: int, n: int) -> list[list[int]]:
@@ -71,10 +99,13 @@ class Worker:
         self.metrics = WorkerMetrics.create()
         # Per-client event counts per minute, for the last hour: changelog-backed,
         # they move with partitions; served by GET /clients/counts?client=...&minutes=N.
-        self.client_counts = self.client_table("client-activity")
-        # Per-client query-rate baselines (the rate detector's state), so that a
-        # restarted worker, or one taking over a partition, does not start cold.
-        self.baselines = self.client_table("client-baselines")
+        self.client_counts = self.client_table(COUNTS_TABLE)
+        # Per-client detector state, [sequence, snapshot]: a restarted worker, or
+        # one taking over a partition, carries on where the last one stopped.
+        self.client_state = self.client_table(STATE_TABLE)
+        # the sequence number this process last wrote, per client (bounded like
+        # the detectors' own per-client state)
+        self.written: BoundedStates[str, int] = BoundedStates(MAX_TRACKED_CLIENTS, int)
         self.redis = settings.redis_auth.client(
             settings.redis_url, socket_timeout=2, socket_connect_timeout=2
         )
@@ -141,8 +172,8 @@ class Worker:
         for key, minutes in list(self.client_counts.items()):
             if not minutes or minutes[-1][0] + COUNT_WINDOW_S <= cutoff:
                 del self.client_counts[key]
-                if key in self.baselines:
-                    del self.baselines[key]
+                if key in self.client_state:
+                    del self.client_state[key]
 
     # -- the events topic -----------------------------------------------------------
     async def handle(self, records: list[Any]) -> None:
@@ -159,14 +190,11 @@ class Worker:
                 seen_at[ev.client] = max(seen_at.get(ev.client, 0.0), message.timestamp or 0.0)
             events += decoded
         # One changelog write per client and batch, not per event.
-        rate = self.pipeline.rate
         for client, n in per_client.items():
             key = client.encode()
             start = int(seen_at[client] or time.time()) // COUNT_WINDOW_S * COUNT_WINDOW_S
             self.client_counts[key] = add_count(self.client_counts.get(key), start, n)
-            saved = None if rate.clients.peek(client) else self.baselines.get(key)
-            if saved is not None and rate.restore(client, saved):
-                self.metrics.baselines_restored.inc()
+            self.take_up(client, key)
         events.sort(key=lambda e: e.ts)
         if records:
             last = records[-1]
@@ -176,9 +204,33 @@ class Worker:
         elif self.pending:
             await self.flush_verdicts()
         for client in per_client:
-            baseline = rate.snapshot(client)
-            if baseline is not None:
-                self.baselines[client.encode()] = baseline
+            self.save(client, client.encode())
+
+    def take_up(self, client: str, key: bytes) -> None:
+        """Load the client's detector state from the table unless this process
+        wrote the newest entry (see the module doc)."""
+        saved = self.client_state.get(key)
+        if not saved or saved[0] == self.written.peek(client):
+            return
+        seq, snapshot = saved
+        self.written.put(client, int(seq))
+        if snapshot is None:
+            self.pipeline.forget_client(client)
+            return
+        try:
+            self.pipeline.load_client(client, snapshot)
+        except ValueError as exc:
+            log.warning("client %r: state in the table refused, starting afresh: %s", client, exc)
+            self.metrics.states_refused.inc()
+        else:
+            self.metrics.states_restored.inc()
+
+    def save(self, client: str, key: bytes) -> None:
+        """The client's detector state after a batch, as the table's newest entry."""
+        seq = self.written.peek(client) or 0
+        seq += 1
+        self.written.put(client, seq)
+        self.client_state[key] = [seq, self.pipeline.dump_client(client)]
 
     @property
     def alert_format(self) -> AlertFormat:
@@ -294,6 +346,14 @@ def run_worker(settings: WorkerSettings) -> None:
             )
         # tables are co-partitioned with the events topic: take its partition count
         settings = replace(settings, table_partitions=layout[settings.events_topic] or 1)
+        # The changelogs exist, with a leader for every partition, before Faust
+        # starts: a table written while its new changelog has no leader yet
+        # leaves Faust's producer without the topic's partitions (the agent
+        # then crashes on the first write).
+        changelogs = changelog_topics(settings)
+        security = settings.kafka_security
+        asyncio.run(ensure_topics(settings.kafka_bootstrap, changelogs, security))
+        asyncio.run(wait_for_leaders(settings.kafka_bootstrap, changelogs, security))
     worker = Worker(settings)
     worker.app.finalize()
     # The model, the PSL and Faust's own objects live as long as the process:

@@ -34,7 +34,9 @@ pytestmark = pytest.mark.integration
 
 
 class Rig:
-    def __init__(self, bootstrap: str, redis_url: str, tmp: Path, seconds: float = 60) -> None:
+    def __init__(
+        self, bootstrap: str, redis_url: str, tmp: Path, seconds: float = 60, partitions: int = 6
+    ) -> None:
         tag = uuid.uuid4().hex[:8]
         self.bootstrap = bootstrap
         self.redis_url = redis_url
@@ -43,7 +45,7 @@ class Rig:
         asyncio.run(
             ensure_topics(
                 bootstrap,
-                [TopicSpec(self.topics["events"], 6), TopicSpec(self.topics["alerts"], 1),
+                [TopicSpec(self.topics["events"], partitions), TopicSpec(self.topics["alerts"], 1),
                  TopicSpec(self.topics["dlq"], 1), TopicSpec(self.topics["verdicts"], 1, {"cleanup.policy": "compact"})],
             )
         )  # fmt: skip
@@ -162,9 +164,9 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_and_duplicates_no_alert(
         proc = rig.start()
         rig.wait_for(lambda: expected <= rig.verdict_keys())
         time.sleep(3)
-        # the restarted worker took up the query-rate baselines from the changelog
+        # the restarted worker took up its clients' detector state from the changelog
         restored = _metric(
-            int(rig.env["DNSGUARD_WORKER_WEB_PORT"]), "dnsguard_worker_baselines_restored_total"
+            int(rig.env["DNSGUARD_WORKER_WEB_PORT"]), "dnsguard_worker_client_states_restored_total"
         )
     finally:
         stop(proc)
@@ -257,3 +259,136 @@ def test_two_workers_in_one_group_share_partitions_and_agree_with_one(
     assert len(ids) == len(set(ids))
     assert min(counts) > 0, f"both workers processed events: {counts}"
     assert answers == {c: [1, 1] for c in clients}
+
+
+def _bot_events(
+    names: list[str], start: float, pod: str, resolving: int = 0, step: float = 0.3
+) -> list[tuple[bytes, bytes]]:
+    """A bot's DNS as v1 events, ``step`` seconds apart: the names answered
+    NXDOMAIN, but the last ``resolving`` ones resolve."""
+    out = []
+    for i, name in enumerate(names):
+        t = start + i * step
+        ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t))
+        resolves = i >= len(names) - resolving
+        e = {
+            "v": 1, "ts": f"{ts}.{int(t % 1 * 1e6):06d}Z",
+            "node": {"id": "n", "cluster": "c", "namespace": "payments", "workload": "batch",
+                     "pod": pod, "service_account": "batch"},
+            "client": {"ip": "10.9.0.7", "port": 40000 + i}, "transport": "tcp",
+            "query": {"id": i, "name": name, "type": "A", "class": "IN", "rd": True,
+                      "cd": False, "do": False},
+            "response": {"rcode": "NOERROR" if resolves else "NXDOMAIN", "aa": False,
+                         "tc": False, "ra": True, "ad": False,
+                         "answers": [{"name": name, "type": "A", "ttl": 60,
+                                      "data": "198.51.100.9"}] if resolves else [],
+                         "min_ttl": 60 if resolves else None},
+            "latency_us": 900, "action": "allowed", "policy_version": 0,
+        }  # fmt: skip
+        out.append((f"payments/{pod}".encode(), json.dumps(e).encode()))
+    return out
+
+
+def _committed(bootstrap: str, group: str, topic: str, partition: int) -> int:
+    """The consumer group's committed offset of one partition (-1: none)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.structs import TopicPartition
+
+    async def run() -> int:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            offsets = await admin.list_consumer_group_offsets(group)
+        finally:
+            await admin.close()
+        meta = offsets.get(TopicPartition(topic, partition))
+        return -1 if meta is None else meta.offset
+
+    return asyncio.run(run())
+
+
+def test_two_workers_kill_9_mid_burst_the_survivor_names_the_pod_once_with_all_evidence(
+    kafka_bootstrap: str, redis_url: str, tmp_path: Path
+) -> None:
+    """Two workers on a 12-partition topic; an infected pod sends half a DGA
+    burst, which the worker holding its partition handles and commits; that
+    worker is killed with SIGKILL and the rest of the burst arrives. The
+    survivor takes the partition over, with the pod's detector state from the
+    changelog, and starts after the committed half: it names the pod once,
+    from evidence on both sides of the kill, and blocks the C2 the burst ends
+    in. Neither half alone names the pod (checked in-process first), so the
+    naming proves that no evidence was reset."""
+    from aiokafka.partitioner import murmur2
+
+    rig = Rig(kafka_bootstrap, redis_url.rsplit("/", 1)[0] + "/6", tmp_path, partitions=12)
+    data = Path(__file__).resolve().parents[3] / "shared" / "data"
+    names = [line.split(",")[1] for line in (data / "dga_train.csv").read_text().splitlines()
+             if line.startswith("cryptolocker,")]  # fmt: skip
+    start = time.time() - 60
+    before = _bot_events(names[:6], start, "bot-1")
+    after = _bot_events(names[6:12], start + 1.8, "bot-1", resolving=1)
+    # the pod's later, ordinary queries move its clock past the C2's confirmation
+    after += _bot_events(["wikipedia.org", "github.com"], start + 20, "bot-1", resolving=2)
+    bot = "payments/bot-1"
+    c2 = names[11]
+
+    def decided(values: list[tuple[bytes, bytes]]) -> list[tuple[str, str | None]]:
+        pipeline = Pipeline(artifact.load()[0])
+        events = sorted((from_v1(json.loads(v)) for _, v in values), key=lambda e: e.ts)
+        return [(d.finding.client, d.finding.name) for d in pipeline.process(events).decisions
+                if d.finding.detector == "infected_client"]  # fmt: skip
+
+    assert decided(before) == []
+    assert decided(after) == []
+    assert decided(before + after) == [(bot, None), (bot, c2)]
+    partition = (murmur2(bot.encode()) & 0x7FFFFFFF) % 12
+    # background clients, so that both workers hold partitions and work
+    warm = []
+    for i in range(120):
+        e = json.loads(rig.values[1][1])
+        e["node"]["pod"] = f"warm-{i}"
+        warm.append((f"{e['node']['namespace']}/warm-{i}".encode(), json.dumps(e).encode()))
+    webs = [int(rig.env["DNSGUARD_WORKER_WEB_PORT"]), free_ports(1)[0]]
+    procs = [rig.start()]
+    rig.env = dict(rig.env, DNSGUARD_WORKER_WEB_PORT=str(webs[1]),
+                   DNSGUARD_WORKER_DATA_DIR=str(tmp_path / "w2"))  # fmt: skip
+    procs.append(rig.start())
+    group, topic = rig.env["DNSGUARD_WORKER_APP_ID"], rig.topics["events"]
+    try:
+        time.sleep(10)  # both join the group and split the twelve partitions
+        rig.produce(warm)
+        rig.wait_for(lambda: min(_events_processed(w) for w in webs) > 0)
+        end = _committed(kafka_bootstrap, group, topic, partition)
+        time.sleep(3)  # the warm-up is over: the next events counted are the bot's
+        seen = [_events_processed(w) for w in webs]
+        rig.produce(before)
+        # handled, and committed (Faust flushes the changelog before it commits)
+        rig.wait_for(lambda: _client_events(webs[0], bot) == len(before))
+        rig.wait_for(lambda: _committed(kafka_bootstrap, group, topic, partition)
+                     >= max(end, 0) + len(before))  # fmt: skip
+        grew = [_events_processed(w) - n for w, n in zip(webs, seen, strict=True)]
+        assert sorted(grew) == [0, len(before)], grew  # one worker holds the pod
+        owner = webs[grew.index(len(before))]
+        survivor = webs[1 - webs.index(owner)]
+        victim = procs[webs.index(owner)]
+        victim.send_signal(signal.SIGKILL)  # no clean shutdown
+        victim.wait()
+        rig.produce(after)
+        rig.wait_for(lambda: f"ns:payments|{c2}" in rig.verdict_keys(), timeout=120)
+        time.sleep(3)
+        restored = _metric(survivor, "dnsguard_worker_client_states_restored_total")
+        counted = _client_events(survivor, bot)
+    finally:
+        for p in procs:
+            stop(p)
+    alerts = [json.loads(v) for v in asyncio.run(_read(kafka_bootstrap, rig.topics["alerts"]))]
+    ids = [a["metadata"]["uid"] for a in alerts]
+    assert len(ids) == len(set(ids)), "an alert was published twice"
+    mine = [a["unmapped"]["dnsguard"] for a in alerts
+            if a["src_endpoint"]["owner"]["name"] == bot]  # fmt: skip
+    pod_named = [a for a in mine if a["detector"] == "infected_client" and a["name"] is None]
+    assert len(pod_named) == 1, mine
+    # named from names on both sides of the kill: after it came five NXDOMAIN names
+    assert pod_named[0]["evidence"]["nxdomain_names"] > 5
+    assert restored > 0
+    assert counted >= len(before) + len(after)  # nothing lost (at least once)

@@ -104,13 +104,14 @@ def test_rate_baseline_restored_elsewhere_continues_as_if_uninterrupted() -> Non
     first = RateAnomaly(settings)
     run(first, steady)
     clients = {ev.client for ev in steady}
-    saved = {c: first.snapshot(c) for c in clients}
+    saved = {c: first.dump(c) for c in clients}
     taken_over = RateAnomaly(settings)  # another worker, or this one after a restart
-    assert all(taken_over.restore(c, v) for c, v in saved.items() if v is not None)
+    for c, v in saved.items():
+        assert v is not None
+        taken_over.load(c, v)
     assert run(taken_over, spike) == expected != []
     cold = RateAnomaly(settings)
     assert run(cold, spike) == []  # without the baseline the spike goes unseen
-    assert not taken_over.restore(next(iter(clients)), [0, 0, 0.0, 0.0, 0])  # live state wins
 
 
 # -- newly observed domains --------------------------------------------------------
