@@ -41,11 +41,12 @@ from prometheus_client import generate_latest
 from redis.exceptions import RedisError
 
 from detectors.events import DnsEvent
+from detectors.newdomain import NewlyObservedDomain
 from detectors.pipeline import Pipeline
 from detectors.verdicts import Verdict
 from detectors.window import BoundedStates
 from streams.engine.app import WorkerMetrics, build_pipeline, create_app, topic_config
-from streams.engine.step import AlertFormat, step
+from streams.engine.step import AlertFormat, StepOutput, step
 from streams.engine.topics import TopicSpec, ensure_topics, wait_for_leaders
 from streams.errors import ConfigError
 from streams.ingest.decode import decode_record
@@ -267,7 +268,10 @@ class Worker:
         now = time.time()
         for ev in events[:1]:  # the batch's oldest event: the longest wait in it
             self.metrics.latency.observe(max(0.0, now - ev.ts))
-        fresh = await self.first_times([a.uid for a in out.alerts])
+        await self.claim_new_domains(out)
+        fresh = await self.first_claims(
+            [f"dnsguard:alert:{a.uid}" for a in out.alerts], self.settings.alert_dedup_ttl_s
+        )
         for alert, first in zip(out.alerts, fresh, strict=True):
             if first:
                 await self.topics["alerts"].send(
@@ -282,22 +286,42 @@ class Worker:
         self.pending.extend(out.verdicts)
         await self.flush_verdicts()
 
-    async def first_times(self, uids: list[str]) -> list[bool]:
-        """For each alert id, whether it was not published before (Redis SET NX on
-        it), in one round trip for the whole batch.
+    async def first_claims(self, keys: list[str], ttl_s: int) -> list[bool]:
+        """For each key, whether this worker is the first to claim it within
+        ``ttl_s`` (Redis SET NX), in one round trip for the whole batch: an
+        alert id published once, a domain new to a namespace counted once.
 
-        While Redis is unreachable alerts are published anyway: at least once.
+        While Redis is unreachable every claim succeeds: at least once.
         """
-        if not uids:
+        if not keys:
             return []
-        ttl = self.settings.alert_dedup_ttl_s
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for uid in uids:
-                    pipe.set(f"dnsguard:alert:{uid}", b"1", nx=True, ex=ttl)
+                for key in keys:
+                    pipe.set(key, b"1", nx=True, ex=ttl_s)
                 return [bool(r) for r in await pipe.execute()]
         except (RedisError, OSError):
-            return [True] * len(uids)
+            return [True] * len(keys)
+
+    async def claim_new_domains(self, out: StepOutput) -> None:
+        """Newly observed domains, counted once per namespace across workers.
+
+        A namespace's pods may sit on several workers, each of which knows only
+        the names its own pods asked for, so its ``new_domain`` findings are
+        candidates: the first worker to claim ``(namespace, domain)`` in Redis
+        (for two of the detector's rotation periods, the span its filters
+        remember) keeps the finding; the others drop it from their counts.
+        """
+        nod = [d for d in out.decisions if d.finding.detector == NewlyObservedDomain.name]
+        if not nod:
+            return
+        ttl = int(2 * self.pipeline.settings.new_domain.rotate_s)
+        keys = [f"dnsguard:new-domain:{d.finding.namespace}:{d.finding.name}" for d in nod]
+        firsts = await self.first_claims(keys, ttl)
+        lost = {id(d) for d, first in zip(nod, firsts, strict=True) if not first}
+        if lost:
+            out.findings[NewlyObservedDomain.name] -= len(lost)
+            out.decisions = [d for d in out.decisions if id(d) not in lost]
 
     async def flush_verdicts(self) -> None:
         """Write pending verdicts with bounded retries; keep them for the next batch if Redis is away."""

@@ -201,3 +201,55 @@ def test_worker_refuses_to_start_when_an_output_topic_is_missing(
     err = done.stderr.decode()
     assert f"m{tag}.alerts, m{tag}.verdicts, m{tag}.dlq" in err
     assert f"m{tag}.events" not in err.split("missing:")[1]
+
+
+def test_a_domain_new_to_a_namespace_is_counted_once_across_workers(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """Two workers, each holding pods of the same namespace, both see a domain
+    their own pods never asked for: the first to claim it in Redis counts it
+    as newly observed, the other drops its candidate. A domain only one of
+    them saw is counted by that one."""
+    from dataclasses import replace
+
+    from detectors.events import Answer, DnsEvent
+    from detectors.newdomain import NewDomainSettings
+    from detectors.pipeline import DetectorSettings, Pipeline
+    from models import artifact
+    from streams.engine.step import step
+    from streams.engine.worker import Worker
+    from streams.settings import load_worker_settings
+
+    tag = uuid.uuid4().hex[:8]
+    settings = load_worker_settings({
+        "DNSGUARD_REDIS_URL": redis_url.rsplit("/", 1)[0] + "/7",
+        "DNSGUARD_WORKER_APP_ID": f"nod{tag}",
+    })  # fmt: skip
+    model = artifact.load()[0]
+    detectors = DetectorSettings(new_domain=NewDomainSettings(warmup_s=0, rotate_s=3600))
+    answer = (Answer("A", 300, "198.51.100.7"),)
+
+    def events(pod: str, names: list[str]) -> list[DnsEvent]:
+        return [DnsEvent(1000.0 + i, f"shop/{pod}", "shop", f"{n}-{tag}.com", "A", "NOERROR",
+                         answer) for i, n in enumerate(names)]  # fmt: skip
+
+    workers = [
+        Worker(replace(settings, data_dir=tmp_path / f"w{i}"), Pipeline(model, detectors))
+        for i in range(2)
+    ]
+    batches = [events("a", ["both-saw", "only-a"]), events("b", ["both-saw"])]
+    outs = [step(w.pipeline, b) for w, b in zip(workers, batches, strict=True)]
+    assert [o.findings["new_domain"] for o in outs] == [2, 1]  # each worker's own view
+
+    async def claim() -> None:
+        try:
+            for w, out in zip(workers, outs, strict=True):
+                await w.claim_new_domains(out)
+        finally:
+            for w in workers:
+                await w.redis.aclose()
+
+    asyncio.run(claim())
+    assert [o.findings["new_domain"] for o in outs] == [2, 0]
+    kept = [d.finding.name for o in outs for d in o.decisions if d.finding.detector == "new_domain"]
+    assert sorted(kept) == sorted([f"both-saw-{tag}.com", f"only-a-{tag}.com"])
