@@ -45,7 +45,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from detectors.events import EventError, check_identity, client_identity, query_name, utc_second
-from streams.ingest.events import U16, U32, DnsName, IpText, Node, Str16
+from streams.ingest.events import U16, U32, DnsName, IpText, Node, Str16, decode_as
 
 SCHEMA_V2_PATH = Path(__file__).resolve().parent / "schemas" / "dns-batch-v2.schema.json"
 MAX_CLIENTS = 4096
@@ -143,14 +143,7 @@ encoder = msgspec.json.Encoder()
 def decode_batch_v2(body: bytes) -> Batch:
     """A v2 batch by its types (events not yet checked one by one:
     :meth:`Batch.check_event`); :class:`EventError` says what is wrong."""
-    try:
-        return batch_decoder.decode(body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-        raise EventError(str(exc)) from exc
-    except UnicodeDecodeError as exc:
-        raise EventError(f"invalid UTF-8 at byte {exc.start}") from exc
-    except RecursionError as exc:
-        raise EventError("nested too deeply") from exc
+    return decode_as(batch_decoder, body)
 
 
 def read_batch(body: bytes) -> tuple[Batch, list[tuple[bytes, str]]]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import msgspec
 
@@ -45,6 +45,8 @@ Ts = Annotated[
         pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z(?![\s\S])"
     ),
 ]
+
+T = TypeVar("T")
 
 
 class Node(msgspec.Struct, forbid_unknown_fields=True):
@@ -179,15 +181,21 @@ def decode_batch(body: bytes) -> list[bytes]:
         raise NotAnArray(f"body must be a JSON array of events: {exc}") from exc
 
 
-def decode_event(data: bytes) -> Event:
-    """One event, decoded and validated; :class:`EventError` says what is wrong."""
+def decode_as(decoder: msgspec.json.Decoder[T], data: bytes) -> T:
+    """``data`` decoded by a typed decoder, its errors as :class:`EventError`
+    (the one translation of msgspec's errors for every event format)."""
     try:
-        ev = event_decoder.decode(data)
+        return decoder.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise EventError(str(exc)) from exc
     except UnicodeDecodeError as exc:
         raise EventError(f"invalid UTF-8 at byte {exc.start}") from exc
     except RecursionError as exc:
         raise EventError("nested too deeply") from exc
+
+
+def decode_event(data: bytes) -> Event:
+    """One event, decoded and validated; :class:`EventError` says what is wrong."""
+    ev = decode_as(event_decoder, data)
     ev.validate()
     return ev
