@@ -5,8 +5,10 @@ happen (``raise ... from exc``), so callers handle one family of errors::
 
     DnsguardError
     ├── ConfigError          settings or a config file are invalid
-    └── StackError           a local-stack service failed to install, start or stop
-        └── ServiceNotReady  a service started but did not become ready in time
+    ├── StackError           a local-stack service failed to install, start or stop
+    │   └── ServiceNotReady  a service started but did not become ready in time
+    └── StoreUnavailable     Redis, the verdict store, is away or failing
+                             (``streams.policy.store``, the one Redis edge)
 """
 
 from __future__ import annotations

@@ -113,15 +113,13 @@ async def _load_merged(file: str | None) -> tuple[int | None, list[Entry]]:
     or with ``file`` that file's rules plus the verdicts in Redis. Without
     Redis, a file's rules alone: the version is then None (verdicts not
     consulted). Without ``file``, Redis is required."""
-    from redis.exceptions import RedisError
-
     from streams.policy import store as verdict_store
 
     own = compile_policy(load_policy(Path(file))) if file is not None else None
     client = _client()
     try:
         version, verdicts, operator = await verdict_store.full_snapshot(client)
-    except (RedisError, OSError) as exc:
+    except verdict_store.StoreUnavailable as exc:
         if own is None:
             raise ConfigError(f"Redis unavailable: {exc}") from exc
         return None, own

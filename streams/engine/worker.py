@@ -38,7 +38,6 @@ from typing import Any, cast
 import faust
 from faust.types import TP, StreamT
 from prometheus_client import generate_latest
-from redis.exceptions import RedisError
 
 from detectors.events import DnsEvent
 from detectors.newdomain import NewlyObservedDomain
@@ -50,7 +49,7 @@ from streams.engine.step import AlertFormat, StepOutput, step
 from streams.engine.topics import TopicSpec, ensure_topics, wait_for_leaders
 from streams.errors import ConfigError
 from streams.ingest.decode import decode_record
-from streams.policy.store import encode, write_verdicts
+from streams.policy.store import StoreUnavailable, claim_once, encode, write_verdicts
 from streams.settings import WorkerSettings
 
 log = logging.getLogger("dnsguard.worker")
@@ -293,14 +292,9 @@ class Worker:
 
         While Redis is unreachable every claim succeeds: at least once.
         """
-        if not keys:
-            return []
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for key in keys:
-                    pipe.set(key, b"1", nx=True, ex=ttl_s)
-                return [bool(r) for r in await pipe.execute()]
-        except (RedisError, OSError):
+            return await claim_once(self.redis, keys, ttl_s)
+        except StoreUnavailable:
             return [True] * len(keys)
 
     async def claim_new_domains(self, out: StepOutput) -> None:
@@ -332,7 +326,7 @@ class Worker:
         for attempt in range(self.settings.redis_retries):
             try:
                 await write_verdicts(self.redis, batch)
-            except (RedisError, OSError) as exc:
+            except StoreUnavailable as exc:
                 if attempt == self.settings.redis_retries - 1:
                     log.warning("Redis unavailable, %d verdicts pending: %s", len(batch), exc)
                     self.metrics.pending_verdicts.set(len(self.pending))

@@ -39,7 +39,6 @@ from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from redis.exceptions import RedisError
 
 from detectors.dnsname import is_canonical
 from detectors.identity import valid_scope
@@ -47,8 +46,8 @@ from detectors.verdicts import InvalidVerdict
 from streams.engine.web import serve_app
 from streams.policy import store as verdict_store
 from streams.policy.signing import SIGNATURE_HEADER
+from streams.policy.store import StoreUnavailable, feed_scope
 from streams.policy.store import entry_fields as checked
-from streams.policy.store import feed_scope
 from streams.settings import FeedSettings
 
 log = logging.getLogger("dnsguard.feed")
@@ -201,7 +200,7 @@ class FeedServer:
     async def _watch(self) -> None:
         """Notice new versions (one cheap GET per tick for every waiting poll)."""
         while True:
-            with contextlib.suppress(RedisError, OSError):
+            with contextlib.suppress(StoreUnavailable):
                 version = await verdict_store.current_version(self.redis)
                 if version != self._version:
                     self._version = version
@@ -215,7 +214,7 @@ class FeedServer:
             try:
                 removed, _ = await verdict_store.prune_expired(self.redis, time.time())
                 self.metrics.pruned.inc(removed)
-            except (RedisError, OSError) as exc:
+            except StoreUnavailable as exc:
                 log.warning("pruning expired verdicts failed: %s", exc)
             await asyncio.sleep(self.settings.prune_interval_s)
 
@@ -310,7 +309,7 @@ class FeedServer:
                         self.metrics.requests.labels("delta").inc()
                         return self._body_response(version, body)
             return await self._snapshot_response()
-        except (RedisError, OSError) as exc:
+        except StoreUnavailable as exc:
             self.metrics.requests.labels("unavailable").inc()
             log.warning("Redis unavailable: %s", exc)
             return web.json_response(

@@ -20,18 +20,48 @@ change. Writes are idempotent: re-writing a verdict with the same content and an
 expiry no later than the stored one changes nothing and bumps no version.
 Expired verdicts are removed by :func:`prune_expired` (the feed server runs
 it), which logs them as deletions so deltas carry them too.
+
+This module is the services' one edge to Redis: every function here raises
+:class:`StoreUnavailable` (a :class:`~streams.errors.DnsguardError`) when Redis
+cannot be reached or answers with an error, and callers catch that alone.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, ParamSpec, TypeVar
+
+from redis.exceptions import RedisError
 
 from detectors.dnsname import is_canonical
 from detectors.identity import valid_scope
 from detectors.verdicts import InvalidVerdict, Verdict, check_target
 from detectors.vocabulary import RULE_ACTIONS, canonical_scope
+from streams.errors import DnsguardError
+
+
+class StoreUnavailable(DnsguardError):
+    """Redis could not be reached, or answered a store operation with an error."""
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _edge(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """Redis's and the socket's errors of ``fn`` as :class:`StoreUnavailable`."""
+
+    @functools.wraps(fn)
+    async def wrapped(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"{fn.__name__}: {type(exc).__name__}: {exc}") from exc
+
+    return wrapped
+
 
 _MATCH = {"exact": "e", "suffix": "s"}
 
@@ -157,6 +187,7 @@ def encode(v: Verdict) -> str:
     return json.dumps(v.as_dict(), sort_keys=True, separators=(",", ":"))
 
 
+@_edge
 async def write_verdicts(
     client: Any, verdicts: Sequence[Verdict], changelog_max: int = 100_000
 ) -> tuple[int, int]:
@@ -175,11 +206,13 @@ async def write_verdicts(
     return int(changed), int(version)
 
 
+@_edge
 async def read_verdicts(client: Any) -> dict[str, dict[str, Any]]:
     raw = await client.hgetall(VERDICTS)
     return {k.decode() if isinstance(k, bytes) else k: json.loads(v) for k, v in raw.items()}
 
 
+@_edge
 async def prune_expired(
     client: Any, now: float, limit: int = 10_000, changelog_max: int = 100_000
 ) -> tuple[int, int]:
@@ -199,12 +232,14 @@ def _pairs(flat: list[Any]) -> dict[str, Any]:
     return {_text(k): json.loads(v) for k, v in zip(it, it, strict=True)}
 
 
+@_edge
 async def snapshot(client: Any) -> tuple[int, dict[str, dict[str, Any]]]:
     """The policy version and every stored detector verdict by key, read atomically."""
     version, verdicts, _ = await full_snapshot(client)
     return version, verdicts
 
 
+@_edge
 async def full_snapshot(
     client: Any,
 ) -> tuple[int, dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
@@ -213,6 +248,7 @@ async def full_snapshot(
     return int(version), _pairs(verdicts), _pairs(operator)
 
 
+@_edge
 async def changes_since(
     client: Any, since: int
 ) -> tuple[int, dict[str, dict[str, Any] | None] | None]:
@@ -229,6 +265,7 @@ async def changes_since(
     }
 
 
+@_edge
 async def current_version(client: Any) -> int:
     return int(await client.get(VERSION) or 0)
 
@@ -264,11 +301,13 @@ return version
 """
 
 
+@_edge
 async def operator_entries(client: Any) -> dict[str, dict[str, Any]]:
     raw = await client.hgetall(OPERATOR)
     return {_text(k): json.loads(v) for k, v in raw.items()}
 
 
+@_edge
 async def diff_operator(
     client: Any, entries: dict[str, dict[str, Any]]
 ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]], list[str]]:
@@ -280,6 +319,7 @@ async def diff_operator(
     return added, changed, removed
 
 
+@_edge
 async def write_operator(
     client: Any,
     entries: dict[str, dict[str, Any]],
@@ -303,3 +343,15 @@ async def write_operator(
     version = await client.eval(_OPERATOR, 4, VERSION, OPERATOR, CHANGES, OPERATOR_META, *args)
     await client.hset(OPERATOR_META, mapping=meta)
     return len(upserts) + len(removed), int(version)
+
+
+@_edge
+async def claim_once(client: Any, keys: Sequence[str], ttl_s: int) -> list[bool]:
+    """For each key, whether this call is the first to claim it within ``ttl_s``
+    (SET NX with an expiry), in one round trip."""
+    if not keys:
+        return []
+    async with client.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.set(key, b"1", nx=True, ex=ttl_s)
+        return [bool(r) for r in await pipe.execute()]
