@@ -7,6 +7,10 @@ clients (the baseline). Global, client-independent state (the DGA score cache,
 the per-namespace bloom filters, fast-flux per name) has its own bound and is
 reported separately.
 
+The same traffic through the whole pipeline gives each client's snapshot
+(``Pipeline.dump_client``: what the worker writes to its changelog-backed
+``client-state`` table after each batch), measured as compact JSON bytes.
+
 Run: ``.venv/bin/python -m bench.bench_detector_memory``
 """
 
@@ -22,8 +26,10 @@ from pathlib import Path
 from detectors.events import Answer, DnsEvent
 from detectors.newdomain import NewlyObservedDomain
 from detectors.nxdomain import NxdomainStorm
+from detectors.pipeline import Pipeline
 from detectors.rate import RateAnomaly
 from detectors.tunnel import Tunneling
+from models import artifact
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 OUT = Path(__file__).resolve().parent / "results" / "detector_memory.json"
@@ -77,15 +83,34 @@ def measure(events: list[DnsEvent]) -> float:
     return (after - before) / CLIENTS
 
 
+def snapshot_sizes(events: list[DnsEvent]) -> list[int]:
+    """Each client's snapshot after the traffic, in compact JSON bytes, sorted."""
+    pipeline = Pipeline(artifact.load()[0])
+    for i in range(0, len(events), 2000):
+        pipeline.process(events[i : i + 2000])
+    sizes = []
+    for client in {ev.client for ev in events}:
+        snapshot = pipeline.dump_client(client)
+        sizes.append(len(json.dumps(snapshot, separators=(",", ":")).encode()))
+    return sorted(sizes)
+
+
 def main() -> None:
     events = traffic(1)
     per_client = [measure(events) for _ in range(REPEATS)]
     med = statistics.median(per_client)
+    sizes = snapshot_sizes(events)
+    snap = {"median": statistics.median(sizes), "p90": sizes[len(sizes) * 9 // 10],
+            "max": sizes[-1]}  # fmt: skip
     nod = NewlyObservedDomain()
     bloom_bytes = 2 * nod.settings.capacity * 1.44 * 9.97 / 8  # two filters at 0.1% FPR
     print(f"{CLIENTS} clients x {QUERIES_PER_CLIENT} queries, default settings")
     print(
         f"per-client state (NXDOMAIN storm + tunnelling + rate): median {med:,.0f} bytes (target <= 2048)"
+    )
+    print(
+        f"per-client changelog snapshot (whole pipeline, compact JSON): median "
+        f"{snap['median']:,.0f} bytes, p90 {snap['p90']:,}, max {snap['max']:,} (target <= 1024)"
     )
     print(
         f"per-namespace newly-observed-domain filters: ~{bloom_bytes / 1e6:.1f} MB each (bound: max_scopes)"
@@ -99,6 +124,7 @@ def main() -> None:
                 "queries_per_client": QUERIES_PER_CLIENT,
                 "bytes_per_client_median": med,
                 "bytes_per_client_runs": per_client,
+                "snapshot_bytes": snap,
             },
             indent=2,
         )

@@ -134,14 +134,35 @@ def worker_rows(d: dict[str, Any]) -> list[Row]:
 
 def memory_rows(d: dict[str, Any]) -> list[Row]:
     b = d["bytes_per_client_median"]
-    return [("detector state per client", "`bench/bench_detector_memory.py`", f"{b:,.0f} bytes", "-",
+    rows = [("detector state per client", "`bench/bench_detector_memory.py`", f"{b:,.0f} bytes", "-",
              f"<= 2 KiB: {_met(b <= 2048)}")]  # fmt: skip
+    snap = d.get("snapshot_bytes")
+    if snap:
+        rows.append((
+            "a client's changelog snapshot (whole pipeline, compact JSON)", "same",
+            f"median {snap['median']:,.0f} bytes, p90 {snap['p90']:,}, max {snap['max']:,}", "-",
+            f"median <= 1 KiB: {_met(snap['median'] <= 1024)}",
+        ))  # fmt: skip
+    return rows
+
+
+def replay_rows(d: dict[str, Any]) -> list[Row]:
+    med = d["median_events_per_s"]
+    per = d["bytes_per_event"]
+    rate = med["replay (v2)"]
+    return [(
+        f"dnsguard replay, {d['events']:,} events in v2 batch records", "`bench/bench_replay.py`",
+        f"{rate:,.0f} events/s ({per['v2']:.0f} bytes/event; v1 lines: {med['replay (v1)']:,.0f} "
+        f"events/s, {per['v1']:.0f} bytes/event)",
+        f"decoding only: {med['decode only (v2)']:,.0f} events/s",
+        f"{d['ratio_vs_decode_only']:.2f}x decoding; >= 100,000 events/s: {_met(rate >= 100_000)}",
+    )]  # fmt: skip
 
 
 SOURCES: list[tuple[str, Callable[[dict[str, Any]], list[Row]]]] = [
     ("filter.json", filter_rows), ("udp.json", udp_rows), ("policy.json", policy_rows), ("propagation.json", propagation_rows),
     ("collector.json", collector_rows), ("dga.json", dga_rows), ("worker.json", worker_rows),
-    ("detector_memory.json", memory_rows),
+    ("detector_memory.json", memory_rows), ("replay.json", replay_rows),
 ]  # fmt: skip
 
 
