@@ -206,7 +206,7 @@ impl RootContext for Root {
             vm.node = node;
             vm.node_json = node_json;
             vm.queue_max = cfg.queue_max;
-            vm.max_pending = cfg.max_pending;
+            vm.set_max_pending(cfg.max_pending);
             vm.max_answers = cfg.max_answers;
             vm.sinkhole = dnswire::Sinkhole {
                 a: cfg.sinkhole.a.map(|a| a.octets()),

@@ -3,13 +3,18 @@
 //! A Wasm VM is single-threaded, so a thread-local `RefCell` is the whole story.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::rc::Rc;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::MetricType;
 
+use dnsflow::pairing::{Pairing, Waiting};
+
 use crate::event::{Client, Encoded, Event, Node, QueryInfo, ResponseInfo};
+
+/// Queries awaiting an answer per VM until the configuration says otherwise.
+const DEFAULT_MAX_PENDING: usize = 1_024;
 
 #[derive(Clone, Copy)]
 pub enum Stat {
@@ -69,14 +74,18 @@ pub struct Pending {
     pub policy_version: u64,
 }
 
-#[derive(Default)]
+impl Waiting for Pending {
+    fn start_micros(&self) -> u64 {
+        self.start_micros
+    }
+}
+
 pub struct VmState {
     pub node: Node,
     /// The node's JSON object, encoded once for every event of this VM.
     pub node_json: String,
     pub queue: VecDeque<Encoded>,
     pub queue_max: usize,
-    pub max_pending: usize,
     pub max_answers: usize,
     metric_ids: [Option<u32>; STAT_NAMES.len()],
     /// Counts of the per-message stats not yet added to Envoy's counters
@@ -86,11 +95,26 @@ pub struct VmState {
     /// The policy this VM enforces (a copy per VM, refreshed from shared data).
     pub policy: dnspolicy::Policy,
     pub sinkhole: dnswire::Sinkhole,
-    // queries awaiting an answer: (context, transaction id) -> sequence -> entry;
-    // ordered by context so a closing connection finds its own with a range scan
-    pending_keys: BTreeMap<(u32, u16), u64>,
-    pending: BTreeMap<u64, ((u32, u16), Pending)>,
-    seq: u64,
+    /// Queries awaiting an answer, by (context, transaction id).
+    pending: Pairing<Pending>,
+}
+
+impl Default for VmState {
+    fn default() -> VmState {
+        VmState {
+            node: Node::default(),
+            node_json: String::new(),
+            queue: VecDeque::new(),
+            queue_max: 0,
+            max_answers: 0,
+            metric_ids: [None; STAT_NAMES.len()],
+            tallies: [0; STAT_NAMES.len()],
+            gauge_ids: [None; GAUGE_NAMES.len()],
+            policy: dnspolicy::Policy::default(),
+            sinkhole: dnswire::Sinkhole::default(),
+            pending: Pairing::new(DEFAULT_MAX_PENDING),
+        }
+    }
 }
 
 thread_local! {
@@ -183,57 +207,37 @@ impl VmState {
         }
     }
 
+    /// At most `max` queries wait for an answer (set from the config).
+    pub fn set_max_pending(&mut self, max: usize) {
+        self.pending = Pairing::new(max);
+    }
+
     pub fn add_pending(&mut self, ctx: u32, p: Pending, now: u64) {
-        let key = (ctx, p.query.id);
-        if let Some(old_seq) = self.pending_keys.remove(&key) {
-            // same id reused on the connection before an answer: the old one is unanswered
-            if let Some((_, old)) = self.pending.remove(&old_seq) {
-                self.emit(&old, None, now);
-            }
-        }
-        while self.pending.len() >= self.max_pending.max(1) {
-            let Some((_, (k, old))) = self.pending.pop_first() else { break };
-            self.pending_keys.remove(&k);
+        let id = p.query.id;
+        for old in self.pending.add(ctx, id, p) {
             self.emit(&old, None, now);
         }
-        self.seq += 1;
-        self.pending_keys.insert(key, self.seq);
-        self.pending.insert(self.seq, (key, p));
     }
 
     pub fn is_pending(&self, ctx: u32, id: u16) -> bool {
-        self.pending_keys.contains_key(&(ctx, id))
+        self.pending.contains(ctx, id)
     }
 
     pub fn take_pending(&mut self, ctx: u32, id: u16) -> Option<Pending> {
-        let seq = self.pending_keys.remove(&(ctx, id))?;
-        self.pending.remove(&seq).map(|(_, p)| p)
+        self.pending.take(ctx, id)
     }
 
     /// Emit every query of `ctx` still waiting (the connection closed).
     pub fn close_context(&mut self, ctx: u32, now: u64) {
-        let keys: Vec<(u32, u16)> = self.pending_keys.range((ctx, 0)..=(ctx, u16::MAX)).map(|(k, _)| *k).collect();
-        for k in keys {
-            if let Some(p) = self.take_pending(k.0, k.1) {
-                self.emit(&p, None, now);
-            }
+        for p in self.pending.close(ctx) {
+            self.emit(&p, None, now);
         }
     }
 
     /// Emit queries unanswered for longer than `timeout_us`.
     pub fn sweep(&mut self, now: u64, timeout_us: u64) {
-        loop {
-            let expired = match self.pending.first_key_value() {
-                Some((_, (_, p))) => now.saturating_sub(p.start_micros) >= timeout_us,
-                None => false,
-            };
-            if !expired {
-                break;
-            }
-            if let Some((_, (k, p))) = self.pending.pop_first() {
-                self.pending_keys.remove(&k);
-                self.emit(&p, None, now);
-            }
+        for p in self.pending.expire(now, timeout_us) {
+            self.emit(&p, None, now);
         }
     }
 }

@@ -6,12 +6,15 @@
 //! * [`decide_query`]: the policy's decision for a parsed query and, for a
 //!   block, the local answer;
 //! * [`event`]: events as v2 batches (node once, clients once, events as arrays);
+//! * [`pairing`]: queries waiting for their response, and those that leave
+//!   unanswered;
 //! * [`accept_feed`]: a feed body checked (size, Ed25519 signature, header,
 //!   version order) and applied to a policy.
 
 #![forbid(unsafe_code)]
 
 pub mod event;
+pub mod pairing;
 
 use dnspolicy::{parse_header, verify, Action, FeedKind, Policy, PublicKey};
 use dnswire::{local_answer, Message, Sinkhole, RCODE_NOERROR, RCODE_NXDOMAIN, RCODE_REFUSED};
