@@ -1,12 +1,15 @@
 """DNS over UDP through Envoy: udp_proxy alone against udp_proxy behind the
 dnsguard_udp module, observing, and enforcing an empty and a large policy.
 
-Four listeners of one Envoy process (one worker thread) forward to the same
+Five listeners of one Envoy process (one worker thread) forward to the same
 canned responder (``dnsbench serve``), driven by the same load generator
 (``dnsbench load-udp``: SOCKETS sockets x INFLIGHT queries outstanding), in
 interleaved rounds:
 
 * ``udp_proxy`` — the baseline, no module;
+* ``module, no events (floor)`` — the module parses and counts every query
+  and ships nothing: the cost of a dynamic-module listener filter in this
+  Envoy plus the parse, against which the events' and the policy's cost is set;
 * ``module, observe`` — the module parses every query and queues its event,
   shipped in batches from the module's thread;
 * ``module, enforce (empty policy)`` — the same plus a feed with no rules;
@@ -61,6 +64,7 @@ COLLECTOR = os.environ.get("BENCH_COLLECTOR", "sink")
 SOCKETS, INFLIGHT = 4, 8
 TOKEN = "bench-token-0123456789"
 BASELINE = "udp_proxy"
+FLOOR = "module, no events (floor)"
 
 
 def policy_entries(n: int) -> list[dict[str, Any]]:
@@ -106,11 +110,11 @@ class StaticFeed:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-def module_config(collector: int, feed: tuple[int, str, str] | None) -> dict[str, Any]:
-    cfg: dict[str, Any] = {
-        "node": {"namespace": "shop", "workload": "web", "pod": "web-7d9f"},
-        "collector": {"address": f"127.0.0.1:{collector}", "token": TOKEN, "max_queue": 100_000},
-    }
+def module_config(collector: int | None, feed: tuple[int, str, str] | None) -> dict[str, Any]:
+    cfg: dict[str, Any] = {"node": {"namespace": "shop", "workload": "web", "pod": "web-7d9f"}}
+    if collector is not None:
+        cfg["collector"] = {"address": f"127.0.0.1:{collector}", "token": TOKEN,
+                            "max_queue": 100_000}  # fmt: skip
     if feed is not None:
         port, path, public = feed
         cfg["feed"] = {"address": f"127.0.0.1:{port}", "path": path, "token": TOKEN,
@@ -157,7 +161,7 @@ def main() -> None:
         subprocess.run([str(ROOT / "filter" / "build.sh"), "native"], check=True)
     subprocess.run(["/usr/bin/cargo", "build", "--release", "-q", "-p", "dnsbench"],
                    cwd=ROOT / "filter", check=True)  # fmt: skip
-    admin, upstream, collector, *listen = free_ports(7)
+    admin, upstream, collector, *listen = free_ports(8)
     key, _ = SigningKey.generate("bench")
     now = time.time()
     feed = StaticFeed(
@@ -167,6 +171,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="dnsguard-bench-udp-"))
     paths = {
         BASELINE: (listen[0], None),
+        FLOOR: (listen[4], module_config(None, None)),
         "module, observe": (listen[1], module_config(collector, None)),
         "module, enforce (empty policy)": (
             listen[2], module_config(collector, (feed.port, "/empty", key.public_b64))),

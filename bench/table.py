@@ -55,16 +55,26 @@ def filter_rows(d: dict[str, Any]) -> list[Row]:
     return rows
 
 
+UDP_FLOOR = "module, no events (floor)"
+
+
 def udp_rows(d: dict[str, Any]) -> list[Row]:
     m, base = d["medians"], d["medians"]["udp_proxy"]
+    baseline = f"udp_proxy alone: {base['qps']:,.0f} q/s, {base['envoy_cpu_us_per_query']:.2f} us"
+    floor = d["summary"].get(UDP_FLOOR)
+    if floor is not None:
+        baseline += (f"; the module shipping no events (floor): {floor['qps_ratio_vs_udp_proxy']:.2f}x q/s, "
+                     f"{floor['added_envoy_cpu_us_per_query']:+.2f} us")  # fmt: skip
     rows = []
     for name, s in d["summary"].items():
+        if name == UDP_FLOOR:
+            continue
         ratio, cpu = s["qps_ratio_vs_udp_proxy"], s["added_envoy_cpu_us_per_query"]
         rows.append((
             f"UDP module, {name.removeprefix('module, ')}, {d['sockets']} sockets x {d['inflight']} in flight",
             "`bench/bench_udp.py`",
             f"{m[name]['qps']:,.0f} q/s, {m[name]['envoy_cpu_us_per_query']:.2f} us Envoy CPU/query",
-            f"udp_proxy alone: {base['qps']:,.0f} q/s, {base['envoy_cpu_us_per_query']:.2f} us",
+            baseline,
             f"{ratio:.2f}x q/s (>= 0.9: {_met(ratio >= 0.9)}); {cpu:+.2f} us/query (<= 3: {_met(cpu <= 3)})",
         ))  # fmt: skip
     return rows
