@@ -2,12 +2,13 @@
 the worker benchmark's topic with ``take_events``, doing nothing but a
 synchronous sleep per batch (``BENCH_WORK_S``), and one changelog-backed
 table written once per client key and batch, as the worker does. Prints
-``RESULT {json}`` when ``BENCH_RECORDS`` records have arrived, then exits."""
+``RESULT {json}`` when ``BENCH_RECORDS`` records have arrived, then stops."""
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from typing import Any, cast
 
@@ -48,7 +49,8 @@ async def events(stream: StreamT[bytes]) -> None:
             elapsed = time.perf_counter() - t0
             result = {"records_per_s": seen / elapsed, "batches": batches}
             print("RESULT " + json.dumps(result), flush=True)
-            os._exit(0)
+            os.kill(os.getpid(), signal.SIGTERM)  # Faust's worker stops on it
+            return
 
 
 if __name__ == "__main__":
