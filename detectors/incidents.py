@@ -78,14 +78,17 @@ class Incidents:
         self._open: BoundedStates[tuple[str, str], Incident | None] = BoundedStates(
             s.max_incidents, lambda: None
         )
+        # the detectors incidents were opened for: a handful of names, so a
+        # client's incidents are found by key, one per detector
+        self._detectors: dict[str, None] = {}
 
     def __len__(self) -> int:
         return len(self._open)
 
-    def dump(self, client: str, detectors: tuple[str, ...]) -> list[list[Any]] | None:
-        """The client's open incidents (of ``detectors``) as plain JSON, or None."""
+    def dump(self, client: str) -> list[list[Any]] | None:
+        """The client's open incidents as plain JSON, or None."""
         out = []
-        for detector in detectors:
+        for detector in self._detectors:
             inc = self._open.peek((client, detector))
             if inc is not None:
                 out.append([inc.id, detector, inc.namespace, inc.first_seen, inc.last_seen,
@@ -93,8 +96,8 @@ class Incidents:
                             inc.examples, inc.targets])  # fmt: skip
         return out or None
 
-    def forget(self, client: str, detectors: tuple[str, ...]) -> None:
-        for detector in detectors:
+    def forget(self, client: str) -> None:
+        for detector in self._detectors:
             self._open.discard((client, detector))
 
     def load(self, client: str, data: list[list[Any]]) -> None:
@@ -106,6 +109,7 @@ class Incidents:
                            float(score), [str(x) for x in examples[:MAX_EXAMPLES]],
                            [str(x) for x in targets[:MAX_TARGETS]])  # fmt: skip
             self._open.put((client, inc.detector), inc)
+            self._detectors[inc.detector] = None
 
     def update(self, finding: Finding, verdict_target: str | None = None) -> IncidentUpdate:
         """Fold ``finding`` into its incident; ``verdict_target`` is the name a
@@ -113,6 +117,8 @@ class Incidents:
         s = self.settings
         key = (finding.client, finding.detector)
         inc = self._open.get(key)
+        if finding.detector not in self._detectors:
+            self._detectors[finding.detector] = None
         ts = finding.ts
         if inc is None or ts - inc.last_seen > s.close_s:
             inc = Incident(

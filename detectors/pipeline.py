@@ -23,7 +23,7 @@ Each batch goes through these steps:
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -48,6 +48,14 @@ COUNTED = (NameKind.PUBLIC, NameKind.DYNAMIC_DNS, NameKind.HOSTING)
 DEFAULT_EVIDENCE_THRESHOLD = 0.9
 DEFAULT_BLOCK_THRESHOLD = 0.99999
 CLIENT_STATE_VERSION = 1  # the shape of Pipeline.dump_client's snapshot
+
+
+class ClientState(Protocol):
+    """Per-client state that can be written out as plain JSON and taken up again."""
+
+    def dump(self, client: str) -> Any: ...
+    def load(self, client: str, data: Any) -> None: ...
+    def forget(self, client: str) -> None: ...
 
 
 class EventDetector(Protocol):
@@ -118,6 +126,14 @@ class Pipeline:
         self.policy = VerdictPolicy(s.policy, self.allowlist, self.zones)
         self.incidents = Incidents(s.incidents)
         self._kinds: dict[tuple[str, str, bool], NameKind] = {}
+        # what detection keeps per client, by its name in a snapshot
+        self._client_parts: dict[str, ClientState] = {
+            "rate": self.rate,
+            "storm": self.storm,
+            "tunnel": self.tunnel,
+            "infected": self.infected,
+            "incidents": self.incidents,
+        }
 
     # -- per-client state, as plain JSON ---------------------------------------------
     # What detection knows about one client (its windows, its DGA evidence, its
@@ -129,13 +145,7 @@ class Pipeline:
 
     def dump_client(self, client: str) -> dict[str, Any] | None:
         """Everything detection keeps about ``client``, as plain JSON (None: nothing)."""
-        parts = {
-            "rate": self.rate.dump(client),
-            "storm": self.storm.dump(client),
-            "tunnel": self.tunnel.dump(client),
-            "infected": self.infected.dump(client),
-            "incidents": self.incidents.dump(client, self._detector_names),
-        }
+        parts = {name: part.dump(client) for name, part in self._client_parts.items()}
         kept = {k: v for k, v in parts.items() if v is not None}
         return {"v": CLIENT_STATE_VERSION, **kept} if kept else None
 
@@ -146,33 +156,18 @@ class Pipeline:
         self.forget_client(client)
         if not isinstance(snapshot, dict) or snapshot.get("v") != CLIENT_STATE_VERSION:
             raise ValueError(f"not a client snapshot of version {CLIENT_STATE_VERSION}")
-        loaders: dict[str, Callable[[str, Any], None]] = {
-            "rate": self.rate.load,
-            "storm": self.storm.load,
-            "tunnel": self.tunnel.load,
-            "infected": self.infected.load,
-            "incidents": self.incidents.load,
-        }
         try:
-            for part, load in loaders.items():
-                if part in snapshot:
-                    load(client, snapshot[part])
+            for name, part in self._client_parts.items():
+                if name in snapshot:
+                    part.load(client, snapshot[name])
         except (TypeError, ValueError, KeyError, IndexError, AttributeError) as exc:
             self.forget_client(client)
             raise ValueError(f"client snapshot: {type(exc).__name__}: {exc}") from exc
 
     def forget_client(self, client: str) -> None:
         """Drop what detection keeps about ``client`` (its partition moved away)."""
-        self.rate.forget(client)
-        self.storm.forget(client)
-        self.tunnel.forget(client)
-        self.infected.forget(client)
-        self.incidents.forget(client, self._detector_names)
-
-    @property
-    def _detector_names(self) -> tuple[str, ...]:
-        return (self.infected.name, self.dga.name, self.storm.name, self.tunnel.name,
-                self.rate.name, self.fast_flux.name, NewlyObservedDomain.name)  # fmt: skip
+        for part in self._client_parts.values():
+            part.forget(client)
 
     def kind(self, ev: DnsEvent) -> NameKind:
         # an expansion-shaped name whose answer was not seen (UDP) is taken for
