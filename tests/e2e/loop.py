@@ -317,6 +317,21 @@ class WorkerProcess:
             if line.startswith("dnsguard_worker_events_total")
         )
 
+    def counters(self) -> str:
+        """The worker's dnsguard counters, for a failure message."""
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.web_port}/metrics", timeout=2
+            ) as r:
+                text = r.read().decode()
+        except OSError as exc:
+            return f"metrics unavailable: {exc}"
+        return "; ".join(
+            line
+            for line in text.splitlines()
+            if line.startswith("dnsguard_worker_") and "_total" in line and not line.startswith("#")
+        )
+
     def stop(self) -> None:
         self.proc.terminate()
         try:
