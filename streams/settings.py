@@ -434,7 +434,7 @@ class WorkerSettings:
     verdicts_topic: str = TOPICS.verdicts
     dlq_topic: str = TOPICS.dlq
     # records per Kafka fetch at most (each record a batch record of one client's events)
-    batch_max: int = 1000
+    batch_max: int = 200
     web_port: int = 16066  # Faust web server: /metrics (Prometheus), /clients/counts
     web_bind: str = "127.0.0.1"  # the address it listens on (0.0.0.0 in a pod)
     # the address other workers reach it at, to forward a client's counts to the
