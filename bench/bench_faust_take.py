@@ -1,9 +1,9 @@
 """How fast Faust hands records to an agent that batches with ``take_events``,
 against the CPU work the agent does per batch.
 
-The worker reads the events topic as ``stream.take_events(batch_max, 0.02)``
-and spends tens of milliseconds of CPU on each batch. This benchmark takes the
-worker out: a minimal Faust app (``_take_app.py`` beside this file, started
+The worker once read the events topic as ``stream.take_events(1000, 0.02)``
+and spent tens of milliseconds of CPU on each batch; this benchmark is why it
+no longer does (``streams/engine/intake.py``). It takes the worker out: a minimal Faust app (``_take_app.py`` beside this file, started
 as ``python bench/_take_app.py worker``) reads the worker benchmark's topic
 (``bench.bench_worker.fill``: the same batch records) with the same
 ``take_events`` call and only sleeps synchronously per batch, standing for the
