@@ -65,6 +65,25 @@ pub struct QueryInfo {
 }
 
 impl QueryInfo {
+    /// The query of `msg` (its first question), taking the message apart:
+    /// the name moves into the event, uncopied. None without a question.
+    pub fn take_from(mut msg: Message) -> Option<QueryInfo> {
+        if msg.questions.is_empty() {
+            return None;
+        }
+        let q = msg.questions.swap_remove(0);
+        let h = msg.header;
+        Some(QueryInfo {
+            id: h.id,
+            name: q.name,
+            qtype: type_name(q.qtype),
+            class: class_name(q.qclass),
+            rd: h.rd(),
+            cd: h.cd(),
+            dnssec_ok: msg.edns.as_ref().is_some_and(|e| e.dnssec_ok),
+        })
+    }
+
     pub fn from_message(msg: &Message, q: &Question) -> QueryInfo {
         QueryInfo {
             id: msg.header.id,
@@ -343,6 +362,23 @@ mod tests {
             ],
         });
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_query_taken_from_its_message_is_the_one_read_from_it() {
+        let mut wire = vec![0x12, 0x34, 0x01, 0x10, 0, 1, 0, 0, 0, 0, 0, 1];
+        for label in ["www", "example", "org"] {
+            wire.push(label.len() as u8);
+            wire.extend_from_slice(label.as_bytes());
+        }
+        wire.extend_from_slice(&[0, 0, 28, 0, 1]); // AAAA IN
+        wire.extend_from_slice(&[0, 0, 41, 0x10, 0, 0, 0, 0x80, 0, 0, 0]); // OPT, DO
+        let msg = dnswire::parse_message(&wire).unwrap_or_else(|e| unreachable!("{e:?}"));
+        let read = msg.questions.first().map(|q| QueryInfo::from_message(&msg, q));
+        let taken = QueryInfo::take_from(msg);
+        let json = |q: Option<QueryInfo>| serde_json::to_value(q).unwrap_or_default();
+        assert_eq!(json(taken.clone()), json(read));
+        assert_eq!(taken.map(|q| (q.name, q.qtype, q.dnssec_ok, q.cd)), Some(("www.example.org".to_string(), "AAAA".into(), true, true)));
     }
 
     #[test]

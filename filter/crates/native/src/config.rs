@@ -34,7 +34,7 @@ fn d_max_queue() -> usize {
     10_000
 }
 fn d_max_batch() -> usize {
-    500
+    2000
 }
 fn d_flush_ms() -> u64 {
     200

@@ -220,26 +220,35 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_udp_listener_filter_on_data(fil
     // SAFETY: the configuration (and so this Module) outlives its filters.
     let module = unsafe { &*filter_module.cast::<Module>() };
     // SAFETY: the datagram and peer buffers stay valid during this hook.
+    let mut one = [Buffer::NULL; 1];
+    let mut many = Vec::new();
     let (data, peer_ip, peer_port) = unsafe {
         let n = envoy_dynamic_module_callback_udp_listener_filter_get_datagram_data_chunks_size(filter_envoy);
-        let mut chunks = vec![Buffer::NULL; n];
+        // a datagram is one chunk: no allocation for it on this path
+        let chunks: &mut [Buffer] = if n == 1 {
+            &mut one
+        } else {
+            many.resize(n, Buffer::NULL);
+            &mut many
+        };
         if n == 0 || !envoy_dynamic_module_callback_udp_listener_filter_get_datagram_data_chunks(filter_envoy, chunks.as_mut_ptr()) {
             return STATUS_CONTINUE;
         }
-        let data: std::borrow::Cow<'_, [u8]> = match chunks.as_slice() {
+        let data: std::borrow::Cow<'_, [u8]> = match &*chunks {
             [one] => one.as_slice().into(),
             many => many.iter().flat_map(|c| c.as_slice().iter().copied()).collect::<Vec<u8>>().into(),
         };
         let mut address = Buffer::NULL;
         let mut port = 0u32;
+        // borrowed from Envoy for this hook; an address that is not UTF-8 (never seen) is empty
         let peer = if envoy_dynamic_module_callback_udp_listener_filter_get_peer_address(filter_envoy, &mut address, &mut port) {
-            String::from_utf8_lossy(address.as_slice()).into_owned()
+            std::str::from_utf8(address.as_slice()).unwrap_or("")
         } else {
-            String::new()
+            ""
         };
         (data, peer, port)
     };
-    match module.on_datagram(&data, &peer_ip, u16::try_from(peer_port).unwrap_or(0), now_micros()) {
+    match module.on_datagram(&data, peer_ip, u16::try_from(peer_port).unwrap_or(0), now_micros()) {
         Reply::Pass => STATUS_CONTINUE,
         Reply::Answer(bytes) => {
             // SAFETY: a null peer address answers the datagram's own sender.

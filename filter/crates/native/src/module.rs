@@ -4,11 +4,13 @@
 //! tested with `cargo test`; `ffi.rs` only translates Envoy's calls.
 //!
 //! The DNS path never waits: a worker thread reads the current policy through
-//! an `ArcSwap` (no lock), pushes what its event needs (the query's bytes,
-//! the peer, the time, the decision) into a bounded lock-free queue (the
-//! oldest is dropped and counted when it is full), and returns. The shipping
-//! thread turns those into v1 events: the JSON is built off the DNS path.
+//! an `ArcSwap` (no lock), pushes what its event needs (the query taken out
+//! of its parse, the peer, the time, the decision) into a bounded lock-free
+//! queue (the oldest is dropped and counted when it is full), and returns. The
+//! shipping thread turns those into v2 batches: the JSON is built off the DNS
+//! path.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -116,13 +118,42 @@ pub fn now_micros() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as u64)
 }
 
+/// Bytes kept inline up to `N` (no allocation on the DNS path for the
+/// common case), on the heap beyond.
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Held<const N: usize> {
+    Inline { len: u16, buf: [u8; N] },
+    Heap(Box<[u8]>),
+}
+
+impl<const N: usize> Held<N> {
+    fn of(bytes: &[u8]) -> Self {
+        if bytes.len() <= N {
+            let mut buf = [0u8; N];
+            buf[..bytes.len()].copy_from_slice(bytes);
+            Held::Inline { len: bytes.len() as u16, buf }
+        } else {
+            Held::Heap(bytes.into())
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Held::Inline { len, buf } => &buf[..usize::from(*len)],
+            Held::Heap(b) => b,
+        }
+    }
+}
+
 /// A query as the worker thread saw it, for the shipping thread to render.
+/// Building one allocates nothing (the module's own answers aside): the
+/// query's name moves out of the parse the DNS path made anyway, and a
+/// textual peer address of up to 48 bytes is held inline.
 struct Seen {
     ts_micros: u64,
-    peer_ip: String,
+    peer_ip: Held<48>,
     peer_port: u16,
-    /// The query datagram (it parsed once, so it parses again).
-    query: Vec<u8>,
+    query: QueryInfo,
     /// The module's own answer, when it answered.
     answer: Option<Vec<u8>>,
     action: &'static str,
@@ -206,11 +237,12 @@ impl Module {
             }
         };
         if self.config.collector.is_some() {
+            let Some(query) = QueryInfo::take_from(msg) else { return reply };
             let seen = Seen {
                 ts_micros: now_us,
-                peer_ip: peer_ip.to_owned(),
+                peer_ip: Held::of(peer_ip.as_bytes()),
                 peer_port,
-                query: data.to_vec(),
+                query,
                 answer: match &reply {
                     Reply::Answer(bytes) => Some(bytes.clone()),
                     _ => None,
@@ -225,11 +257,9 @@ impl Module {
         reply
     }
 
-    /// The event of a query the worker thread saw; None only if its bytes no
-    /// longer parse as a query with a question (they always do).
-    fn render(&self, seen: &Seen) -> Option<Encoded> {
-        let msg = parse_message(&seen.query).ok()?;
-        let q = msg.questions.first()?;
+    /// The event of a query the worker thread saw. `clients` keeps the
+    /// batch's clients, so a client's JSON is encoded once a batch.
+    fn render(&self, seen: &Seen, clients: &mut HashMap<(Held<48>, u16), Client>) -> Encoded {
         let node = &self.config.node;
         // the module's own answer is the response; a forwarded query's is not seen here
         let response = seen
@@ -237,13 +267,16 @@ impl Module {
             .as_deref()
             .and_then(|bytes| parse_message(bytes).ok())
             .map(|m| ResponseInfo::from_message(m, 32));
-        let client = Client::new(seen.peer_ip.clone(), seen.peer_port, None, node.namespace.clone(), node.workload.clone());
-        let query = QueryInfo::from_message(&msg, q);
+        let key = (seen.peer_ip.clone(), seen.peer_port);
+        let client = clients.entry(key).or_insert_with(|| {
+            let ip = String::from_utf8_lossy(seen.peer_ip.bytes()).into_owned();
+            Client::new(ip, seen.peer_port, None, node.namespace.clone(), node.workload.clone())
+        });
         let event = Event {
             ts_micros: seen.ts_micros,
-            client: &client,
+            client,
             transport: "udp",
-            query: &query,
+            query: &seen.query,
             response: response.as_ref(),
             // a forwarded query's response goes from udp_proxy to the client unseen
             response_observed: response.is_some(),
@@ -251,15 +284,16 @@ impl Module {
             action: seen.action,
             policy_version: seen.policy_version,
         };
-        Some(event.encode())
+        event.encode()
     }
 
     /// Up to `max` queued events as one v2 batch body; None when none is queued.
     pub fn take_batch(&self, max: usize) -> Option<(Vec<u8>, u64)> {
         let mut batch = BatchBuilder::new(&self.node_json);
+        let mut clients = HashMap::new();
         while batch.len() < max {
             let Some(seen) = self.events.pop() else { break };
-            let Some(ev) = self.render(&seen) else { continue };
+            let ev = self.render(&seen, &mut clients);
             if !batch.fits(&ev) {
                 // only a batch already naming the most clients it may: this
                 // event starts no batch of its own, and is counted as dropped
@@ -320,13 +354,14 @@ impl Module {
         let Some(cfg) = &self.config.collector else { return };
         let auth = format!("Bearer {}", cfg.token);
         let headers = [("content-type", "application/json"), ("authorization", auth.as_str())];
+        let mut collector = http::Connection::new(&cfg.address, Duration::from_millis(cfg.timeout_ms));
         while !self.stop.load(Ordering::Relaxed) {
             if self.events.len() < cfg.max_batch {
                 self.sleep(cfg.flush_ms);
             }
             self.stats.gauge(Gauge::EventsQueued, self.events.len() as u64);
             let Some((body, n)) = self.take_batch(cfg.max_batch) else { continue };
-            let sent = http::request(&cfg.address, "POST", &cfg.path, &headers, &body, Duration::from_millis(cfg.timeout_ms), 64 * 1024);
+            let sent = collector.request("POST", &cfg.path, &headers, &body, 64 * 1024);
             match sent {
                 Ok(r) if r.status == 202 || r.status == 200 => self.stats.count(Stat::EventsSent, n),
                 _ => self.stats.count(Stat::EventsDropped, n),
@@ -565,6 +600,23 @@ mod tests {
         assert_eq!(counts.get(Stat::EventsDropped), 1);
         let first: serde_json::Value = m.take_batch(1).and_then(|(b, _)| serde_json::from_slice(&b).ok()).unwrap_or_default();
         assert_eq!(first["events"][0][4], "b.example");
+    }
+
+    #[test]
+    fn a_batch_names_each_peer_once_whatever_the_length_of_its_address() {
+        let (m, _) = module(16);
+        // an address over the inline bound (a scoped IPv6 one) is held on the heap
+        let long = "fe80::1234:5678:9abc:def0%a-very-long-interface-name0";
+        assert!(long.len() > 48);
+        for (name, peer, port) in [("a.example", "10.0.0.1", 5353), ("b.example", long, 53), ("c.example", "10.0.0.1", 5353), ("d.example", "10.0.0.1", 5354)] {
+            m.on_datagram(&query(name), peer, port, 0);
+        }
+        let batch: serde_json::Value = m.take_batch(16).and_then(|(b, _)| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        let clients = batch["clients"].as_array().cloned().unwrap_or_default();
+        let named: Vec<(String, u64)> = clients.iter().map(|c| (c["ip"].as_str().unwrap_or("").to_string(), c["port"].as_u64().unwrap_or(0))).collect();
+        assert_eq!(named, [("10.0.0.1".to_string(), 5353), (long.to_string(), 53), ("10.0.0.1".to_string(), 5354)]);
+        let at: Vec<(serde_json::Value, serde_json::Value)> = batch["events"].as_array().cloned().unwrap_or_default().iter().map(|e| (e[1].clone(), e[4].clone())).collect();
+        assert_eq!(at, [(0.into(), "a.example".into()), (1.into(), "b.example".into()), (0.into(), "c.example".into()), (2.into(), "d.example".into())]);
     }
 
     #[test]
