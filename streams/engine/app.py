@@ -43,6 +43,7 @@ class WorkerMetrics:
     names: Counter
     batch_records: Histogram
     batch_seconds: Histogram
+    intake_records: Gauge
 
     @classmethod
     def create(cls) -> WorkerMetrics:
@@ -101,6 +102,12 @@ class WorkerMetrics:
                 "dnsguard_worker_batch_seconds",
                 "Time to handle one batch (decode, detect, publish)",
                 buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+                registry=r,
+            ),
+            intake_records=Gauge(
+                "dnsguard_worker_intake_records",
+                "Records delivered by Faust and waiting for a batch (read ahead; at its "
+                "bound the worker stops taking records in)",
                 registry=r,
             ),
         )

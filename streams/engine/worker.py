@@ -135,6 +135,7 @@ class Worker:
                     for event in batch:
                         await manual.ack(event)
                     self.metrics.batch_records.observe(len(batch))
+                    self.metrics.intake_records.set(len(intake))
                     self.metrics.batch_seconds.observe(time.perf_counter() - t0)
                     await asyncio.sleep(0)  # Faust's delivery runs before the next batch
             finally:
