@@ -47,7 +47,7 @@ from detectors.pipeline import Pipeline
 from detectors.verdicts import Verdict
 from detectors.window import BoundedStates
 from streams.engine.app import WorkerMetrics, build_pipeline, create_app, topic_config
-from streams.engine.intake import Intake
+from streams.engine.intake import Intake, IntakeClosed
 from streams.engine.step import AlertFormat, StepOutput, step
 from streams.engine.topics import TopicSpec, ensure_topics, wait_for_leaders
 from streams.errors import ConfigError
@@ -63,6 +63,7 @@ BATCH_WAIT_S = 0.01  # a batch is what arrived in this long, or batch_max record
 BATCH_BYTES = 1 << 20  # or this many bytes of records: a batch's CPU stays in tens of ms
 INTAKE_RECORDS = 10_000  # records read ahead of the batch loop, at most
 INTAKE_BYTES = 64 << 20  # and their bytes
+RETRY_S = 2.0  # how often verdicts pending for Redis are tried again between batches
 SWEEP_S = 60.0  # how often clients silent for COUNT_KEEP_S are dropped from the tables
 MAX_TRACKED_CLIENTS = 100_000
 COUNTS_TABLE = "client-activity"
@@ -116,6 +117,7 @@ class Worker:
             settings.redis_url, socket_timeout=2, socket_connect_timeout=2
         )
         self.pending: deque[Verdict] = deque(maxlen=MAX_PENDING_VERDICTS)
+        self.flushing = asyncio.Lock()
         registry = self.metrics.registry
 
         @self.app.agent(self.topics["events"], name="dnsguard-events")
@@ -129,7 +131,12 @@ class Worker:
             reader = asyncio.ensure_future(intake.fill(manual.events()))
             try:
                 while True:
-                    batch = await intake.take(settings.batch_max, BATCH_BYTES, BATCH_WAIT_S)
+                    try:
+                        batch = await intake.take(settings.batch_max, BATCH_BYTES, BATCH_WAIT_S)
+                    except IntakeClosed as closed:
+                        if isinstance(closed.__cause__, EOFError):
+                            return  # the stream ended: Faust is stopping the agent
+                        raise
                     t0 = time.perf_counter()
                     await self.handle([e.message for e in batch])
                     for event in batch:
@@ -144,6 +151,13 @@ class Worker:
         @self.app.timer(SWEEP_S)  # type: ignore[untyped-decorator]  # Faust's decorator is untyped
         async def sweep() -> None:
             self.sweep(time.time())
+
+        # Verdicts held while Redis was away reach it when it is back, whether
+        # or not events are still arriving.
+        @self.app.timer(RETRY_S)  # type: ignore[untyped-decorator]
+        async def retry_verdicts() -> None:
+            if self.pending:
+                await self.flush_verdicts()
 
         @self.app.page("/metrics")
         async def metrics_page(view: Any, request: Any) -> Any:
@@ -335,25 +349,34 @@ class Worker:
             out.decisions = [d for d in out.decisions if id(d) not in lost]
 
     async def flush_verdicts(self) -> None:
-        """Write pending verdicts with bounded retries; keep them for the next batch if Redis is away."""
-        if not self.pending:
-            return
-        batch = list(self.pending)
-        delay = 0.05
-        for attempt in range(self.settings.redis_retries):
-            try:
-                await write_verdicts(self.redis, batch)
-            except StoreUnavailable as exc:
-                if attempt == self.settings.redis_retries - 1:
-                    log.warning("Redis unavailable, %d verdicts pending: %s", len(batch), exc)
+        """Write pending verdicts with bounded retries; while Redis is away
+        they stay pending, for the next batch or the next ``RETRY_S`` tick.
+
+        One flush at a time (the batch loop and the timer both flush): the
+        pending verdicts are taken out while they are written and put back
+        in front of any newer ones if the write fails.
+        """
+        async with self.flushing:
+            if not self.pending:
+                return
+            batch = list(self.pending)
+            self.pending.clear()
+            delay = 0.05
+            for attempt in range(self.settings.redis_retries):
+                try:
+                    await write_verdicts(self.redis, batch)
+                except StoreUnavailable as exc:
+                    if attempt == self.settings.redis_retries - 1:
+                        # back in front; past MAX_PENDING_VERDICTS the newest are dropped
+                        self.pending.extendleft(reversed(batch))
+                        log.warning("Redis unavailable, %d verdicts pending: %s", len(batch), exc)
+                        self.metrics.pending_verdicts.set(len(self.pending))
+                        return
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 1.0)
+                else:
                     self.metrics.pending_verdicts.set(len(self.pending))
                     return
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
-            else:
-                self.pending.clear()
-                self.metrics.pending_verdicts.set(0)
-                return
 
 
 def run_worker(settings: WorkerSettings) -> None:
