@@ -3,9 +3,10 @@ against the CPU work the agent does per batch.
 
 The worker once read the events topic as ``stream.take_events(1000, 0.02)``
 and spent tens of milliseconds of CPU on each batch; this benchmark is why it
-no longer does (``streams/engine/intake.py``). It takes the worker out: a minimal Faust app (``_take_app.py`` beside this file, started
-as ``python bench/_take_app.py worker``) reads the worker benchmark's topic
-(``bench.bench_worker.fill``: the same batch records) with the same
+no longer does (``streams/engine/intake.py``). It takes the worker out: a
+minimal Faust app (``_take_app.py`` beside this file, started as
+``python bench/_take_app.py worker``) reads the worker benchmark's topic
+(``bench.bench_worker.fill``: the same batch records) with that
 ``take_events`` call and only sleeps synchronously per batch, standing for the
 batch's CPU work. The first row (no work) is the baseline of the same run;
 the others show what per-batch work costs delivery.
