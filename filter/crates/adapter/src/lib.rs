@@ -52,12 +52,17 @@ struct Root {
 }
 
 impl Root {
-    /// Send batches until `max_inflight` are out or nothing is left to send.
-    fn flush(&mut self) {
+    /// Send batches until `max_inflight` are out or nothing is left to send;
+    /// with `partial` false, only full batches (`batch_size` events). A
+    /// POST costs the worker thread about as much as tens of events, so
+    /// between ticks (when the collector answers) only full batches go out,
+    /// and the tick sends what is left.
+    fn flush(&mut self, partial: bool) {
         let Some(cfg) = self.config.clone() else { return }; // an Rc: no copy of the config
         while self.inflight.len() < cfg.max_inflight {
             let batch = match self.retry.pop_front() {
                 Some(b) => b,
+                None if !partial && state::with(|vm| vm.queue.len()) < cfg.batch_size => return,
                 None => {
                     let built = state::with(|vm| {
                         let mut b = event::BatchBuilder::new(&vm.node_json);
@@ -175,7 +180,7 @@ impl Context for Root {
         let n = batch.events as u64;
         if (200..300).contains(&status) {
             state::with(|vm| vm.count(Stat::EventsSent, n));
-            self.flush(); // the collector keeps up: send the next batch now
+            self.flush(false); // the collector keeps up: send the next full batch now
         } else if (400..500).contains(&status) && status != 429 {
             // the collector refused the batch itself: retrying cannot help
             state::with(|vm| {
@@ -229,7 +234,7 @@ impl RootContext for Root {
                 vm.flush_tallies();
             });
         }
-        self.flush();
+        self.flush(true);
         self.poll_feed();
     }
 
