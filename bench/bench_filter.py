@@ -6,7 +6,10 @@ same canned responder (``dnsbench serve``), driven by the same load generator
 interleaved rounds. Two more paths measure the floor under any proxy-wasm
 network filter in this Envoy: a module whose callbacks return at once
 (``filter/crates/wasm-floor``, "empty"), and the same module copying each
-read's bytes in, as any parser must ("read"). Envoy CPU per query comes from /proc/<pid>/stat
+read's bytes in, as any parser must ("read"). One more path runs the native
+dynamic module (``libdnsguard_native.so``) as the network filter: the same
+crates (dnswire, dnspolicy, dnsflow), no Wasm VM, events shipped by the
+module's own thread to the same collector. Envoy CPU per query comes from /proc/<pid>/stat
 (utime+stime) over each round. The filter ships every event to a real
 collector (JSONL sink), so shipping is included in its cost.
 
@@ -29,11 +32,14 @@ from pathlib import Path
 import yaml
 
 from streams.stack.envoy import (
+    NATIVE_DIR,
     TCP_PROXY,
     FilterOptions,
     FilterPorts,
     filter_bootstrap,
     listener,
+    native_module_config,
+    native_network_filter,
     wasm_filter,
 )
 from streams.stack.processes import free_ports
@@ -86,7 +92,8 @@ def main() -> None:
         )
     if not FLOOR.exists():
         subprocess.run([str(ROOT / "filter" / "build.sh"), "wasm-floor"], check=True)
-    admin, filt, plain, upstream, collector, empty, read = free_ports(7)
+    subprocess.run([str(ROOT / "filter" / "build.sh"), "native"], check=True)
+    admin, filt, plain, upstream, collector, empty, read, native, quiet = free_ports(9)
     work = Path(tempfile.mkdtemp(prefix="dnsguard-bench-"))
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -113,7 +120,12 @@ def main() -> None:
         )
         wait_ready(f"http://127.0.0.1:{collector}/healthz")
         ports = FilterPorts(
-            admin=admin, dns_tcp=filt, upstream_dns=upstream, collector=collector, plain_tcp=plain
+            admin=admin,
+            dns_tcp=filt,
+            upstream_dns=upstream,
+            collector=collector,
+            plain_tcp=plain,
+            native_tcp=native,
         )
         cfg = filter_bootstrap(
             ports, FilterOptions(token="bench-token-0123456789", queue_max=100_000)
@@ -124,6 +136,12 @@ def main() -> None:
             cfg["static_resources"]["listeners"].append(
                 listener(f"floor_{behaviour}", port, [floor, TCP_PROXY])
             )
+        # the native module shipping no events: its floor (parse, pair, decide)
+        silent = native_module_config(ports, FilterOptions())
+        del silent["collector"]
+        cfg["static_resources"]["listeners"].append(
+            listener("native_quiet", quiet, [native_network_filter(silent), TCP_PROXY])
+        )
         (work / "envoy.yaml").write_text(yaml.safe_dump(cfg))
         envoy = subprocess.Popen(
             [
@@ -135,7 +153,8 @@ def main() -> None:
                 "1",
                 "-l",
                 "error",
-            ]
+            ],
+            env={**os.environ, "ENVOY_DYNAMIC_MODULES_SEARCH_PATH": str(NATIVE_DIR)},
         )
         procs.append(envoy)
         wait_ready(f"http://127.0.0.1:{admin}/ready", b"LIVE")
@@ -146,6 +165,8 @@ def main() -> None:
             "envoy + empty wasm filter": empty,
             "envoy + wasm filter reading data": read,
             "envoy + dnsguard filter": filt,
+            "envoy + dnsguard native filter": native,
+            "envoy + native filter, no events": quiet,
         }
         rounds: dict[str, dict[str, list[dict[str, float]]]] = {
             w[0]: {k: [] for k in paths} for w in WORKLOADS
@@ -180,7 +201,15 @@ def main() -> None:
         }
         base, filt_m = med["envoy tcp_proxy"], med["envoy + dnsguard filter"]
         floor = med["envoy + empty wasm filter"]
+        nat = med["envoy + dnsguard native filter"]
+        quiet_m = med["envoy + native filter, no events"]
         summary = {
+            "qps_ratio_native_no_events_vs_tcp_proxy": quiet_m["qps"] / base["qps"],
+            "added_envoy_cpu_us_per_query_native_no_events": quiet_m["envoy_cpu_us_per_query"]
+            - base["envoy_cpu_us_per_query"],
+            "qps_ratio_native_vs_tcp_proxy": nat["qps"] / base["qps"],
+            "added_envoy_cpu_us_per_query_native": nat["envoy_cpu_us_per_query"]
+            - base["envoy_cpu_us_per_query"],
             "qps_ratio_filter_vs_tcp_proxy": filt_m["qps"] / base["qps"],
             "added_envoy_cpu_us_per_query": filt_m["envoy_cpu_us_per_query"]
             - base["envoy_cpu_us_per_query"],
@@ -208,12 +237,26 @@ def main() -> None:
             f"+{summary['added_envoy_cpu_us_per_query']:.2f} us Envoy CPU per query (target <= 8)"
         )
         print(
+            f"native filter vs tcp_proxy: {summary['qps_ratio_native_vs_tcp_proxy']:.3f}x queries/s "
+            f"(target >= 0.95), +{summary['added_envoy_cpu_us_per_query_native']:.2f} us Envoy CPU per query; "
+            f"shipping no events: {summary['qps_ratio_native_no_events_vs_tcp_proxy']:.3f}x, "
+            f"+{summary['added_envoy_cpu_us_per_query_native_no_events']:.2f} us"
+        )
+        print(
             f"floor, an empty Wasm filter vs tcp_proxy: {summary['qps_ratio_empty_wasm_vs_tcp_proxy']:.3f}x "
             f"queries/s, +{summary['added_envoy_cpu_us_per_query_empty_wasm']:.2f} us Envoy CPU per query"
         )
     print(
         "\nfilter stats:",
         {k.removeprefix("wasmcustom.dnsguard."): v for k, v in stats.items() if "wasmcustom" in k},
+    )
+    print(
+        "native filter stats:",
+        {
+            k.removeprefix("dynamicmodulescustom.dnsguard_tcp."): v
+            for k, v in stats.items()
+            if "dynamicmodulescustom" in k
+        },
     )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(

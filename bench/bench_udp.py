@@ -1,5 +1,5 @@
 """DNS over UDP through Envoy: udp_proxy alone against udp_proxy behind the
-dnsguard_udp module, observing, and enforcing an empty and a large policy.
+dnsguard_native module, observing, and enforcing an empty and a large policy.
 
 Five listeners of one Envoy process (one worker thread) forward to the same
 canned responder (``dnsbench serve``), driven by the same load generator

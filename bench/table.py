@@ -52,6 +52,17 @@ def filter_rows(d: dict[str, Any]) -> list[Row]:
             f"+{s['added_envoy_cpu_us_per_query']:.2f} us/query (<= 8: {_met(s['added_envoy_cpu_us_per_query'] <= 8)}); "
             f"{s['qps_ratio_filter_vs_tcp_proxy']:.2f}x q/s (>= 0.88: {_met(s['qps_ratio_filter_vs_tcp_proxy'] >= 0.88)})",
         ))  # fmt: skip
+        n = m.get("envoy + dnsguard native filter")
+        if n is not None:
+            rows.append((
+                f"native filter (dynamic module), {shape}", "`bench/bench_filter.py`",
+                f"{n['qps']:,.0f} q/s, {n['envoy_cpu_us_per_query']:.2f} us Envoy CPU/query",
+                f"tcp_proxy alone: {b['qps']:,.0f} q/s, {b['envoy_cpu_us_per_query']:.2f} us; "
+                f"the module shipping no events: {s['qps_ratio_native_no_events_vs_tcp_proxy']:.2f}x q/s, "
+                f"{s['added_envoy_cpu_us_per_query_native_no_events']:+.2f} us",
+                f"{s['added_envoy_cpu_us_per_query_native']:+.2f} us/query; "
+                f"{s['qps_ratio_native_vs_tcp_proxy']:.2f}x q/s (>= 0.95: {_met(s['qps_ratio_native_vs_tcp_proxy'] >= 0.95)})",
+            ))  # fmt: skip
     return rows
 
 

@@ -7,7 +7,7 @@
 #
 # Output: filter/target/wasm32-unknown-unknown/release/dnsguard_filter.wasm
 # (`build.sh wasm-floor` builds the benchmark's floor module instead;
-# `build.sh native` the UDP dynamic module, filter/target/release/libdnsguard_udp.so,
+# `build.sh native` the native dynamic module (UDP listener and network filter), filter/target/release/libdnsguard_native.so,
 # for this machine's architecture with the same toolchain).
 set -euo pipefail
 PACKAGE="${1:-dnsguard-filter}"
@@ -41,9 +41,9 @@ export PATH="/usr/bin:$PATH"
 export RUSTC=/usr/bin/rustc
 if [ "$PACKAGE" = native ]; then
   cd "$HERE"
-  log "cargo build (the UDP dynamic module, $(uname -m))"
-  /usr/bin/cargo build --locked --release -p dnsguard-udp -q
-  out="$HERE/target/release/libdnsguard_udp.so"
+  log "cargo build (the native dynamic module, $(uname -m))"
+  /usr/bin/cargo build --locked --release -p dnsguard-native -q
+  out="$HERE/target/release/libdnsguard_native.so"
   log "built $out ($(stat -c %s "$out") bytes)"
   exit 0
 fi

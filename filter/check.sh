@@ -17,5 +17,5 @@ echo "$out" | grep -E "^test result: ok. [1-9]"
 /usr/bin/cargo build --profile fuzz -p dnswire --bin fuzz-dnswire -q
 SEEDS="$HERE/../../shared/data/captures/wire"
 ./target/fuzz/fuzz-dnswire "${FUZZ_ITERATIONS:-1000000}" "$SEEDS"
-/usr/bin/cargo build --profile fuzz -p dnsguard-udp --bin fuzz-udp -q
-./target/fuzz/fuzz-udp "${FUZZ_ITERATIONS:-1000000}" "$SEEDS"
+/usr/bin/cargo build --profile fuzz -p dnsguard-native --bin fuzz-native -q
+./target/fuzz/fuzz-native "${FUZZ_ITERATIONS:-1000000}" "$SEEDS"

@@ -7,8 +7,8 @@
 #                              (built here; not Envoy's own binary), non-root user
 #                              10001, entrypoint `dnsguard`
 #   dnsguard-filter:<version>  the filter for Istio's WasmPlugin (plugin.wasm, the
-#                              layout Istio pulls) plus the UDP dynamic module
-#                              (libdnsguard_udp.so) for Envoys that load it
+#                              layout Istio pulls) plus the native dynamic module
+#                              (libdnsguard_native.so: UDP, and TCP/DoT) for Envoys that load it
 # Images go to buildah's local storage (vfs driver, chroot isolation: what works
 # without a container engine). Installs mmdebstrap and buildah from Debian if
 # missing. Usage: deploy/image/build.sh  (make image)
@@ -68,12 +68,12 @@ buildah commit -q --rm "$ctr" "dnsguard:$VERSION" >/dev/null
 
 log "dnsguard-filter:$VERSION"
 WASM="$ROOT/filter/target/wasm32-unknown-unknown/release/dnsguard_filter.wasm"
-NATIVE="$ROOT/filter/target/release/libdnsguard_udp.so"
+NATIVE="$ROOT/filter/target/release/libdnsguard_native.so"
 [ -f "$WASM" ] || "$ROOT/filter/build.sh"
 [ -f "$NATIVE" ] || "$ROOT/filter/build.sh" native
 ctr="$(buildah from scratch)"
 buildah copy "$ctr" "$WASM" /plugin.wasm >/dev/null
-buildah copy "$ctr" "$NATIVE" /libdnsguard_udp.so >/dev/null
+buildah copy "$ctr" "$NATIVE" /libdnsguard_native.so >/dev/null
 buildah config --label org.opencontainers.image.title=dnsguard-filter \
   --label org.opencontainers.image.version="$VERSION" "$ctr"
 buildah commit -q --rm "$ctr" "dnsguard-filter:$VERSION" >/dev/null

@@ -2,8 +2,9 @@
 
 ``filter_bootstrap`` builds a bootstrap with a DNS-over-TCP listener (Wasm
 network filter, then tcp_proxy to the resolver), optionally a DNS-over-UDP
-listener (the native dynamic module ``libdnsguard_udp.so`` as a UDP listener
-filter, then udp_proxy), a DoH listener (Wasm HTTP filter, buffer filter,
+listener (the native dynamic module ``libdnsguard_native.so`` as a UDP listener
+filter, then udp_proxy), optionally a second DNS-over-TCP listener with the same
+native module as its network filter, a DoH listener (Wasm HTTP filter, buffer filter,
 router), and the collector cluster the filter ships events to. Used by the e2e tests, the benchmarks and the demo;
 ``deploy/envoy/`` holds the same shape for sidecars and egress gateways.
 """
@@ -20,8 +21,9 @@ WASM_PATH = (
     REPO / "filter" / "target" / "wasm32-unknown-unknown" / "release" / "dnsguard_filter.wasm"
 )
 
-# The UDP listener filter: Envoy loads lib<name>.so from ENVOY_DYNAMIC_MODULES_SEARCH_PATH.
-NATIVE_MODULE_NAME = "dnsguard_udp"
+# The native module (UDP listener filter and network filter): Envoy loads
+# lib<name>.so from ENVOY_DYNAMIC_MODULES_SEARCH_PATH.
+NATIVE_MODULE_NAME = "dnsguard_native"
 NATIVE_DIR = REPO / "filter" / "target" / "release"
 NATIVE_PATH = NATIVE_DIR / f"lib{NATIVE_MODULE_NAME}.so"
 
@@ -156,6 +158,23 @@ def udp_listener(
     }
 
 
+def native_network_filter(module_config: dict[str, Any]) -> dict[str, Any]:
+    """The native module as a network filter (DNS over TCP or DoT), to put
+    before ``tcp_proxy``."""
+    return {
+        "name": "dnsguard",
+        "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.dynamic_modules.v3.DynamicModuleNetworkFilter",
+            "dynamic_module_config": {"name": NATIVE_MODULE_NAME, "do_not_close": True},
+            "filter_name": "dnsguard",
+            "filter_config": {
+                "@type": "type.googleapis.com/google.protobuf.StringValue",
+                "value": json.dumps(module_config),
+            },
+        },
+    }
+
+
 TCP_PROXY = {
     "name": "envoy.filters.network.tcp_proxy",
     "typed_config": {
@@ -179,6 +198,7 @@ class FilterPorts:
     feed: int | None = None  # the policy feed server: with it, the filter enforces
     dns_udp: int | None = None  # DNS over UDP through the native module, then udp_proxy
     plain_udp: int | None = None  # a second UDP listener with udp_proxy only (benchmark baseline)
+    native_tcp: int | None = None  # DNS over TCP through the native module's network filter
 
 
 @dataclass
@@ -215,7 +235,7 @@ class FilterOptions:
     sinkhole_a: str | None = None
 
 
-def udp_module_config(ports: FilterPorts, opts: FilterOptions) -> dict[str, Any]:
+def native_module_config(ports: FilterPorts, opts: FilterOptions) -> dict[str, Any]:
     """The native module's configuration (``filter/crates/native/src/config.rs``)
     for this bootstrap: the node identity, the collector and, with a feed, the
     keys it must verify."""
@@ -249,6 +269,7 @@ def udp_module_config(ports: FilterPorts, opts: FilterOptions) -> dict[str, Any]
         }
     if opts.sinkhole_a:
         config["sinkhole"] = {"a": opts.sinkhole_a}
+    config["query_timeout_ms"] = opts.query_timeout_ms
     return config
 
 
@@ -295,7 +316,10 @@ def filter_bootstrap(
     if ports.plain_tcp is not None:
         listeners.append(listener("dns_plain", ports.plain_tcp, [tcp_proxy]))
     if ports.dns_udp is not None:
-        listeners.append(udp_listener("dns_udp", ports.dns_udp, udp_module_config(ports, opts)))
+        listeners.append(udp_listener("dns_udp", ports.dns_udp, native_module_config(ports, opts)))
+    if ports.native_tcp is not None:
+        native = native_network_filter(native_module_config(ports, opts))
+        listeners.append(listener("dns_tcp_native", ports.native_tcp, [native, tcp_proxy]))
     if ports.plain_udp is not None:
         listeners.append(udp_listener("dns_udp_plain", ports.plain_udp, None))
     if ports.dot is not None:

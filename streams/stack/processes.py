@@ -140,6 +140,10 @@ class EnvoyProcess:
         """The UDP module's counters and gauges (``dynamicmodulescustom.dnsguard.*``)."""
         return self._stats("dynamicmodulescustom.dnsguard.")
 
+    def tcp_module_stats(self) -> dict[str, int]:
+        """The native network filter's counters and gauges (``dynamicmodulescustom.dnsguard_tcp.*``)."""
+        return self._stats("dynamicmodulescustom.dnsguard_tcp.")
+
     def _stats(self, prefix: str) -> dict[str, int]:
         with urllib.request.urlopen(
             f"http://127.0.0.1:{self.admin}/stats?filter=dnsguard&format=json", timeout=2

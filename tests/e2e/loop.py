@@ -168,6 +168,12 @@ class LoopRig:
         assert self.ports.dns_udp is not None
         return dns.query.udp(q, "127.0.0.1", port=self.ports.dns_udp, timeout=5)
 
+    def query_native_tcp(self, name: str, rtype: str = "A") -> dns.message.Message:
+        """``name`` through the TCP listener of the native module (then tcp_proxy)."""
+        q = dns.message.make_query(name, rtype)
+        assert self.ports.native_tcp is not None
+        return dns.query.tcp(q, "127.0.0.1", port=self.ports.native_tcp, timeout=5)
+
     def reached_upstream(self, name: str, transport: str | None = None) -> bool:
         return any(
             n == name and (transport is None or t == transport)
@@ -175,26 +181,26 @@ class LoopRig:
         )
 
     def wait_version(self, version: int, timeout: float = 10) -> None:
-        """Until the Wasm filter and the UDP module both enforce ``version``."""
+        """Until the Wasm filter and the native module (UDP and TCP) all enforce ``version``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             wasm = self.envoy.stats().get("feed_version", 0)
             native = self.envoy.module_stats().get("feed_version", 0)
-            if min(wasm, native) >= version:
+            tcp = self.envoy.tcp_module_stats().get("feed_version", 0)
+            if min(wasm, native, tcp) >= version:
                 time.sleep(0.15)  # every worker VM picks it up on its next tick (100 ms)
                 return
             time.sleep(0.05)
         raise AssertionError(
             f"filter never reached policy version {version}: "
-            f"{self.envoy.stats()} {self.envoy.module_stats()}"
+            f"{self.envoy.stats()} {self.envoy.module_stats()} {self.envoy.tcp_module_stats()}"
         )
 
 
 @contextlib.contextmanager
 def start_loop(kafka_bootstrap: str, wasm_module: Path, work: Path) -> Iterator[LoopRig]:
-    admin, dns_tcp, dns_udp, up, up_doh, col, doh, feed_port, proxy_port, redis_port = free_ports(
-        10
-    )
+    (admin, dns_tcp, dns_udp, up, up_doh, col, doh, feed_port, proxy_port, redis_port,
+     native_tcp) = free_ports(11)  # fmt: skip
     redis_stack = Stack(
         replace(load_stack_settings({}), state_dir=work / "redis", redis_port=redis_port),
         (RedisService,),
@@ -212,6 +218,7 @@ def start_loop(kafka_bootstrap: str, wasm_module: Path, work: Path) -> Iterator[
         upstream_doh=up_doh,
         feed=proxy_port,
         dns_udp=dns_udp,
+        native_tcp=native_tcp,
     )
     opts = FilterOptions(
         token=TOKEN,

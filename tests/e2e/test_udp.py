@@ -1,5 +1,5 @@
 """DNS over UDP through real Envoy: ``udp_proxy`` with the native dnsguard module
-(``libdnsguard_udp.so``) as its listener filter, in front of the test resolver
+(``libdnsguard_native.so``) as its listener filter, in front of the test resolver
 over UDP, with the collector, Kafka, the feed and Redis of the loop rig.
 
 What is checked at the resolver is what reached it over UDP: a blocked name

@@ -127,9 +127,12 @@ def test_the_filter_image_holds_the_plugin_and_the_udp_module(images: str) -> No
     try:
         mount = Path(buildah("mount", ctr).strip())
         try:
-            assert sorted(p.name for p in mount.iterdir()) == ["libdnsguard_udp.so", "plugin.wasm"]
+            assert sorted(p.name for p in mount.iterdir()) == [
+                "libdnsguard_native.so",
+                "plugin.wasm",
+            ]
             assert (mount / "plugin.wasm").read_bytes()[:4] == b"\0asm"
-            assert (mount / "libdnsguard_udp.so").read_bytes()[:4] == b"\x7fELF"
+            assert (mount / "libdnsguard_native.so").read_bytes()[:4] == b"\x7fELF"
         finally:
             buildah("umount", ctr)
     finally:

@@ -2,7 +2,7 @@
 //! messages plus files from folders) and mutations (bit flips, byte sets,
 //! inserts, deletions, truncations, splices, interesting header counts and
 //! compression pointers). Used by `fuzz-dnswire` (the parser and the TCP
-//! framer) and `fuzz-udp` (the UDP module's datagram entry point).
+//! framer) and `fuzz-native` (the native module's entry points, UDP and TCP).
 
 use std::fs;
 use std::path::Path;

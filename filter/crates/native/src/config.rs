@@ -1,5 +1,6 @@
 //! The module's configuration: the `filter_config` string of the UDP listener
-//! filter (JSON), validated before the module starts anything.
+//! filter or the network filter (JSON), validated before the module starts
+//! anything.
 //!
 //! ```json
 //! {"node": {"id": "...", "cluster": "...", "namespace": "shop", "workload": "web",
@@ -53,6 +54,9 @@ fn d_max_bytes() -> usize {
 }
 fn d_max_rules() -> usize {
     2_000_000
+}
+fn d_query_timeout_ms() -> u64 {
+    5_000
 }
 fn d_sinkhole_ttl() -> u32 {
     60
@@ -138,6 +142,10 @@ pub struct Config {
     pub feed: Option<FeedConfig>,
     #[serde(default)]
     pub sinkhole: SinkholeConfig,
+    /// DNS over TCP: a forwarded query with no response after this long is
+    /// reported as unanswered.
+    #[serde(default = "d_query_timeout_ms")]
+    pub query_timeout_ms: u64,
 }
 
 fn check_address(what: &str, address: &str) -> Result<(), String> {

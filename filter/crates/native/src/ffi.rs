@@ -1,7 +1,9 @@
 //! The thin, unsafe layer between Envoy's dynamic-module ABI (Envoy 1.40,
 //! `source/extensions/dynamic_modules/abi/abi.h`) and [`Module`]: the UDP
-//! listener filter's event hooks, and the callbacks Envoy exports (resolved
-//! when Envoy loads the library). Nothing here decides anything.
+//! listener filter's event hooks, the configuration hooks both filters share
+//! (`module_new`, `module_destroy`; the network filter's own hooks are in
+//! `ffi_tcp.rs`), and the callbacks Envoy exports (resolved when Envoy loads
+//! the library). Nothing here decides anything.
 //!
 //! Lifetimes: `config_new` leaks an `Arc<Module>` into the pointer Envoy keeps
 //! for the filter configuration; each filter (one per worker's listener) gets
@@ -45,15 +47,15 @@ pub struct Buffer {
 }
 
 impl Buffer {
-    const NULL: Buffer = Buffer { ptr: std::ptr::null(), length: 0 };
+    pub(crate) const NULL: Buffer = Buffer { ptr: std::ptr::null(), length: 0 };
 
-    fn of(bytes: &[u8]) -> Buffer {
+    pub(crate) fn of(bytes: &[u8]) -> Buffer {
         Buffer { ptr: bytes.as_ptr().cast(), length: bytes.len() }
     }
 
     /// # Safety
     /// `ptr` must point at `length` readable bytes for the returned lifetime.
-    unsafe fn as_slice<'a>(&self) -> &'a [u8] {
+    pub(crate) unsafe fn as_slice<'a>(&self) -> &'a [u8] {
         if self.ptr.is_null() || self.length == 0 {
             return &[];
         }
@@ -96,11 +98,24 @@ extern "C" {
         value: u64,
     ) -> u32;
     fn envoy_dynamic_module_callback_udp_listener_filter_config_set_gauge(config: *mut c_void, id: usize, value: u64) -> u32;
+
+    fn envoy_dynamic_module_callback_network_filter_config_define_counter(config: *mut c_void, name: Buffer, id: *mut usize) -> u32;
+    fn envoy_dynamic_module_callback_network_filter_config_define_gauge(config: *mut c_void, name: Buffer, id: *mut usize) -> u32;
+    fn envoy_dynamic_module_callback_network_filter_config_increment_counter(config: *mut c_void, id: usize, value: u64) -> u32;
+    fn envoy_dynamic_module_callback_network_filter_config_set_gauge(config: *mut c_void, id: usize, value: u64) -> u32;
+}
+
+/// Which of Envoy's filter configurations holds the module: each has its own stat callbacks.
+#[derive(Clone, Copy)]
+pub(crate) enum Host {
+    UdpListener,
+    Network,
 }
 
 /// The module's stats as Envoy stats, defined on the filter configuration.
 /// Envoy's counters and gauges are atomic, so any thread may add to them.
 struct EnvoyStats {
+    host: Host,
     config: *mut c_void,
     counters: Vec<usize>,
     gauges: Vec<usize>,
@@ -116,38 +131,47 @@ impl StatsSink for EnvoyStats {
     fn count(&self, stat: Stat, n: u64) {
         let Some(&id) = Stat::ALL.iter().position(|s| *s == stat).and_then(|i| self.counters.get(i)) else { return };
         // SAFETY: see the Send/Sync note above.
-        unsafe { envoy_dynamic_module_callback_udp_listener_filter_config_increment_counter(self.config, id, n) };
+        unsafe {
+            match self.host {
+                Host::UdpListener => envoy_dynamic_module_callback_udp_listener_filter_config_increment_counter(self.config, id, n),
+                Host::Network => envoy_dynamic_module_callback_network_filter_config_increment_counter(self.config, id, n),
+            }
+        };
     }
 
     fn gauge(&self, gauge: Gauge, value: u64) {
         let Some(&id) = Gauge::ALL.iter().position(|g| *g == gauge).and_then(|i| self.gauges.get(i)) else { return };
         // SAFETY: see the Send/Sync note above.
-        unsafe { envoy_dynamic_module_callback_udp_listener_filter_config_set_gauge(self.config, id, value) };
+        unsafe {
+            match self.host {
+                Host::UdpListener => envoy_dynamic_module_callback_udp_listener_filter_config_set_gauge(self.config, id, value),
+                Host::Network => envoy_dynamic_module_callback_network_filter_config_set_gauge(self.config, id, value),
+            }
+        };
     }
 }
 
 /// The ABI this module was written against; Envoy 1.40 warns (and loads) when it differs.
-static ABI_VERSION: &[u8] = b"dnsguard-udp envoy-1.40\0";
+static ABI_VERSION: &[u8] = b"dnsguard-native envoy-1.40\0";
 
 #[no_mangle]
 pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
     ABI_VERSION.as_ptr().cast()
 }
 
+/// A filter configuration's module: the configuration parsed, the stats
+/// defined on `config_envoy`, the threads started. Null (Envoy refuses the
+/// configuration) on any error, which is logged.
+///
 /// # Safety
-/// Called by Envoy only, with the pointers it made for this filter (see the module docs).
-#[no_mangle]
-pub unsafe extern "C" fn envoy_dynamic_module_on_udp_listener_filter_config_new(
-    config_envoy: *mut c_void,
-    _name: Buffer,
-    config: Buffer,
-) -> *const c_void {
+/// `config_envoy` is the `host` configuration Envoy is creating; `config` its bytes.
+pub(crate) unsafe fn module_new(host: Host, config_envoy: *mut c_void, config: Buffer) -> *const c_void {
     // SAFETY: the configuration bytes are valid for this call.
     let text = unsafe { config.as_slice() };
     let parsed = match Config::parse(text) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("dnsguard-udp: refusing the configuration: {e}");
+            eprintln!("dnsguard-native: refusing the configuration: {e}");
             return std::ptr::null();
         }
     };
@@ -158,48 +182,77 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_udp_listener_filter_config_new(
         (Gauge::ALL.iter().map(|g| g.name()).collect::<Vec<_>>(), &mut gauges, true),
     ] {
         for name in names {
-            let full = name.to_string();
             let mut id = 0usize;
+            // Envoy puts a UDP listener filter's stats under its filter name
+            // (dnsguard.*); a network filter's under none: they get their own
+            let name = match host {
+                Host::UdpListener => name.to_string(),
+                Host::Network => format!("dnsguard_tcp.{name}"),
+            };
+            let name_buf = Buffer::of(name.as_bytes());
             // SAFETY: config_envoy is the configuration Envoy is creating; the name outlives the call.
             let r = unsafe {
-                if gauge {
-                    envoy_dynamic_module_callback_udp_listener_filter_config_define_gauge(config_envoy, Buffer::of(full.as_bytes()), &mut id)
-                } else {
-                    envoy_dynamic_module_callback_udp_listener_filter_config_define_counter(config_envoy, Buffer::of(full.as_bytes()), &mut id)
+                match (host, gauge) {
+                    (Host::UdpListener, true) => envoy_dynamic_module_callback_udp_listener_filter_config_define_gauge(config_envoy, name_buf, &mut id),
+                    (Host::UdpListener, false) => envoy_dynamic_module_callback_udp_listener_filter_config_define_counter(config_envoy, name_buf, &mut id),
+                    (Host::Network, true) => envoy_dynamic_module_callback_network_filter_config_define_gauge(config_envoy, name_buf, &mut id),
+                    (Host::Network, false) => envoy_dynamic_module_callback_network_filter_config_define_counter(config_envoy, name_buf, &mut id),
                 }
             };
             if r != METRICS_SUCCESS {
-                eprintln!("dnsguard-udp: cannot define stat {full} ({r})");
+                eprintln!("dnsguard-native: cannot define stat {name} ({r})");
                 return std::ptr::null();
             }
             ids.push(id);
         }
     }
-    let stats = Box::new(EnvoyStats { config: config_envoy, counters, gauges });
+    let stats = Box::new(EnvoyStats { host, config: config_envoy, counters, gauges });
     let module = match Module::new(parsed, stats) {
         Ok(m) => Arc::new(m),
         Err(e) => {
-            eprintln!("dnsguard-udp: {e}");
+            eprintln!("dnsguard-native: {e}");
             return std::ptr::null();
         }
     };
     if let Err(e) = module.start(background_priority) {
-        eprintln!("dnsguard-udp: cannot start: {e}");
+        eprintln!("dnsguard-native: cannot start: {e}");
         return std::ptr::null();
     }
     Arc::into_raw(module).cast()
+}
+
+/// Gives a configuration's module back: its threads stop, and it is dropped
+/// once no filter holds it.
+///
+/// # Safety
+/// `config_module` came from [`module_new`] and is given back once.
+pub(crate) unsafe fn module_destroy(config_module: *const c_void) {
+    if config_module.is_null() {
+        return;
+    }
+    // SAFETY: the pointer came from Arc::into_raw in module_new and is given back once.
+    let module = unsafe { Arc::from_raw(config_module.cast::<Module>()) };
+    module.stop();
+}
+
+/// # Safety
+/// Called by Envoy only, with the pointers it made for this filter (see the module docs).
+#[no_mangle]
+pub unsafe extern "C" fn envoy_dynamic_module_on_udp_listener_filter_config_new(
+    config_envoy: *mut c_void,
+    _name: Buffer,
+    config: Buffer,
+) -> *const c_void {
+    // SAFETY: as Envoy calls it.
+    unsafe { module_new(Host::UdpListener, config_envoy, config) }
 }
 
 /// # Safety
 /// Called by Envoy only, with the pointers it made for this filter (see the module docs).
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_udp_listener_filter_config_destroy(config_module: *const c_void) {
-    if config_module.is_null() {
-        return;
-    }
-    // SAFETY: the pointer came from Arc::into_raw in config_new and is given back once.
-    let module = unsafe { Arc::from_raw(config_module.cast::<Module>()) };
-    module.stop();
+    // SAFETY: as Envoy calls it.
+    unsafe { module_destroy(config_module) }
 }
 
 /// # Safety

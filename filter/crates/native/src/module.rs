@@ -21,7 +21,7 @@ use crossbeam_queue::ArrayQueue;
 use dnsflow::event::{BatchBuilder, Client, Encoded, Event, QueryInfo, ResponseInfo};
 use dnsflow::{accept_feed, decide_query, FeedOutcome, QueryOutcome};
 use dnspolicy::{Policy, PublicKey};
-use dnswire::{parse_message, Sinkhole};
+use dnswire::{parse_message, Message, Sinkhole};
 
 use crate::config::Config;
 use crate::http;
@@ -121,13 +121,13 @@ pub fn now_micros() -> u64 {
 /// Bytes kept inline up to `N` (no allocation on the DNS path for the
 /// common case), on the heap beyond.
 #[derive(Clone, PartialEq, Eq, Hash)]
-enum Held<const N: usize> {
+pub(crate) enum Held<const N: usize> {
     Inline { len: u16, buf: [u8; N] },
     Heap(Box<[u8]>),
 }
 
 impl<const N: usize> Held<N> {
-    fn of(bytes: &[u8]) -> Self {
+    pub(crate) fn of(bytes: &[u8]) -> Self {
         if bytes.len() <= N {
             let mut buf = [0u8; N];
             buf[..bytes.len()].copy_from_slice(bytes);
@@ -137,7 +137,7 @@ impl<const N: usize> Held<N> {
         }
     }
 
-    fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         match self {
             Held::Inline { len, buf } => &buf[..usize::from(*len)],
             Held::Heap(b) => b,
@@ -146,18 +146,23 @@ impl<const N: usize> Held<N> {
 }
 
 /// A query as the worker thread saw it, for the shipping thread to render.
-/// Building one allocates nothing (the module's own answers aside): the
-/// query's name moves out of the parse the DNS path made anyway, and a
-/// textual peer address of up to 48 bytes is held inline.
-struct Seen {
-    ts_micros: u64,
-    peer_ip: Held<48>,
-    peer_port: u16,
-    query: QueryInfo,
-    /// The module's own answer, when it answered.
-    answer: Option<Vec<u8>>,
-    action: &'static str,
-    policy_version: u64,
+/// Building one allocates nothing on UDP (the module's own answers aside):
+/// the query's name moves out of the parse the DNS path made anyway, and a
+/// textual peer address of up to 48 bytes is held inline. A response's bytes
+/// are parsed by the shipping thread, not the DNS path.
+pub(crate) struct Seen {
+    pub(crate) ts_micros: u64,
+    pub(crate) peer_ip: Held<48>,
+    pub(crate) peer_port: u16,
+    pub(crate) transport: &'static str,
+    pub(crate) query: QueryInfo,
+    /// The response's bytes: the module's own answer, or the resolver's (TCP).
+    pub(crate) response: Option<Vec<u8>>,
+    /// Whether this path sees responses at all (TCP does, UDP does not).
+    pub(crate) response_observed: bool,
+    pub(crate) latency_us: Option<u64>,
+    pub(crate) action: &'static str,
+    pub(crate) policy_version: u64,
 }
 
 pub struct Module {
@@ -207,63 +212,92 @@ impl Module {
                 return Reply::Pass;
             }
         };
+        let (outcome, policy_version) = self.decide(data, &msg, now_us);
+        let action = outcome.event_action();
+        let reply = match outcome {
+            QueryOutcome::Forward | QueryOutcome::Shadow => Reply::Pass,
+            QueryOutcome::Answer(bytes) => Reply::Answer(bytes),
+            QueryOutcome::Drop => Reply::Swallow,
+        };
+        if self.ships() {
+            let Some(query) = QueryInfo::take_from(msg) else { return reply };
+            self.push(Seen {
+                ts_micros: now_us,
+                peer_ip: Held::of(peer_ip.as_bytes()),
+                peer_port,
+                transport: "udp",
+                query,
+                response: match &reply {
+                    Reply::Answer(bytes) => Some(bytes.clone()),
+                    _ => None,
+                },
+                // a forwarded query's response goes from udp_proxy to the client unseen
+                response_observed: false,
+                latency_us: None,
+                action,
+                policy_version,
+            });
+        }
+        reply
+    }
+
+    /// The policy's decision for a parsed query (observe only without a
+    /// feed), counted; with the policy version it was made under.
+    pub(crate) fn decide(&self, data: &[u8], msg: &Message, now_us: u64) -> (QueryOutcome, u64) {
         self.stats.count(Stat::Queries, 1);
         let node = &self.config.node;
         let policy = self.policy.load();
-        let enforce = self.config.feed.is_some();
         let outcome = decide_query(
             data,
-            &msg,
-            enforce.then_some(&**policy),
+            msg,
+            self.enforces().then_some(&**policy),
             &node.namespace,
             &node.workload,
             now_us / 1_000_000,
             &self.sinkhole,
         );
-        let action = outcome.event_action();
-        let reply = match outcome {
-            QueryOutcome::Forward => Reply::Pass,
-            QueryOutcome::Shadow => {
-                self.stats.count(Stat::Shadowed, 1);
-                Reply::Pass
-            }
-            QueryOutcome::Answer(bytes) => {
-                self.stats.count(Stat::Blocked, 1);
-                Reply::Answer(bytes)
-            }
-            QueryOutcome::Drop => {
-                self.stats.count(Stat::BlockedDropped, 1);
-                Reply::Swallow
-            }
-        };
-        if self.config.collector.is_some() {
-            let Some(query) = QueryInfo::take_from(msg) else { return reply };
-            let seen = Seen {
-                ts_micros: now_us,
-                peer_ip: Held::of(peer_ip.as_bytes()),
-                peer_port,
-                query,
-                answer: match &reply {
-                    Reply::Answer(bytes) => Some(bytes.clone()),
-                    _ => None,
-                },
-                action,
-                policy_version: policy.version,
-            };
-            if self.events.force_push(seen).is_some() {
-                self.stats.count(Stat::EventsDropped, 1);
-            }
+        match outcome {
+            QueryOutcome::Forward => {}
+            QueryOutcome::Shadow => self.stats.count(Stat::Shadowed, 1),
+            QueryOutcome::Answer(_) => self.stats.count(Stat::Blocked, 1),
+            QueryOutcome::Drop => self.stats.count(Stat::BlockedDropped, 1),
         }
-        reply
+        (outcome, policy.version)
+    }
+
+    /// Whether a feed is configured: the module enforces (else it only observes).
+    pub(crate) fn enforces(&self) -> bool {
+        self.config.feed.is_some()
+    }
+
+    /// Whether a collector is configured: the module ships events.
+    pub(crate) fn ships(&self) -> bool {
+        self.config.collector.is_some()
+    }
+
+    /// DNS over TCP: how long a forwarded query waits for its response.
+    pub(crate) fn query_timeout_us(&self) -> u64 {
+        self.config.query_timeout_ms.saturating_mul(1_000)
+    }
+
+    pub(crate) fn count(&self, stat: Stat, n: u64) {
+        self.stats.count(stat, n);
+    }
+
+    /// Queues an event for the shipping thread; when the queue is full its
+    /// oldest event is dropped (counted): the DNS path never waits.
+    pub(crate) fn push(&self, seen: Seen) {
+        if self.events.force_push(seen).is_some() {
+            self.stats.count(Stat::EventsDropped, 1);
+        }
     }
 
     /// The event of a query the worker thread saw. `clients` keeps the
     /// batch's clients, so a client's JSON is encoded once a batch.
     fn render(&self, seen: &Seen, clients: &mut HashMap<(Held<48>, u16), Client>) -> Encoded {
         let node = &self.config.node;
-        // the module's own answer is the response; a forwarded query's is not seen here
         let response = seen
-            .answer
+            .response
             .as_deref()
             .and_then(|bytes| parse_message(bytes).ok())
             .map(|m| ResponseInfo::from_message(m, 32));
@@ -275,12 +309,11 @@ impl Module {
         let event = Event {
             ts_micros: seen.ts_micros,
             client,
-            transport: "udp",
+            transport: seen.transport,
             query: &seen.query,
             response: response.as_ref(),
-            // a forwarded query's response goes from udp_proxy to the client unseen
-            response_observed: response.is_some(),
-            latency_us: None,
+            response_observed: seen.response_observed,
+            latency_us: seen.latency_us,
             action: seen.action,
             policy_version: seen.policy_version,
         };
