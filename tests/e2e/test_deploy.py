@@ -51,6 +51,9 @@ MODULE_COLLECTOR_FIELDS = {
 MODULE_FEED_FIELDS = {"address", "path", "token", "keys", "long_poll_ms", "poll_interval_ms",
                       "timeout_ms", "max_bytes", "max_rules"}  # fmt: skip
 MODULE_FILTER = "envoy.extensions.filters.udp.dynamic_modules.v3.DynamicModuleUdpListenerFilter"
+MODULE_NETWORK_FILTER = (
+    "envoy.extensions.filters.network.dynamic_modules.v3.DynamicModuleNetworkFilter"
+)
 BOOTSTRAPS = ["sidecar.yaml", "egress-gateway.yaml", "node-local-dns.yaml"]
 
 
@@ -95,10 +98,14 @@ def check_module_config(cfg: dict, listeners: dict[str, dict]) -> None:
         assert proxy["cluster"] == cluster
 
 
-def module_configs(doc: dict) -> list[dict]:
+def module_configs(doc: dict, kind: str = MODULE_FILTER) -> list[dict]:
+    """The native module's configurations: as UDP listener filters, or
+    (``MODULE_NETWORK_FILTER``) as network filters."""
+    filters = [f for lst in doc["static_resources"]["listeners"]
+               for f in lst.get("listener_filters", [])
+               + [g for chain in lst.get("filter_chains", []) for g in chain["filters"]]]  # fmt: skip
     return [json.loads(f["typed_config"]["filter_config"]["value"])
-            for lst in doc["static_resources"]["listeners"] for f in lst.get("listener_filters", [])
-            if f["typed_config"]["@type"].endswith(MODULE_FILTER)]  # fmt: skip
+            for f in filters if f["typed_config"]["@type"].endswith(kind)]  # fmt: skip
 
 
 def validate(path: Path) -> subprocess.CompletedProcess[str]:
@@ -126,15 +133,17 @@ def test_envoy_bootstraps_validate(
                for lst in doc["static_resources"]["listeners"] for chain in lst.get("filter_chains", [])
                for f in chain["filters"] + [h for g in chain["filters"] for h in g.get("typed_config", {}).get("http_filters", [])]
                if f["name"] in ("envoy.filters.network.wasm", "envoy.filters.http.wasm")]  # fmt: skip
-    assert plugins
     for cfg in plugins:
         check_filter_config(cfg)
-    # every bootstrap takes plain DNS over UDP through the module
+    # every bootstrap takes plain DNS over UDP through the module, and DNS
+    # over TCP through the Wasm filter or the module's network filter
     modules = module_configs(doc)
     assert modules
+    tcp_modules = module_configs(doc, MODULE_NETWORK_FILTER)
+    assert plugins or tcp_modules
     by_port = {lst["address"]["socket_address"]["port_value"]: lst
                for lst in doc["static_resources"]["listeners"]}  # fmt: skip
-    for cfg in modules:
+    for cfg in modules + tcp_modules:
         check_module_config(cfg, by_port)
     path = tmp_path / name
     path.write_text(text)
