@@ -187,35 +187,42 @@ impl Event<'_> {
     pub fn encode(&self) -> Encoded {
         let q = self.query;
         let mut out = Vec::with_capacity(96 + q.name.len() + self.response.map_or(0, |r| r.answers.len() * 64));
+        self.encode_tail(&mut out);
+        Encoded { ts_micros: self.ts_micros, client: Arc::clone(&self.client.json), tail: out }
+    }
+
+    /// Appends the event's array after `[ts_us,client` to `out`.
+    fn encode_tail(&self, out: &mut Vec<u8>) {
+        let q = self.query;
         out.extend_from_slice(b",\"");
         out.extend_from_slice(self.transport.as_bytes()); // a fixed token: udp, tcp, dot, doh
         let _ = write!(out, "\",{},", q.id);
-        let _ = serde_json::to_writer(&mut out, &q.name);
+        let _ = serde_json::to_writer(&mut *out, &q.name);
         out.push(b',');
-        let _ = serde_json::to_writer(&mut out, &q.qtype);
+        let _ = serde_json::to_writer(&mut *out, &q.qtype);
         out.push(b',');
-        let _ = serde_json::to_writer(&mut out, &q.class);
+        let _ = serde_json::to_writer(&mut *out, &q.class);
         let qflags = u8::from(q.rd) | u8::from(q.cd) << 1 | u8::from(q.dnssec_ok) << 2;
         let _ = write!(out, ",{qflags},");
         match self.response {
             None => out.extend_from_slice(b"null"),
             Some(r) => {
                 out.push(b'[');
-                let _ = serde_json::to_writer(&mut out, &r.rcode);
+                let _ = serde_json::to_writer(&mut *out, &r.rcode);
                 let flags = u8::from(r.aa) | u8::from(r.tc) << 1 | u8::from(r.ra) << 2 | u8::from(r.ad) << 3;
                 let _ = write!(out, ",{flags},");
-                let _ = serde_json::to_writer(&mut out, &r.min_ttl);
+                let _ = serde_json::to_writer(&mut *out, &r.min_ttl);
                 out.extend_from_slice(b",[");
                 for (i, a) in r.answers.iter().enumerate() {
                     if i > 0 {
                         out.push(b',');
                     }
                     out.push(b'[');
-                    let _ = serde_json::to_writer(&mut out, &a.name);
+                    let _ = serde_json::to_writer(&mut *out, &a.name);
                     out.push(b',');
-                    let _ = serde_json::to_writer(&mut out, &a.rtype);
+                    let _ = serde_json::to_writer(&mut *out, &a.rtype);
                     let _ = write!(out, ",{},", a.ttl);
-                    let _ = serde_json::to_writer(&mut out, &a.data);
+                    let _ = serde_json::to_writer(&mut *out, &a.data);
                     out.push(b']');
                 }
                 out.extend_from_slice(b"]]");
@@ -224,26 +231,75 @@ impl Event<'_> {
         // a response of a path that cannot see responses is still one observed
         let observed = self.response_observed || self.response.is_some();
         let _ = write!(out, ",{observed},");
-        let _ = serde_json::to_writer(&mut out, &self.latency_us);
+        let _ = serde_json::to_writer(&mut *out, &self.latency_us);
         out.extend_from_slice(b",\"");
         out.extend_from_slice(self.action.as_bytes()); // a fixed token: allowed, shadow, blocked
         let _ = write!(out, "\",{}]", self.policy_version);
-        Encoded { ts_micros: self.ts_micros, client: Arc::clone(&self.client.json), tail: out }
     }
 }
+
+/// A small, fast hash (FxHash's word-at-a-time rotate, xor, multiply) for
+/// the short keys of a batch's maps (client objects, peer addresses), which
+/// no one can grow past a batch's bound of [`MAX_BATCH_CLIENTS`] entries.
+#[derive(Default, Clone, Copy)]
+pub struct FastHasher(u64);
+
+impl FastHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl std::hash::Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(w);
+            self.add(u64::from_le_bytes(b));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut b = [0u8; 8];
+            if let Some(d) = b.get_mut(..rest.len()) {
+                d.copy_from_slice(rest);
+            }
+            self.add(u64::from_le_bytes(b));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u16(&mut self, i: u16) {
+        self.add(u64::from(i));
+    }
+
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+}
+
+/// A map hashed with [`FastHasher`].
+pub type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FastHasher>>;
 
 /// Builds one v2 batch body: `{"v":2,"node":...,"clients":[...],"events":[...]}`.
 pub struct BatchBuilder<'n> {
     node_json: &'n str,
     clients: Vec<Arc<str>>,
-    index: HashMap<Arc<str>, usize>,
+    index: FastMap<Arc<str>, usize>,
     events: Vec<u8>,
     count: usize,
 }
 
 impl<'n> BatchBuilder<'n> {
     pub fn new(node_json: &'n str) -> BatchBuilder<'n> {
-        BatchBuilder { node_json, clients: Vec::new(), index: HashMap::new(), events: Vec::with_capacity(64 * 1024), count: 0 }
+        BatchBuilder { node_json, clients: Vec::new(), index: FastMap::default(), events: Vec::with_capacity(64 * 1024), count: 0 }
     }
 
     /// Events in the batch so far.
@@ -258,31 +314,54 @@ impl<'n> BatchBuilder<'n> {
     /// Whether `e` fits: false only when it names a new client and the batch
     /// already names [`MAX_BATCH_CLIENTS`].
     pub fn fits(&self, e: &Encoded) -> bool {
-        self.clients.len() < MAX_BATCH_CLIENTS || self.last_client_is(&e.client) || self.index.contains_key(&e.client)
+        self.fits_client(&e.client)
+    }
+
+    /// Whether an event of the client whose object is `client` fits (see [`BatchBuilder::fits`]).
+    pub fn fits_client(&self, client: &Arc<str>) -> bool {
+        self.clients.len() < MAX_BATCH_CLIENTS || self.last_client_is(client) || self.index.contains_key(client)
     }
 
     fn last_client_is(&self, client: &Arc<str>) -> bool {
         self.clients.last().is_some_and(|c| Arc::ptr_eq(c, client))
     }
 
-    /// Adds `e` (the caller checked [`BatchBuilder::fits`]).
-    pub fn push(&mut self, e: &Encoded) {
-        let at = if self.last_client_is(&e.client) {
+    /// The client's index in the batch, added if new.
+    fn client_index(&mut self, client: &Arc<str>) -> usize {
+        if self.last_client_is(client) {
             self.clients.len() - 1
-        } else if let Some(&at) = self.index.get(&e.client) {
+        } else if let Some(&at) = self.index.get(client) {
             at
         } else {
             let at = self.clients.len();
-            self.clients.push(Arc::clone(&e.client));
-            self.index.insert(Arc::clone(&e.client), at);
+            self.clients.push(Arc::clone(client));
+            self.index.insert(Arc::clone(client), at);
             at
-        };
+        }
+    }
+
+    fn open_event(&mut self, ts_micros: u64, client: &Arc<str>) {
+        let at = self.client_index(client);
         if self.count > 0 {
             self.events.push(b',');
         }
-        let _ = write!(self.events, "[{},{at}", e.ts_micros);
-        self.events.extend_from_slice(&e.tail);
+        let _ = write!(self.events, "[{ts_micros},{at}");
         self.count += 1;
+    }
+
+    /// Adds `e` (the caller checked [`BatchBuilder::fits`]).
+    pub fn push(&mut self, e: &Encoded) {
+        self.open_event(e.ts_micros, &e.client);
+        self.events.extend_from_slice(&e.tail);
+    }
+
+    /// Adds `e`, encoded straight into the batch (the caller checked
+    /// [`BatchBuilder::fits_client`] with its client's object): the same
+    /// bytes as [`Event::encode`] then [`BatchBuilder::push`], without the
+    /// intermediate copy.
+    pub fn push_event(&mut self, e: &Event<'_>) {
+        self.open_event(e.ts_micros, &e.client.json);
+        e.encode_tail(&mut self.events);
     }
 
     /// The batch's JSON body.
@@ -362,6 +441,24 @@ mod tests {
             ],
         });
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn an_event_pushed_directly_is_the_same_bytes_as_encoded_then_pushed() {
+        let node_json = serde_json::to_string(&Node::default()).unwrap_or_default();
+        let a = Client::new("10.0.0.1".into(), 5353, None, "a".into(), "b".into());
+        let b = Client::new("fe80::1".into(), 53, Some("spiffe://td/ns/a/sa/b".into()), "a".into(), "b".into());
+        let query = QueryInfo { id: 9, name: "x\"y.example".into(), qtype: "A".into(), class: "IN".into(), rd: true, cd: true, dnssec_ok: false };
+        let response = sample_response();
+        let events = [event(&a, &query, Some(&response), true), event(&b, &query, None, false), event(&a, &query, None, true)];
+        let (mut encoded, mut direct) = (BatchBuilder::new(&node_json), BatchBuilder::new(&node_json));
+        for e in &events {
+            assert!(encoded.fits(&e.encode()) && direct.fits_client(&e.client.json));
+            encoded.push(&e.encode());
+            direct.push_event(e);
+        }
+        assert_eq!(direct.len(), 3);
+        assert_eq!(String::from_utf8_lossy(&direct.finish()), String::from_utf8_lossy(&encoded.finish()));
     }
 
     #[test]

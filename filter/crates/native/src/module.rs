@@ -10,7 +10,6 @@
 //! shipping thread turns those into v2 batches: the JSON is built off the DNS
 //! path.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -18,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use crossbeam_queue::ArrayQueue;
-use dnsflow::event::{BatchBuilder, Client, Encoded, Event, QueryInfo, ResponseInfo};
+use dnsflow::event::{BatchBuilder, Client, Event, FastMap, QueryInfo, ResponseInfo};
 use dnsflow::{accept_feed, decide_query, FeedOutcome, QueryOutcome};
 use dnspolicy::{Policy, PublicKey};
 use dnswire::{parse_message, Message, Sinkhole};
@@ -292,48 +291,42 @@ impl Module {
         }
     }
 
-    /// The event of a query the worker thread saw. `clients` keeps the
-    /// batch's clients, so a client's JSON is encoded once a batch.
-    fn render(&self, seen: &Seen, clients: &mut HashMap<(Held<48>, u16), Client>) -> Encoded {
-        let node = &self.config.node;
-        let response = seen
-            .response
-            .as_deref()
-            .and_then(|bytes| parse_message(bytes).ok())
-            .map(|m| ResponseInfo::from_message(m, 32));
-        let key = (seen.peer_ip.clone(), seen.peer_port);
-        let client = clients.entry(key).or_insert_with(|| {
-            let ip = String::from_utf8_lossy(seen.peer_ip.bytes()).into_owned();
-            Client::new(ip, seen.peer_port, None, node.namespace.clone(), node.workload.clone())
-        });
-        let event = Event {
-            ts_micros: seen.ts_micros,
-            client,
-            transport: seen.transport,
-            query: &seen.query,
-            response: response.as_ref(),
-            response_observed: seen.response_observed,
-            latency_us: seen.latency_us,
-            action: seen.action,
-            policy_version: seen.policy_version,
-        };
-        event.encode()
-    }
-
-    /// Up to `max` queued events as one v2 batch body; None when none is queued.
+    /// Up to `max` queued events as one v2 batch body; None when none is
+    /// queued. Each event is rendered straight into the batch; a client's
+    /// JSON is encoded once a batch.
     pub fn take_batch(&self, max: usize) -> Option<(Vec<u8>, u64)> {
+        let node = &self.config.node;
         let mut batch = BatchBuilder::new(&self.node_json);
-        let mut clients = HashMap::new();
+        let mut clients: FastMap<(Held<48>, u16), Client> = FastMap::default();
         while batch.len() < max {
             let Some(seen) = self.events.pop() else { break };
-            let ev = self.render(&seen, &mut clients);
-            if !batch.fits(&ev) {
+            // the module's own answer, or the resolver's (TCP), parsed here, off the DNS path
+            let response = seen
+                .response
+                .as_deref()
+                .and_then(|bytes| parse_message(bytes).ok())
+                .map(|m| ResponseInfo::from_message(m, 32));
+            let client = clients.entry((seen.peer_ip.clone(), seen.peer_port)).or_insert_with(|| {
+                let ip = String::from_utf8_lossy(seen.peer_ip.bytes()).into_owned();
+                Client::new(ip, seen.peer_port, None, node.namespace.clone(), node.workload.clone())
+            });
+            if !batch.fits_client(&client.json) {
                 // only a batch already naming the most clients it may: this
                 // event starts no batch of its own, and is counted as dropped
                 self.stats.count(Stat::EventsDropped, 1);
                 break;
             }
-            batch.push(&ev);
+            batch.push_event(&Event {
+                ts_micros: seen.ts_micros,
+                client,
+                transport: seen.transport,
+                query: &seen.query,
+                response: response.as_ref(),
+                response_observed: seen.response_observed,
+                latency_us: seen.latency_us,
+                action: seen.action,
+                policy_version: seen.policy_version,
+            });
         }
         let n = batch.len() as u64;
         (n > 0).then(|| (batch.finish(), n))
