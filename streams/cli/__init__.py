@@ -249,8 +249,8 @@ def _replay(args: argparse.Namespace) -> int:
         )
     console.print(table)
     console.print(
-        f"{result.events} events, {result.rejected} rejected, findings {dict(result.findings)}; "
-        f"alerts and verdicts in {out}/"
+        f"{result.events} events, {result.rejected} rejected, findings {dict(result.findings)} "
+        f"({result.decisions_total} decisions); alerts and verdicts in {out}/"
     )
     return 0
 

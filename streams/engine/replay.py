@@ -29,6 +29,8 @@ from streams.ingest.decode import decode_record
 from streams.ingest.pcap import read_dns
 
 BATCH = 2000
+KEEP_DECISIONS = 10_000  # decisions kept in memory for the caller's table; all are counted
+MAX_PENDING = 100_000  # capture queries waiting for their response at most
 
 
 @dataclass
@@ -37,7 +39,10 @@ class ReplayResult:
     rejected: int = 0
     findings: Counter[str] = field(default_factory=Counter)
     alerts: Counter[str] = field(default_factory=Counter)  # alerted findings, by detector
+    # the first decisions (at most ``keep``), for a table; alerts and verdicts
+    # are all in the output folder
     decisions: list[Decision] = field(default_factory=list)
+    decisions_total: int = 0
     names: Counter[str] = field(default_factory=Counter)  # events by what their name was
 
 
@@ -61,9 +66,10 @@ def events_from_pcap(
 ) -> Iterator[DnsEvent]:
     """Events of a capture; its clients are IP addresses, in ``namespace`` if
     given (a capture carries no pod identity; without a namespace a verdict
-    has no scope, so findings stay alerts)."""
+    has no scope, so findings stay alerts). At most ``MAX_PENDING`` queries
+    wait for their response; past that the oldest is reported unanswered."""
+    # insertion-ordered: the oldest waiting query first
     pending: dict[tuple[str, int, str, int], tuple[float, str, str]] = {}
-    order: list[tuple[str, int, str, int]] = []
     for pkt in read_dns(path):
         try:
             msg = dns.message.from_wire(pkt.wire, ignore_trailing=False)
@@ -83,9 +89,12 @@ def events_from_pcap(
         qtype = dns.rdatatype.to_text(q.rdtype)
         if not msg.flags & dns.flags.QR:
             key = (pkt.src[0], msg.id, name, int(q.rdtype))
-            if key not in pending:
-                order.append(key)
+            pending.pop(key, None)  # a retransmission waits from its latest copy
             pending[key] = (pkt.ts, name, qtype)
+            if len(pending) > MAX_PENDING:
+                old = next(iter(pending))
+                ts, oname, otype = pending.pop(old)
+                yield DnsEvent(ts, old[0], namespace, oname, otype, None)
             continue
         key = (pkt.dst[0], msg.id, name, int(q.rdtype))
         seen = pending.pop(key, None)
@@ -97,14 +106,17 @@ def events_from_pcap(
         )
         rcode = dns.rcode.to_text(msg.rcode())
         yield DnsEvent(ts, pkt.dst[0], namespace, name, qtype, rcode, answers)
-    for key in order:  # queries never answered in the capture
-        if key in pending:
-            ts, name, qtype = pending.pop(key)
-            yield DnsEvent(ts, key[0], namespace, name, qtype, None)
+    for key, (ts, name, qtype) in pending.items():  # queries never answered in the capture
+        yield DnsEvent(ts, key[0], namespace, name, qtype, None)
 
 
 def replay(
-    pipeline: Pipeline, path: Path, out_dir: Path, progress: bool = True, namespace: str = ""
+    pipeline: Pipeline,
+    path: Path,
+    out_dir: Path,
+    progress: bool = True,
+    namespace: str = "",
+    keep: int = KEEP_DECISIONS,
 ) -> ReplayResult:
     from rich.progress import Progress
 
@@ -142,7 +154,10 @@ def replay(
             for a in out.alerts:  # incidents: a new one, a new verdict, or a periodic update
                 result.alerts[a.detector] += 1
                 alerts.write(json.dumps(a.body) + "\n")
-            result.decisions.extend(out.decisions)
+            room = keep - len(result.decisions)
+            if room > 0:
+                result.decisions.extend(out.decisions[:room])
+            result.decisions_total += len(out.decisions)
             batch.clear()
 
         for i, ev in enumerate(source):

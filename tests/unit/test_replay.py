@@ -86,3 +86,43 @@ def test_batch_record_lines_read_like_their_events(tmp_path: Path) -> None:
     )
     assert rejected_flat == []
     assert [r["line"] for r in rejected_batched] == ["2[3]"]
+
+
+def test_replay_keeps_a_bounded_number_of_decisions_and_counts_them_all(
+    model, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    capture = CAPTURES / "tunnels" / "dns2tcp-netrack-2018-03-23.pcap"
+    full = replay(Pipeline(model), capture, tmp_path / "full", progress=False, namespace="lab")
+    assert full.decisions_total == len(full.decisions) >= 1
+    kept = replay(Pipeline(model), capture, tmp_path / "kept", progress=False, namespace="lab",
+                  keep=0)  # fmt: skip
+    assert kept.decisions == []
+    assert kept.decisions_total == full.decisions_total
+    # every alert is still written out
+    written = (tmp_path / "kept" / "alerts.jsonl").read_text().splitlines()
+    assert len(written) == len((tmp_path / "full" / "alerts.jsonl").read_text().splitlines())
+
+
+def test_unanswered_capture_queries_wait_in_a_bounded_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dns.message
+
+    from streams.engine import replay as replay_mod
+    from streams.ingest.pcap import DnsPacket
+
+    queries = [
+        DnsPacket(
+            float(i),
+            "udp",
+            ("10.0.0.1", 5000 + i),
+            ("10.0.0.53", 53),
+            dns.message.make_query(f"q{i}.example.com", "A", id=i).to_wire(),
+        )
+        for i in range(5)
+    ]
+    monkeypatch.setattr(replay_mod, "read_dns", lambda path: iter(queries))
+    monkeypatch.setattr(replay_mod, "MAX_PENDING", 2)
+    events = list(replay_mod.events_from_pcap(Path("unused.pcap"), []))
+    # none answered: every query is an unanswered event, the oldest pushed out first
+    assert [(e.qname, e.rcode) for e in events] == [(f"q{i}.example.com", None) for i in range(5)]
