@@ -5,7 +5,9 @@ collector writes to Kafka and to its JSONL sink; JSON arrays of v1 events; v1
 events) or a pcap/pcapng capture (DNS over UDP and TCP; queries are paired with responses by client, transaction id and
 question). Alerts and verdicts are printed as a table and written as JSONL to
 an output folder. Events that cannot be decoded are counted and written to
-``rejected.jsonl`` with the reason; nothing is silently dropped.
+``rejected.jsonl`` with the reason as they come; nothing is silently dropped,
+and nothing grows with the file's length (see ``KEEP_DECISIONS`` and
+``MAX_PENDING``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, Protocol
 
 import dns.exception
 import dns.message
@@ -46,7 +49,23 @@ class ReplayResult:
     names: Counter[str] = field(default_factory=Counter)  # events by what their name was
 
 
-def events_from_jsonl(path: Path, rejected: list[dict[str, str]]) -> Iterator[DnsEvent]:
+class Rejections:
+    """Rejected events written to a JSONL file as they come (counted, not kept)."""
+
+    def __init__(self, out: IO[str]) -> None:
+        self.out = out
+        self.count = 0
+
+    def append(self, entry: dict[str, str]) -> None:
+        self.out.write(json.dumps(entry) + "\n")
+        self.count += 1
+
+
+class RejectSink(Protocol):
+    def append(self, entry: dict[str, str], /) -> None: ...
+
+
+def events_from_jsonl(path: Path, rejected: RejectSink) -> Iterator[DnsEvent]:
     """The events of a JSONL file whose lines are records of the events topic:
     v2 batches (what the collector writes), JSON arrays of v1 events, or v1
     events; a rejected event's ``line`` is ``N`` or, inside a batch, ``N[i]``."""
@@ -61,9 +80,7 @@ def events_from_jsonl(path: Path, rejected: list[dict[str, str]]) -> Iterator[Dn
             yield from events
 
 
-def events_from_pcap(
-    path: Path, rejected: list[dict[str, str]], namespace: str = ""
-) -> Iterator[DnsEvent]:
+def events_from_pcap(path: Path, rejected: RejectSink, namespace: str = "") -> Iterator[DnsEvent]:
     """Events of a capture; its clients are IP addresses, in ``namespace`` if
     given (a capture carries no pod identity; without a namespace a verdict
     has no scope, so findings stay alerts). At most ``MAX_PENDING`` queries
@@ -120,7 +137,6 @@ def replay(
 ) -> ReplayResult:
     from rich.progress import Progress
 
-    rejected: list[dict[str, str]] = []
     with path.open("rb") as fh:
         magic = fh.read(4)  # pcap (both byte orders, micro/nano) or pcapng
     is_pcap = magic in (
@@ -129,18 +145,20 @@ def replay(
         b"\x0a\x0d\x0d\x0a",
         b"\x4d\x3c\xb2\xa1",
     )
-    source = (
-        events_from_pcap(path, rejected, namespace)
-        if is_pcap
-        else events_from_jsonl(path, rejected)
-    )
     result = ReplayResult()
     out_dir.mkdir(parents=True, exist_ok=True)
     with (
+        (out_dir / "rejected.jsonl").open("w", encoding="utf-8") as rejected_out,
         (out_dir / "alerts.jsonl").open("w", encoding="utf-8") as alerts,
         (out_dir / "verdicts.jsonl").open("w", encoding="utf-8") as verdicts,
         Progress(transient=True, disable=not progress) as bar,
     ):
+        rejected = Rejections(rejected_out)
+        source = (
+            events_from_pcap(path, rejected, namespace)
+            if is_pcap
+            else events_from_jsonl(path, rejected)
+        )
         size = path.stat().st_size
         task = bar.add_task(f"replaying {path.name}", total=size)
         batch: list[DnsEvent] = []
@@ -168,7 +186,5 @@ def replay(
                 bar.update(task, completed=min(size, i * 200))
         if batch:
             flush()
-    with (out_dir / "rejected.jsonl").open("w", encoding="utf-8") as out:
-        out.writelines(json.dumps(r) + "\n" for r in rejected)
-    result.rejected = len(rejected)
+    result.rejected = rejected.count
     return result
