@@ -51,11 +51,22 @@ def _report(worse: list[str]) -> dict[str, Any]:
 
 def test_card_puts_model_and_baseline_side_by_side() -> None:
     card = render_model_card(_report([]))
-    row = "| cryptolocker | 5000 | random | 0.9982 | 0.465 | 0.421 | 0.734 | 0.527 | 0.985 | 0.907 | 0.000 |"
+    row = "| cryptolocker | 5000 | random | 0.9982 | 0.465 | 0.421 | - | 0.734 | 0.527 | 0.985 | 0.907 | 0.000 |"
     assert row in card
-    assert "| median TPR at FPR 1e-3, random-character | 0.465 | 0.421 |" in card
+    assert "| median TPR at FPR 1e-3, random-character | 0.465 | 0.421 | - |" in card
     assert "| `hkcplzqitt.net` | 18445 | 0.999600 |" in card
     assert "by > 0.05 at FPR 1e-3 | 0 |" in card
+
+
+def test_card_shows_the_ensemble_beside_them_when_measured() -> None:
+    report = _report(["cryptolocker"])
+    report["families"][0]["ensemble"] = _rates(0.999, 0.99, 0.5, 0.8, 0.0)
+    report["summary"]["ensemble_median_tpr_at_0.001_random"] = 0.5
+    report["summary"]["families_worse_than_baseline_at_0.001_ensemble"] = []
+    card = render_model_card(report)
+    assert "| cryptolocker | 5000 | random | 0.9982 | 0.465 | 0.421 | 0.500 |" in card
+    assert "| median TPR at FPR 1e-3, random-character | 0.465 | 0.421 | 0.500 |" in card
+    assert "at FPR 1e-3 | 1 (cryptolocker) | | 0 | 0 |" in card
 
 
 def test_card_names_the_families_where_the_model_is_worse() -> None:

@@ -70,3 +70,19 @@ def test_calibration_levels() -> None:
     assert (sigmoid(logits) >= t["evidence"]).mean() <= 1e-2
     assert (sigmoid(logits) >= t["evidence"]).mean() >= 9e-3
     assert t["block"] == pytest.approx(float(sigmoid(np.array([6.0]))[0]))
+
+
+def test_the_ensemble_sums_views_standardised_on_their_own_benign_scores() -> None:
+    from models.train_dga import ensemble
+
+    benign = np.array([0.0, 1.0, 2.0, 3.0])
+    # the second view is the first scaled and shifted: standardised, they agree
+    a = (benign, np.array([4.0, -1.0]))
+    b = (10 * benign + 7, 10 * np.array([4.0, -1.0]) + 7)
+    eb, ef = ensemble(a, b)
+    z = (np.array([4.0, -1.0]) - 1.5) / benign.std()
+    assert np.allclose(ef, 2 * z)
+    assert np.allclose(eb, 2 * (benign - 1.5) / benign.std())
+    # a view that separates nothing adds no order of its own
+    flat = (np.zeros(4), np.zeros(2))
+    assert list(np.argsort(ensemble(a, flat)[1])) == list(np.argsort(a[1]))
