@@ -154,3 +154,22 @@ def loop_rig(
 
     with start_loop(kafka_bootstrap, wasm_module, tmp_path_factory.mktemp("loop")) as rig:
         yield rig
+
+
+def run_cleanly(
+    tmp_path: Path, ports: FilterPorts, exercise: Callable[[EnvoyProcess], None]
+) -> None:
+    """Envoy with ``ports``' listeners, in front of the test resolver on
+    ``ports.upstream_dns``: ``exercise`` runs against it, then Envoy stops;
+    it must exit 0 with nothing in its log that says a module crashed."""
+    with UpstreamServer(Upstream(), ports.upstream_dns, free_ports(1)[0]):
+        envoy = EnvoyProcess(filter_bootstrap(ports, FilterOptions(token=TOKEN)), tmp_path)
+        envoy.start()
+        assert envoy.child is not None
+        proc = envoy.child.proc
+        exercise(envoy)
+        envoy.stop()
+    log = (tmp_path / "envoy.log").read_text()
+    assert proc.returncode == 0, log[-3000:]
+    for bad in ("panicked", "Caught Segmentation", "Backtrace", "critical"):
+        assert bad not in log, log[-3000:]

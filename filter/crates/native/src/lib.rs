@@ -21,3 +21,5 @@ pub mod ffi_tcp;
 pub mod http;
 pub mod module;
 pub mod tcp;
+#[cfg(test)]
+mod test_support;

@@ -503,6 +503,7 @@ mod tests {
     use ed25519_dalek::{Signer, SigningKey};
 
     use super::*;
+    use crate::test_support::b64url;
 
     #[derive(Default)]
     struct Counts(Vec<AtomicU64>, Vec<AtomicU64>);
@@ -526,19 +527,6 @@ mod tests {
         fn get(&self, stat: Stat) -> u64 {
             Stat::ALL.iter().position(|s| *s == stat).and_then(|i| self.0.get(i)).map_or(0, |c| c.load(Ordering::Relaxed))
         }
-    }
-
-    fn b64url(bytes: &[u8]) -> String {
-        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let b = [chunk.first().copied().unwrap_or(0), chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for k in 0..=chunk.len() {
-                out.push(char::from(A[((n >> (18 - 6 * k)) & 63) as usize]));
-            }
-        }
-        out
     }
 
     const SEED: [u8; 32] = [7; 32];

@@ -279,6 +279,7 @@ mod tests {
     use ed25519_dalek::SigningKey;
 
     use super::*;
+    use crate::test_support::b64url;
     use crate::config::Config;
     use crate::module::{Gauge, StatsSink};
 
@@ -321,19 +322,6 @@ mod tests {
             m.set_policy(p);
         }
         (m, counts)
-    }
-
-    fn b64url(bytes: &[u8]) -> String {
-        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        let mut out = String::new();
-        for chunk in bytes.chunks(3) {
-            let b = [chunk.first().copied().unwrap_or(0), chunk.get(1).copied().unwrap_or(0), chunk.get(2).copied().unwrap_or(0)];
-            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-            for k in 0..=chunk.len() {
-                out.push(char::from(A[((n >> (18 - 6 * k)) & 63) as usize]));
-            }
-        }
-        out
     }
 
     fn query(id: u16, name: &str) -> Vec<u8> {
