@@ -28,14 +28,13 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
 import yaml
 
+from bench.receivers import DNSBENCH, events_receiver, wait_ready
 from streams.stack.envoy import (
     NATIVE_DIR,
     TCP_PROXY,
@@ -52,13 +51,14 @@ from streams.stack.services import envoy_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 
-DNSBENCH = ROOT / "filter" / "target" / "release" / "dnsbench"
+
 FLOOR = ROOT / "filter" / "target" / "wasm32-unknown-unknown" / "release" / "wasm_floor.wasm"
 OUT = ROOT / "bench" / "results" / "filter.json"
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 SECONDS = float(os.environ.get("BENCH_SECONDS", "3"))
 # (name, connections, queries in flight per connection; 0 = a new connection per query)
 COLLECTOR = os.environ.get("BENCH_COLLECTOR", "sink")
+TOKEN = "bench-token-0123456789"
 WORKLOADS = (("pipelined", 4, 8), ("query-per-connection", 4, 0))
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -66,18 +66,6 @@ TICKS = os.sysconf("SC_CLK_TCK")
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def wait_ready(url: str, expect: bytes | None = None) -> None:
-    for _ in range(200):
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if expect is None or r.read().strip() == expect:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} not ready")
 
 
 def load(port: int, conns: int, pipeline: int) -> dict[str, float]:
@@ -104,30 +92,7 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         procs.append(subprocess.Popen([str(DNSBENCH), "serve", str(upstream)]))
-        if COLLECTOR == "dnsguard":
-            env = dict(
-                os.environ,
-                DNSGUARD_COLLECTOR_PORT=str(collector),
-                DNSGUARD_COLLECTOR_TOKEN="bench-token-0123456789",
-            )
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "streams.cli",
-                        "collector",
-                        "--sink",
-                        f"jsonl:{work / 'events.jsonl'}",
-                    ],
-                    env=env,
-                    cwd=ROOT,
-                    stdout=subprocess.DEVNULL,
-                )
-            )
-            wait_ready(f"http://127.0.0.1:{collector}/healthz")
-        else:
-            procs.append(subprocess.Popen([str(DNSBENCH), "sink", str(collector)]))
+        procs.append(events_receiver(COLLECTOR, collector, TOKEN, work))
         ports = FilterPorts(
             admin=admin,
             dns_tcp=filt,
@@ -136,9 +101,7 @@ def main() -> None:
             plain_tcp=plain,
             native_tcp=native,
         )
-        cfg = filter_bootstrap(
-            ports, FilterOptions(token="bench-token-0123456789", queue_max=100_000)
-        )
+        cfg = filter_bootstrap(ports, FilterOptions(token=TOKEN, queue_max=100_000))
         for behaviour, port in (("empty", empty), ("read", read)):  # the floor modules
             floor = wasm_filter("network", f"floor_{behaviour}", f"floor_{behaviour}", behaviour,
                                 FLOOR, "floor")  # fmt: skip

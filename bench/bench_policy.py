@@ -39,7 +39,8 @@ from pathlib import Path
 import yaml
 from aiohttp import web
 
-from bench.bench_filter import DNSBENCH, cpu_seconds, load, wait_ready
+from bench.bench_filter import cpu_seconds, load
+from bench.receivers import DNSBENCH, wait_ready
 from streams.policy.feed import render_snapshot
 from streams.policy.signing import SigningKey
 from streams.stack.envoy import FilterOptions, FilterPorts, filter_bootstrap

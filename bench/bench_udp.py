@@ -37,7 +37,6 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -48,7 +47,8 @@ from typing import Any
 
 import yaml
 
-from bench.bench_filter import DNSBENCH, cpu_seconds, wait_ready
+from bench.bench_filter import cpu_seconds
+from bench.receivers import DNSBENCH, events_receiver, wait_ready
 from streams.policy.feed import render_snapshot
 from streams.policy.signing import SigningKey
 from streams.stack.envoy import NATIVE_DIR, NATIVE_PATH, udp_listener
@@ -187,17 +187,7 @@ def main() -> None:
     rounds: dict[str, list[dict[str, float]]] = {k: [] for k in paths}
     try:
         procs.append(subprocess.Popen([str(DNSBENCH), "serve", str(upstream)]))
-        if COLLECTOR == "dnsguard":
-            env = dict(
-                os.environ, DNSGUARD_COLLECTOR_PORT=str(collector), DNSGUARD_COLLECTOR_TOKEN=TOKEN
-            )
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "streams.cli", "collector", "--sink", f"jsonl:{work / 'events.jsonl'}"],
-                env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-            ))  # fmt: skip
-            wait_ready(f"http://127.0.0.1:{collector}/healthz")
-        else:
-            procs.append(subprocess.Popen([str(DNSBENCH), "sink", str(collector)]))
+        procs.append(events_receiver(COLLECTOR, collector, TOKEN, work))
         envoy = subprocess.Popen(
             [str(envoy_binary()), "-c", str(work / "envoy.yaml"), "--use-dynamic-base-id",
              "--concurrency", "1", "-l", "error"],
