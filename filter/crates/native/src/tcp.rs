@@ -460,6 +460,28 @@ mod tests {
     }
 
     #[test]
+    fn reads_larger_than_a_slice_with_a_message_pending_are_framed_whole() {
+        let (m, _) = module(true);
+        let mut c = TcpConn::new("10.0.0.7", 40000, false);
+        // 3,000 queries (~100 KB), the stream cut inside the first one and
+        // again far past one framer slice (64 KiB), one blocked query among them
+        let queries: Vec<Vec<u8>> = (0..3000u16)
+            .map(|i| query(i, if i == 2500 { "x.bad.example.net" } else { "a.example.com" }))
+            .collect();
+        let refs: Vec<&[u8]> = queries.iter().map(Vec::as_slice).collect();
+        let bytes = stream(&refs);
+        assert!(bytes.len() > SLICE + 10);
+        let (first, rest) = bytes.split_at(5);
+        let r1 = c.on_read(&m, &[first], 1_000);
+        assert_eq!(r1.replace, Some(vec![]));
+        let r2 = c.on_read(&m, &[rest], 2_000);
+        let allowed: Vec<&[u8]> = refs.iter().enumerate().filter(|(i, _)| *i != 2500).map(|(_, q)| *q).collect();
+        assert_eq!(r2.replace, Some(stream(&allowed)));
+        assert_eq!(r2.answers.len(), 1);
+        assert_eq!(c.waiting(), MAX_WAITING);
+    }
+
+    #[test]
     fn a_connection_keeps_at_most_max_waiting_queries() {
         let (m, _) = module(false);
         let mut c = TcpConn::new("10.0.0.7", 40000, false);
