@@ -199,6 +199,9 @@ class FilterPorts:
     dns_udp: int | None = None  # DNS over UDP through the native module, then udp_proxy
     plain_udp: int | None = None  # a second UDP listener with udp_proxy only (benchmark baseline)
     native_tcp: int | None = None  # DNS over TCP through the native module's network filter
+    native_dot: int | None = (
+        None  # DoT terminated by Envoy, then the native module's network filter
+    )
 
 
 @dataclass
@@ -273,6 +276,31 @@ def native_module_config(ports: FilterPorts, opts: FilterOptions) -> dict[str, A
     return config
 
 
+def _dot_tls(opts: FilterOptions) -> dict[str, Any]:
+    """Envoy's TLS for a DoT listener: the server certificate and, with a
+    client CA, client certificates required."""
+    if opts.tls_cert is None or opts.tls_key is None:
+        raise ValueError("a DoT listener needs tls_cert and tls_key")
+    tls: dict[str, Any] = {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+        "common_tls_context": {
+            "tls_certificates": [
+                {
+                    "certificate_chain": {"filename": str(opts.tls_cert)},
+                    "private_key": {"filename": str(opts.tls_key)},
+                }
+            ],
+            "alpn_protocols": ["dot"],
+        },
+    }
+    if opts.tls_client_ca is not None:
+        tls["require_client_certificate"] = True
+        tls["common_tls_context"]["validation_context"] = {
+            "trusted_ca": {"filename": str(opts.tls_client_ca)}
+        }
+    return {"name": "envoy.transport_sockets.tls", "typed_config": tls}
+
+
 def filter_bootstrap(
     ports: FilterPorts, opts: FilterOptions, wasm: Path = WASM_PATH
 ) -> dict[str, Any]:
@@ -322,31 +350,16 @@ def filter_bootstrap(
         listeners.append(listener("dns_tcp_native", ports.native_tcp, [native, tcp_proxy]))
     if ports.plain_udp is not None:
         listeners.append(udp_listener("dns_udp_plain", ports.plain_udp, None))
+    tls_listeners = []
     if ports.dot is not None:
-        if opts.tls_cert is None or opts.tls_key is None:
-            raise ValueError("a DoT listener needs tls_cert and tls_key")
-        dot = listener("dns_dot", ports.dot, [_wasm("network", cfg("tcp"), wasm, VM_ID), tcp_proxy])
-        tls: dict[str, Any] = {
-            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
-            "common_tls_context": {
-                "tls_certificates": [
-                    {
-                        "certificate_chain": {"filename": str(opts.tls_cert)},
-                        "private_key": {"filename": str(opts.tls_key)},
-                    }
-                ],
-                "alpn_protocols": ["dot"],
-            },
-        }
-        if opts.tls_client_ca is not None:
-            tls["require_client_certificate"] = True
-            tls["common_tls_context"]["validation_context"] = {
-                "trusted_ca": {"filename": str(opts.tls_client_ca)}
-            }
-        dot["filter_chains"][0]["transport_socket"] = {
-            "name": "envoy.transport_sockets.tls",
-            "typed_config": tls,
-        }
+        tls_listeners.append(
+            listener("dns_dot", ports.dot, [_wasm("network", cfg("tcp"), wasm, VM_ID), tcp_proxy])
+        )
+    if ports.native_dot is not None:
+        native = native_network_filter(native_module_config(ports, opts))
+        tls_listeners.append(listener("dns_dot_native", ports.native_dot, [native, tcp_proxy]))
+    for dot in tls_listeners:
+        dot["filter_chains"][0]["transport_socket"] = _dot_tls(opts)
         listeners.append(dot)
     clusters = [
         _cluster("upstream_dns", ports.upstream_dns),

@@ -61,7 +61,7 @@ def rig(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[FilterRig]:
     work = tmp_path_factory.mktemp("rig")
-    admin, dns_tcp, up, up_doh, col, doh, dot = free_ports(7)
+    admin, dns_tcp, up, up_doh, col, doh, dot, native_dot = free_ports(8)
     topic = f"e2e.events.{uuid.uuid4().hex[:8]}"
     dlq = topic + ".dlq"
     asyncio.run(ensure_topics(kafka_bootstrap, [TopicSpec(topic, 3), TopicSpec(dlq, 1)]))
@@ -73,6 +73,7 @@ def rig(
         doh=doh,
         upstream_doh=up_doh,
         dot=dot,
+        native_dot=native_dot,
     )
     opts = FilterOptions(
         token=TOKEN,

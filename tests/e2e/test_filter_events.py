@@ -187,17 +187,23 @@ def test_unanswered_query_becomes_an_event_after_the_timeout(rig: FilterRig) -> 
     jsonschema.validate(ev, SCHEMA)
 
 
-def test_dot_terminated_by_envoy_carries_the_client_certificate_identity(rig: FilterRig) -> None:
+@pytest.mark.parametrize("path", ["wasm", "native"])
+def test_dot_terminated_by_envoy_carries_the_client_certificate_identity(
+    rig: FilterRig, path: str
+) -> None:
+    """The Wasm filter and the native module's network filter alike, behind Envoy's TLS."""
     import ssl
 
     from tests.e2e.conftest import CLIENT_SPIFFE
 
-    name = uniq("dot-")
+    port = rig.ports.dot if path == "wasm" else rig.ports.native_dot
+    assert port is not None
+    name = uniq(f"dot-{path}-")
     ctx = ssl.create_default_context(cafile=str(rig.tls.ca))
     ctx.load_cert_chain(str(rig.tls.client_cert), str(rig.tls.client_key))
     q = dns.message.make_query(name, "A")
     with (
-        socket.create_connection(("127.0.0.1", rig.ports.dot), timeout=5) as raw,
+        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
         ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s,
     ):
         s.sendall(framed(q.to_wire()))

@@ -46,22 +46,6 @@ pub fn split_address(addr: &str) -> (String, u16) {
     }
 }
 
-/// A segment of a SPIFFE id ``spiffe://<trust domain>/ns/<namespace>/sa/<account>``.
-fn spiffe_part<'a>(uri: &'a str, key: &str) -> Option<&'a str> {
-    let path = uri.strip_prefix("spiffe://")?.split_once('/')?.1;
-    let mut parts = path.split('/');
-    while let Some(p) = parts.next() {
-        if p == key {
-            return parts.next().filter(|v| !v.is_empty());
-        }
-    }
-    None
-}
-
-pub fn spiffe_namespace(uri: &str) -> Option<&str> {
-    spiffe_part(uri, "ns")
-}
-
 /// The client of this connection, and whether the connection is TLS.
 /// Property reads cost host calls, so peer certificates are only asked for on TLS.
 /// Policy scopes use the TLS peer's SPIFFE namespace and service account (an
@@ -80,8 +64,8 @@ pub fn client(ctx: &dyn Context) -> (Client, bool) {
     } else {
         None
     };
-    let (namespace, workload) = match peer.as_deref().and_then(|p| Some((spiffe_namespace(p)?, p))) {
-        Some((ns, p)) => (ns.to_string(), spiffe_part(p, "sa").unwrap_or_default().to_string()),
+    let (namespace, workload) = match peer.as_deref().and_then(dnsflow::peer_scope) {
+        Some((ns, sa)) => (ns.to_string(), sa.to_string()),
         None => crate::state::with(|vm| (vm.node.namespace.clone(), vm.node.workload.clone())),
     };
     (Client::new(ip, port, peer, namespace, workload), tls)
@@ -89,14 +73,7 @@ pub fn client(ctx: &dyn Context) -> (Client, bool) {
 
 #[cfg(test)]
 mod tests {
-    use super::{spiffe_namespace, split_address};
-
-    #[test]
-    fn reads_the_namespace_of_a_spiffe_id() {
-        assert_eq!(spiffe_namespace("spiffe://cluster.local/ns/shop/sa/web"), Some("shop"));
-        assert_eq!(spiffe_namespace("spiffe://td/ns//sa/web"), None);
-        assert_eq!(spiffe_namespace("CN=web"), None);
-    }
+    use super::split_address;
 
     #[test]
     fn splits_v4_and_v6() {

@@ -8,6 +8,7 @@
 //! * [`event`]: events as v2 batches (node once, clients once, events as arrays);
 //! * [`pairing`]: queries waiting for their response, and those that leave
 //!   unanswered;
+//! * [`peer_scope`]: the namespace and service account a TLS peer's SPIFFE id names;
 //! * [`accept_feed`]: a feed body checked (size, Ed25519 signature, header,
 //!   version order) and applied to a policy.
 
@@ -15,6 +16,30 @@
 
 pub mod event;
 pub mod pairing;
+
+/// A segment of a SPIFFE id ``spiffe://<trust domain>/ns/<namespace>/sa/<account>``.
+fn spiffe_part<'a>(uri: &'a str, key: &str) -> Option<&'a str> {
+    let path = uri.strip_prefix("spiffe://")?.split_once('/')?.1;
+    let mut parts = path.split('/');
+    while let Some(p) = parts.next() {
+        if p == key {
+            return parts.next().filter(|v| !v.is_empty());
+        }
+    }
+    None
+}
+
+/// The namespace of a SPIFFE id, if it is one.
+pub fn spiffe_namespace(uri: &str) -> Option<&str> {
+    spiffe_part(uri, "ns")
+}
+
+/// The policy scope of a TLS peer: its SPIFFE id's namespace and service
+/// account (empty if it names none). None when the peer is not a SPIFFE id
+/// with a namespace: the node's scope applies.
+pub fn peer_scope(peer: &str) -> Option<(&str, &str)> {
+    Some((spiffe_namespace(peer)?, spiffe_part(peer, "sa").unwrap_or_default()))
+}
 
 use dnspolicy::{parse_header, verify, Action, FeedKind, Policy, PublicKey};
 use dnswire::{local_answer, Message, Sinkhole, RCODE_NOERROR, RCODE_NXDOMAIN, RCODE_REFUSED};
@@ -108,4 +133,19 @@ pub fn accept_feed(
     }
     let applied = policy.apply_body(body, max_rules)?;
     Ok(FeedOutcome::Applied { skipped: applied.skipped, first_skip: applied.first_skip })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{peer_scope, spiffe_namespace};
+
+    #[test]
+    fn reads_the_namespace_and_account_of_a_spiffe_id() {
+        assert_eq!(spiffe_namespace("spiffe://cluster.local/ns/shop/sa/web"), Some("shop"));
+        assert_eq!(spiffe_namespace("spiffe://td/ns//sa/web"), None);
+        assert_eq!(spiffe_namespace("CN=web"), None);
+        assert_eq!(peer_scope("spiffe://td/ns/pay/sa/api"), Some(("pay", "api")));
+        assert_eq!(peer_scope("spiffe://td/ns/pay"), Some(("pay", "")));
+        assert_eq!(peer_scope("CN=web,O=shop"), None);
+    }
 }

@@ -37,12 +37,45 @@ extern "C" {
     fn envoy_dynamic_module_callback_network_filter_write(filter: *mut c_void, data: Buffer, end_stream: bool);
     fn envoy_dynamic_module_callback_network_filter_get_remote_address(filter: *mut c_void, address: *mut Buffer, port: *mut u32) -> bool;
     fn envoy_dynamic_module_callback_network_filter_is_ssl(filter: *mut c_void) -> bool;
+    fn envoy_dynamic_module_callback_network_filter_get_ssl_uri_sans_size(filter: *mut c_void) -> usize;
+    fn envoy_dynamic_module_callback_network_filter_get_ssl_uri_sans(filter: *mut c_void, out: *mut Buffer) -> bool;
+    fn envoy_dynamic_module_callback_network_filter_get_ssl_subject(filter: *mut c_void, out: *mut Buffer) -> bool;
+}
+
+/// The client certificate's identity on a TLS connection: its first URI SAN
+/// (a SPIFFE id in a mesh), else its subject; None without a certificate.
+///
+/// # Safety
+/// Only inside a hook of `envoy`'s connection.
+unsafe fn tls_peer(envoy: *mut c_void) -> Option<String> {
+    // SAFETY: Envoy's buffers for this hook, copied out before it returns.
+    unsafe {
+        let n = envoy_dynamic_module_callback_network_filter_get_ssl_uri_sans_size(envoy);
+        if n > 0 {
+            let mut sans = vec![Buffer::NULL; n];
+            if envoy_dynamic_module_callback_network_filter_get_ssl_uri_sans(envoy, sans.as_mut_ptr()) {
+                if let Some(first) = sans.first().map(|b| String::from_utf8_lossy(b.as_slice()).into_owned()) {
+                    if !first.is_empty() {
+                        return Some(first);
+                    }
+                }
+            }
+        }
+        let mut subject = Buffer::NULL;
+        if envoy_dynamic_module_callback_network_filter_get_ssl_subject(envoy, &mut subject) {
+            let s = String::from_utf8_lossy(subject.as_slice()).into_owned();
+            if !s.is_empty() {
+                return Some(s);
+            }
+        }
+        None
+    }
 }
 
 /// One connection's filter.
 struct Filter {
     module: Arc<Module>,
-    /// Made when the connection is known (`new_connection`).
+    /// Made at the connection's first data (see `connection`).
     conn: Option<TcpConn>,
     /// Set while the filter writes its own answers to the client.
     writing_local: bool,
@@ -152,28 +185,34 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_network_filter_new(config_modul
     Box::into_raw(Box::new(Filter { module, conn: None, writing_local: false })).cast()
 }
 
+/// The connection as the module sees it: the peer's address, whether Envoy
+/// terminated TLS, and the client certificate's identity. Read at the first
+/// data, not when the connection is accepted: a TLS handshake (and with it
+/// the peer certificate) completes only after that.
+///
 /// # Safety
-/// Called by Envoy only, with this filter's pointers.
-#[no_mangle]
-pub unsafe extern "C" fn envoy_dynamic_module_on_network_filter_new_connection(filter_envoy: *mut c_void, filter_module: *mut c_void) -> u32 {
-    if filter_module.is_null() {
-        return STATUS_CONTINUE;
-    }
-    // SAFETY: the filter's own pointer, not borrowed elsewhere during this hook.
-    let f = unsafe { &mut *filter_module.cast::<Filter>() };
+/// Only inside a hook of `envoy`'s connection.
+unsafe fn connection(envoy: *mut c_void) -> TcpConn {
     let mut address = Buffer::NULL;
     let mut port = 0u32;
     // SAFETY: the connection's address, borrowed for this hook only (copied by TcpConn::new).
-    let (peer, tls) = unsafe {
-        let peer = if envoy_dynamic_module_callback_network_filter_get_remote_address(filter_envoy, &mut address, &mut port) {
+    unsafe {
+        let peer = if envoy_dynamic_module_callback_network_filter_get_remote_address(envoy, &mut address, &mut port) {
             std::str::from_utf8(address.as_slice()).unwrap_or("")
         } else {
             ""
         };
-        (peer, envoy_dynamic_module_callback_network_filter_is_ssl(filter_envoy))
-    };
-    f.conn = Some(TcpConn::new(peer, u16::try_from(port).unwrap_or(0), tls));
-    STATUS_CONTINUE
+        let tls = envoy_dynamic_module_callback_network_filter_is_ssl(envoy);
+        let identity = if tls { tls_peer(envoy) } else { None };
+        TcpConn::new(peer, u16::try_from(port).unwrap_or(0), tls, identity.as_deref())
+    }
+}
+
+/// # Safety
+/// Called by Envoy only, with this filter's pointers.
+#[no_mangle]
+pub unsafe extern "C" fn envoy_dynamic_module_on_network_filter_new_connection(_filter_envoy: *mut c_void, _filter_module: *mut c_void) -> u32 {
+    STATUS_CONTINUE // the connection is read at its first data (see `connection`)
 }
 
 /// # Safety
@@ -188,7 +227,8 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_network_filter_read(filter_envo
     let outcome = {
         // SAFETY: the filter's own pointer; this borrow ends before any write below.
         let f = unsafe { &mut *filter };
-        let Some(conn) = f.conn.as_mut() else { return STATUS_CONTINUE };
+        // SAFETY: inside the read hook.
+        let conn = f.conn.get_or_insert_with(|| unsafe { connection(filter_envoy) });
         // SAFETY: inside the read hook.
         let bufs = unsafe { chunks(filter_envoy, Side::Read, &mut one, &mut many) };
         with_slices(bufs, |slices| conn.on_read(&f.module, slices, now_micros()))
@@ -220,6 +260,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_network_filter_write(filter_env
     if f.writing_local {
         return STATUS_CONTINUE; // the module's own answer, already whole
     }
+    // nothing to pair before the client's first query
     let Some(conn) = f.conn.as_mut() else { return STATUS_CONTINUE };
     let (mut one, mut many) = ([Buffer::NULL; 1], Vec::new());
     // SAFETY: inside the write hook.

@@ -153,6 +153,8 @@ pub(crate) struct Seen {
     pub(crate) ts_micros: u64,
     pub(crate) peer_ip: Held<48>,
     pub(crate) peer_port: u16,
+    /// The TLS peer's identity (DoT with a client certificate).
+    pub(crate) peer: Option<Arc<str>>,
     pub(crate) transport: &'static str,
     pub(crate) query: QueryInfo,
     /// The response's bytes: the module's own answer, or the resolver's (TCP).
@@ -211,7 +213,7 @@ impl Module {
                 return Reply::Pass;
             }
         };
-        let (outcome, policy_version) = self.decide(data, &msg, now_us);
+        let (outcome, policy_version) = self.decide(data, &msg, now_us, None);
         let action = outcome.event_action();
         let reply = match outcome {
             QueryOutcome::Forward | QueryOutcome::Shadow => Reply::Pass,
@@ -224,6 +226,7 @@ impl Module {
                 ts_micros: now_us,
                 peer_ip: Held::of(peer_ip.as_bytes()),
                 peer_port,
+                peer: None,
                 transport: "udp",
                 query,
                 response: match &reply {
@@ -241,17 +244,20 @@ impl Module {
     }
 
     /// The policy's decision for a parsed query (observe only without a
-    /// feed), counted; with the policy version it was made under.
-    pub(crate) fn decide(&self, data: &[u8], msg: &Message, now_us: u64) -> (QueryOutcome, u64) {
+    /// feed), counted; with the policy version it was made under. Scopes are
+    /// the node's namespace and workload, or `scope` (a TLS peer's SPIFFE
+    /// namespace and service account: an egress gateway serves many).
+    pub(crate) fn decide(&self, data: &[u8], msg: &Message, now_us: u64, scope: Option<(&str, &str)>) -> (QueryOutcome, u64) {
         self.stats.count(Stat::Queries, 1);
         let node = &self.config.node;
+        let (namespace, workload) = scope.unwrap_or((&node.namespace, &node.workload));
         let policy = self.policy.load();
         let outcome = decide_query(
             data,
             msg,
             self.enforces().then_some(&**policy),
-            &node.namespace,
-            &node.workload,
+            namespace,
+            workload,
             now_us / 1_000_000,
             &self.sinkhole,
         );
@@ -297,7 +303,7 @@ impl Module {
     pub fn take_batch(&self, max: usize) -> Option<(Vec<u8>, u64)> {
         let node = &self.config.node;
         let mut batch = BatchBuilder::new(&self.node_json);
-        let mut clients: FastMap<(Held<48>, u16), Client> = FastMap::default();
+        let mut clients: FastMap<(Held<48>, u16, Option<Arc<str>>), Client> = FastMap::default();
         while batch.len() < max {
             let Some(seen) = self.events.pop() else { break };
             // the module's own answer, or the resolver's (TCP), parsed here, off the DNS path
@@ -306,9 +312,11 @@ impl Module {
                 .as_deref()
                 .and_then(|bytes| parse_message(bytes).ok())
                 .map(|m| ResponseInfo::from_message(m, 32));
-            let client = clients.entry((seen.peer_ip.clone(), seen.peer_port)).or_insert_with(|| {
+            let key = (seen.peer_ip.clone(), seen.peer_port, seen.peer.clone());
+            let client = clients.entry(key).or_insert_with(|| {
                 let ip = String::from_utf8_lossy(seen.peer_ip.bytes()).into_owned();
-                Client::new(ip, seen.peer_port, None, node.namespace.clone(), node.workload.clone())
+                let peer = seen.peer.as_deref().map(str::to_string);
+                Client::new(ip, seen.peer_port, peer, node.namespace.clone(), node.workload.clone())
             });
             if !batch.fits_client(&client.json) {
                 // only a batch already naming the most clients it may: this

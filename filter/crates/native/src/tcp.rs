@@ -17,6 +17,7 @@
 //! between two whole responses.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use dnsflow::event::QueryInfo;
 use dnsflow::QueryOutcome;
@@ -51,6 +52,9 @@ pub struct TcpConn {
 struct Pending {
     peer_ip: Held<48>,
     peer_port: u16,
+    /// The TLS peer's identity, and the policy scope it names (SPIFFE).
+    peer: Option<Arc<str>>,
+    scope: Option<(String, String)>,
     transport: &'static str,
     /// oldest first; a handful at a time, so looked up by scanning
     waiting: VecDeque<Waiting>,
@@ -111,6 +115,7 @@ impl Pending {
             ts_micros: w.ts_micros,
             peer_ip: self.peer_ip.clone(),
             peer_port: self.peer_port,
+            peer: self.peer.clone(),
             transport: self.transport,
             latency_us: response.as_ref().map(|_| now_us.saturating_sub(w.ts_micros)),
             query: w.query,
@@ -138,7 +143,8 @@ impl Pending {
                 return QueryOutcome::Forward; // not a query: nothing to decide on
             }
         };
-        let (outcome, policy_version) = m.decide(msg, &parsed, now_us);
+        let scope = self.scope.as_ref().map(|(ns, sa)| (ns.as_str(), sa.as_str()));
+        let (outcome, policy_version) = m.decide(msg, &parsed, now_us, scope);
         if !m.ships() {
             return outcome;
         }
@@ -185,14 +191,20 @@ impl Pending {
 }
 
 impl TcpConn {
-    /// A connection from `peer_ip`:`peer_port`; `tls` when Envoy terminated TLS (DoT).
-    pub fn new(peer_ip: &str, peer_port: u16, tls: bool) -> TcpConn {
+    /// A connection from `peer_ip`:`peer_port`; `tls` when Envoy terminated
+    /// TLS (DoT), with the client certificate's identity `peer` (URI SAN,
+    /// else subject) if it presented one. A SPIFFE peer's namespace and
+    /// service account are the policy scope of its queries.
+    pub fn new(peer_ip: &str, peer_port: u16, tls: bool, peer: Option<&str>) -> TcpConn {
+        let scope = peer.and_then(dnsflow::peer_scope).map(|(ns, sa)| (ns.to_string(), sa.to_string()));
         TcpConn {
             down: TcpFramer::new(MAX_BUFFER),
             up: TcpFramer::new(MAX_BUFFER),
             pending: Pending {
                 peer_ip: Held::of(peer_ip.as_bytes()),
                 peer_port,
+                peer: peer.map(Arc::from),
+                scope,
                 transport: if tls { "dot" } else { "tcp" },
                 waiting: VecDeque::new(),
             },
@@ -366,7 +378,7 @@ mod tests {
     #[test]
     fn observing_pipelined_queries_split_across_reads_pass_untouched_and_pair_with_responses_out_of_order() {
         let (m, counts) = module(false);
-        let mut c = TcpConn::new("10.0.0.7", 40000, false);
+        let mut c = TcpConn::new("10.0.0.7", 40000, false, None);
         let (a, b) = (query(1, "a.example.com"), query(2, "b.example.com"));
         let bytes = stream(&[&a, &b]);
         let (first, second) = bytes.split_at(20); // a split inside the first query
@@ -406,7 +418,7 @@ mod tests {
     #[test]
     fn enforcing_a_blocked_query_never_leaves_and_is_answered_with_its_id() {
         let (m, counts) = module(true);
-        let mut c = TcpConn::new("10.0.0.7", 40000, true);
+        let mut c = TcpConn::new("10.0.0.7", 40000, true, None);
         let (ok1, bad, ok2) = (query(1, "a.example.com"), query(2, "www.bad.example.net"), query(3, "c.example.com"));
         let bytes = stream(&[&ok1, &bad, &ok2]);
         let (head, tail) = bytes.split_at(bytes.len() - 4); // the last query arrives in two reads
@@ -431,7 +443,7 @@ mod tests {
     #[test]
     fn enforcing_responses_reach_the_client_whole_so_local_answers_land_between_them() {
         let (m, _) = module(true);
-        let mut c = TcpConn::new("10.0.0.7", 40000, false);
+        let mut c = TcpConn::new("10.0.0.7", 40000, false, None);
         let q = query(9, "a.example.com");
         assert_eq!(c.on_read(&m, &[&stream(&[&q])], 1_000), ReadOutcome::default());
         let answer = stream(&[&response(&q)]);
@@ -444,7 +456,7 @@ mod tests {
     #[test]
     fn queries_without_a_response_are_reported_unanswered() {
         let (m, _) = module(false);
-        let mut c = TcpConn::new("10.0.0.7", 40000, false);
+        let mut c = TcpConn::new("10.0.0.7", 40000, false, None);
         let q1 = query(1, "timeout.example.com");
         c.on_read(&m, &[&stream(&[&q1])], 1_000);
         // the id reused before an answer: the first goes unanswered
@@ -462,7 +474,7 @@ mod tests {
     #[test]
     fn reads_larger_than_a_slice_with_a_message_pending_are_framed_whole() {
         let (m, _) = module(true);
-        let mut c = TcpConn::new("10.0.0.7", 40000, false);
+        let mut c = TcpConn::new("10.0.0.7", 40000, false, None);
         // 3,000 queries (~100 KB), the stream cut inside the first one and
         // again far past one framer slice (64 KiB), one blocked query among them
         let queries: Vec<Vec<u8>> = (0..3000u16)
@@ -482,9 +494,28 @@ mod tests {
     }
 
     #[test]
+    fn a_spiffe_peer_is_scoped_by_its_own_namespace_and_named_in_its_events() {
+        let (m, _) = module(true);
+        let mut p = Policy::default();
+        let rules = "dnsguard-policy/1\tsnapshot\t4\t0\t0\n+\td\tns:pay\ts\tnxdomain\t0\tpay-only.example.net\n";
+        p.apply_body(rules.as_bytes(), 100).unwrap_or_else(|e| unreachable!("{e}"));
+        m.set_policy(p);
+        let q = stream(&[&query(1, "pay-only.example.net")]);
+        // the node is in shop: the rule is not its own
+        let mut own = TcpConn::new("10.0.0.7", 40000, true, None);
+        assert!(own.on_read(&m, &[&q], 1_000).answers.is_empty());
+        let peer = "spiffe://cluster.local/ns/pay/sa/api";
+        let mut gateway = TcpConn::new("10.0.0.8", 40000, true, Some(peer));
+        assert_eq!(gateway.on_read(&m, &[&q], 2_000).answers.len(), 1);
+        let batch: serde_json::Value = m.take_batch(64).and_then(|(b, _)| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        let peers: Vec<serde_json::Value> = batch["clients"].as_array().cloned().unwrap_or_default().iter().map(|c| c["peer"].clone()).collect();
+        assert!(peers.contains(&serde_json::Value::from(peer)));
+    }
+
+    #[test]
     fn a_connection_keeps_at_most_max_waiting_queries() {
         let (m, _) = module(false);
-        let mut c = TcpConn::new("10.0.0.7", 40000, false);
+        let mut c = TcpConn::new("10.0.0.7", 40000, false, None);
         let queries: Vec<Vec<u8>> = (0..MAX_WAITING as u16 + 10).map(|i| query(i, "x.example.com")).collect();
         let refs: Vec<&[u8]> = queries.iter().map(Vec::as_slice).collect();
         c.on_read(&m, &[&stream(&refs)], 1_000);
@@ -494,13 +525,13 @@ mod tests {
     #[test]
     fn bytes_that_are_not_dns_framing_pass_and_are_counted() {
         let (m, counts) = module(true);
-        let mut c = TcpConn::new("10.0.0.7", 40000, false);
+        let mut c = TcpConn::new("10.0.0.7", 40000, false, None);
         // a bogus length prefix with no message behind it: waits, as a partial one would
         let r = c.on_read(&m, &[b"\x00\x05ab"], 1_000);
         assert_eq!(r.replace, Some(vec![]));
         // a well-framed message that is not a query passes, counted
         let garbage = stream(&[b"\x00\x01garbage"]);
-        let mut c = TcpConn::new("10.0.0.7", 40001, false);
+        let mut c = TcpConn::new("10.0.0.7", 40001, false, None);
         assert_eq!(c.on_read(&m, &[&garbage], 1_000), ReadOutcome::default());
         assert_eq!(count(&counts, Stat::ParseErrors), 1);
     }

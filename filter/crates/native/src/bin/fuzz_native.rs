@@ -28,7 +28,7 @@ impl StatsSink for NoStats {
 /// response, in two reads split at `cut`; then unframed, as raw stream bytes.
 fn tcp(module: &Module, input: &[u8], cut: usize) {
     let now = 1_800_000_000_000_000;
-    let mut conn = TcpConn::new("10.1.2.3", 40000, false);
+    let mut conn = TcpConn::new("10.1.2.3", 40000, false, None);
     let mut framed = u16::try_from(input.len()).unwrap_or(u16::MAX).to_be_bytes().to_vec();
     framed.extend_from_slice(input);
     let (a, b) = framed.split_at(cut.min(framed.len()));
