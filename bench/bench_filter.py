@@ -9,7 +9,9 @@ network filter in this Envoy: a module whose callbacks return at once
 read's bytes in, as any parser must ("read"). One more path runs the native
 dynamic module (``libdnsguard_native.so``) as the network filter: the same
 crates (dnswire, dnspolicy, dnsflow), no Wasm VM, events shipped by the
-module's own thread to the same collector. Envoy CPU per query comes from /proc/<pid>/stat
+module's own thread to the same collector, beside the same module shipping
+no events and an empty dynamic module (``filter/crates/native-floor``, every
+hook returns at once): the floor of any native network filter. Envoy CPU per query comes from /proc/<pid>/stat
 (utime+stime) over each round. The filters ship every event, so shipping is
 included in their cost. The events go to ``dnsbench sink`` (reads every POST
 in full, answers 202), as in ``bench_udp.py``: in a cluster the collector runs
@@ -87,7 +89,8 @@ def main() -> None:
     if not FLOOR.exists():
         subprocess.run([str(ROOT / "filter" / "build.sh"), "wasm-floor"], check=True)
     subprocess.run([str(ROOT / "filter" / "build.sh"), "native"], check=True)
-    admin, filt, plain, upstream, collector, empty, read, native, quiet = free_ports(9)
+    subprocess.run([str(ROOT / "filter" / "build.sh"), "native-floor"], check=True)
+    admin, filt, plain, upstream, collector, empty, read, native, quiet, bare = free_ports(10)
     work = Path(tempfile.mkdtemp(prefix="dnsguard-bench-"))
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -114,6 +117,11 @@ def main() -> None:
         cfg["static_resources"]["listeners"].append(
             listener("native_quiet", quiet, [native_network_filter(silent), TCP_PROXY])
         )
+        # a dynamic module whose hooks return at once: the floor of any native filter
+        empty_native = native_network_filter({}, module="dnsguard_native_floor")
+        cfg["static_resources"]["listeners"].append(
+            listener("native_floor", bare, [empty_native, TCP_PROXY])
+        )
         (work / "envoy.yaml").write_text(yaml.safe_dump(cfg))
         envoy = subprocess.Popen(
             [
@@ -139,6 +147,7 @@ def main() -> None:
             "envoy + dnsguard filter": filt,
             "envoy + dnsguard native filter": native,
             "envoy + native filter, no events": quiet,
+            "envoy + empty native module": bare,
         }
         rounds: dict[str, dict[str, list[dict[str, float]]]] = {
             w[0]: {k: [] for k in paths} for w in WORKLOADS
@@ -175,7 +184,11 @@ def main() -> None:
         floor = med["envoy + empty wasm filter"]
         nat = med["envoy + dnsguard native filter"]
         quiet_m = med["envoy + native filter, no events"]
+        bare_m = med["envoy + empty native module"]
         summary = {
+            "qps_ratio_empty_native_vs_tcp_proxy": bare_m["qps"] / base["qps"],
+            "added_envoy_cpu_us_per_query_empty_native": bare_m["envoy_cpu_us_per_query"]
+            - base["envoy_cpu_us_per_query"],
             "qps_ratio_native_no_events_vs_tcp_proxy": quiet_m["qps"] / base["qps"],
             "added_envoy_cpu_us_per_query_native_no_events": quiet_m["envoy_cpu_us_per_query"]
             - base["envoy_cpu_us_per_query"],
@@ -213,7 +226,9 @@ def main() -> None:
             f"native filter vs tcp_proxy: {summary['qps_ratio_native_vs_tcp_proxy']:.3f}x queries/s "
             f"(target >= 0.95), +{summary['added_envoy_cpu_us_per_query_native']:.2f} us Envoy CPU per query; "
             f"shipping no events: {summary['qps_ratio_native_no_events_vs_tcp_proxy']:.3f}x, "
-            f"+{summary['added_envoy_cpu_us_per_query_native_no_events']:.2f} us"
+            f"+{summary['added_envoy_cpu_us_per_query_native_no_events']:.2f} us; "
+            f"floor, an empty native module: {summary['qps_ratio_empty_native_vs_tcp_proxy']:.3f}x, "
+            f"+{summary['added_envoy_cpu_us_per_query_empty_native']:.2f} us"
         )
         print(
             f"floor, an empty Wasm filter vs tcp_proxy: {summary['qps_ratio_empty_wasm_vs_tcp_proxy']:.3f}x "

@@ -59,7 +59,10 @@ def filter_rows(d: dict[str, Any]) -> list[Row]:
                 f"{n['qps']:,.0f} q/s, {n['envoy_cpu_us_per_query']:.2f} us Envoy CPU/query",
                 f"tcp_proxy alone: {b['qps']:,.0f} q/s, {b['envoy_cpu_us_per_query']:.2f} us; "
                 f"the module shipping no events: {s['qps_ratio_native_no_events_vs_tcp_proxy']:.2f}x q/s, "
-                f"{s['added_envoy_cpu_us_per_query_native_no_events']:+.2f} us",
+                f"{s['added_envoy_cpu_us_per_query_native_no_events']:+.2f} us"
+                + (f"; an empty dynamic module: {s['qps_ratio_empty_native_vs_tcp_proxy']:.2f}x q/s, "
+                   f"{s['added_envoy_cpu_us_per_query_empty_native']:+.2f} us"
+                   if "qps_ratio_empty_native_vs_tcp_proxy" in s else ""),
                 f"{s['added_envoy_cpu_us_per_query_native']:+.2f} us/query; "
                 f"{s['qps_ratio_native_vs_tcp_proxy']:.2f}x q/s (>= 0.95: {_met(s['qps_ratio_native_vs_tcp_proxy'] >= 0.95)})",
             ))  # fmt: skip

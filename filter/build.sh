@@ -8,6 +8,7 @@
 # Output: filter/target/wasm32-unknown-unknown/release/dnsguard_filter.wasm
 # (`build.sh wasm-floor` builds the benchmark's floor module instead;
 # `build.sh native` the native dynamic module (UDP listener and network filter), filter/target/release/libdnsguard_native.so,
+# `build.sh native-floor` the benchmark's empty dynamic module (libdnsguard_native_floor.so),
 # for this machine's architecture with the same toolchain).
 set -euo pipefail
 PACKAGE="${1:-dnsguard-filter}"
@@ -39,11 +40,13 @@ fi
 
 export PATH="/usr/bin:$PATH"
 export RUSTC=/usr/bin/rustc
-if [ "$PACKAGE" = native ]; then
+if [ "$PACKAGE" = native ] || [ "$PACKAGE" = native-floor ]; then
   cd "$HERE"
-  log "cargo build (the native dynamic module, $(uname -m))"
-  /usr/bin/cargo build --locked --release -p dnsguard-native -q
-  out="$HERE/target/release/libdnsguard_native.so"
+  crate="dnsguard-native"; lib="dnsguard_native"
+  [ "$PACKAGE" = native-floor ] && { crate="native-floor"; lib="dnsguard_native_floor"; }
+  log "cargo build ($crate, a dynamic module, $(uname -m))"
+  /usr/bin/cargo build --locked --release -p "$crate" -q
+  out="$HERE/target/release/lib$lib.so"
   log "built $out ($(stat -c %s "$out") bytes)"
   exit 0
 fi

@@ -158,14 +158,17 @@ def udp_listener(
     }
 
 
-def native_network_filter(module_config: dict[str, Any]) -> dict[str, Any]:
+def native_network_filter(
+    module_config: dict[str, Any], module: str = NATIVE_MODULE_NAME
+) -> dict[str, Any]:
     """The native module as a network filter (DNS over TCP or DoT), to put
-    before ``tcp_proxy``."""
+    before ``tcp_proxy`` (``module``: another library under the same search
+    path, such as the benchmark's empty one)."""
     return {
         "name": "dnsguard",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.network.dynamic_modules.v3.DynamicModuleNetworkFilter",
-            "dynamic_module_config": {"name": NATIVE_MODULE_NAME, "do_not_close": True},
+            "dynamic_module_config": {"name": module, "do_not_close": True},
             "filter_name": "dnsguard",
             "filter_config": {
                 "@type": "type.googleapis.com/google.protobuf.StringValue",
