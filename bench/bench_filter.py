@@ -63,6 +63,14 @@ COLLECTOR = os.environ.get("BENCH_COLLECTOR", "sink")
 TOKEN = "bench-token-0123456789"
 WORKLOADS = (("pipelined", 4, 8), ("query-per-connection", 4, 0))
 TICKS = os.sysconf("SC_CLK_TCK")
+# the paths set against tcp_proxy in the summary: (path, ratio key tag, CPU key tag)
+SUMMARIZED = (
+    ("envoy + dnsguard filter", "filter", ""),
+    ("envoy + empty wasm filter", "empty_wasm", "_empty_wasm"),
+    ("envoy + dnsguard native filter", "native", "_native"),
+    ("envoy + native filter, no events", "native_no_events", "_native_no_events"),
+    ("envoy + empty native module", "empty_native", "_empty_native"),
+)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -180,28 +188,14 @@ def main() -> None:
             }
             for k, v in rounds[workload].items()
         }
-        base, filt_m = med["envoy tcp_proxy"], med["envoy + dnsguard filter"]
-        floor = med["envoy + empty wasm filter"]
-        nat = med["envoy + dnsguard native filter"]
-        quiet_m = med["envoy + native filter, no events"]
-        bare_m = med["envoy + empty native module"]
-        summary = {
-            "qps_ratio_empty_native_vs_tcp_proxy": bare_m["qps"] / base["qps"],
-            "added_envoy_cpu_us_per_query_empty_native": bare_m["envoy_cpu_us_per_query"]
-            - base["envoy_cpu_us_per_query"],
-            "qps_ratio_native_no_events_vs_tcp_proxy": quiet_m["qps"] / base["qps"],
-            "added_envoy_cpu_us_per_query_native_no_events": quiet_m["envoy_cpu_us_per_query"]
-            - base["envoy_cpu_us_per_query"],
-            "qps_ratio_native_vs_tcp_proxy": nat["qps"] / base["qps"],
-            "added_envoy_cpu_us_per_query_native": nat["envoy_cpu_us_per_query"]
-            - base["envoy_cpu_us_per_query"],
-            "qps_ratio_filter_vs_tcp_proxy": filt_m["qps"] / base["qps"],
-            "added_envoy_cpu_us_per_query": filt_m["envoy_cpu_us_per_query"]
-            - base["envoy_cpu_us_per_query"],
-            "qps_ratio_empty_wasm_vs_tcp_proxy": floor["qps"] / base["qps"],
-            "added_envoy_cpu_us_per_query_empty_wasm": floor["envoy_cpu_us_per_query"]
-            - base["envoy_cpu_us_per_query"],
-        }
+        base = med["envoy tcp_proxy"]
+        summary = {}
+        for path, tag, cpu_tag in SUMMARIZED:
+            m = med[path]
+            summary[f"qps_ratio_{tag}_vs_tcp_proxy"] = m["qps"] / base["qps"]
+            summary[f"added_envoy_cpu_us_per_query{cpu_tag}"] = (
+                m["envoy_cpu_us_per_query"] - base["envoy_cpu_us_per_query"]
+            )
         results[workload] = {"medians": med, "summary": summary, "rounds": rounds[workload]}
         shape = (
             f"{conns} connections x {pipeline} in flight"

@@ -121,8 +121,22 @@ def test_unanswered_capture_queries_wait_in_a_bounded_table(
         )
         for i in range(5)
     ]
-    monkeypatch.setattr(replay_mod, "read_dns", lambda path: iter(queries))
+    read = 0
+
+    def read_dns(path: Path):  # type: ignore[no-untyped-def]
+        nonlocal read
+        for pkt in queries:
+            read += 1
+            yield pkt
+
+    monkeypatch.setattr(replay_mod, "read_dns", read_dns)
     monkeypatch.setattr(replay_mod, "MAX_PENDING", 2)
-    events = list(replay_mod.events_from_pcap(Path("unused.pcap"), []))
-    # none answered: every query is an unanswered event, the oldest pushed out first
-    assert [(e.qname, e.rcode) for e in events] == [(f"q{i}.example.com", None) for i in range(5)]
+    events = replay_mod.events_from_pcap(Path("unused.pcap"), [])
+    # the third waiting query pushes the first out as unanswered, at once:
+    # not after the whole capture is read
+    first = next(events)
+    assert (first.qname, first.rcode, read) == ("q0.example.com", None, 3)
+    rest = list(events)
+    # none answered: every query is an unanswered event, the oldest first
+    assert [e.qname for e in [first, *rest]] == [f"q{i}.example.com" for i in range(5)]
+    assert all(e.rcode is None for e in rest)

@@ -26,6 +26,16 @@ impl Response {
 
 const MAX_HEADER_BYTES: usize = 64 * 1024;
 
+/// One request: `method path` with `headers` and `body`; at most `max_body`
+/// bytes of the answer's body are read.
+pub struct Request<'a> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub headers: &'a [(&'a str, &'a str)],
+    pub body: &'a [u8],
+    pub max_body: usize,
+}
+
 fn resolve(address: &str) -> Result<SocketAddr, String> {
     address
         .to_socket_addrs()
@@ -57,17 +67,8 @@ impl Failed {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn exchange(
-    conn: &mut BufReader<TcpStream>,
-    address: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-    keep_alive: bool,
-    max_body: usize,
-) -> Result<Response, Failed> {
+fn exchange(conn: &mut BufReader<TcpStream>, address: &str, req: &Request<'_>, keep_alive: bool) -> Result<Response, Failed> {
+    let Request { method, path, headers, body, max_body } = *req;
     let connection = if keep_alive { "keep-alive" } else { "close" };
     let mut head = format!("{method} {path} HTTP/1.1\r\nhost: {address}\r\nconnection: {connection}\r\ncontent-length: {}\r\n", body.len());
     for (k, v) in headers {
@@ -128,19 +129,10 @@ fn exchange(
     Ok(Response { status, headers, body, reusable: keep_alive && length.is_some() && !closes })
 }
 
-/// Sends `method path` to `address` with `headers` and `body` on a connection
-/// of its own; reads at most `max_body` bytes of the answer.
-pub fn request(
-    address: &str,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-    timeout: Duration,
-    max_body: usize,
-) -> Result<Response, String> {
+/// Sends `req` to `address` on a connection of its own.
+pub fn request(address: &str, req: &Request<'_>, timeout: Duration) -> Result<Response, String> {
     let mut conn = connect(address, timeout)?;
-    exchange(&mut conn, address, method, path, headers, body, false, max_body).map_err(|f| f.error)
+    exchange(&mut conn, address, req, false).map_err(|f| f.error)
 }
 
 /// One kept-alive connection to `address`, opened on first use and again
@@ -164,16 +156,16 @@ impl Connection {
     /// As [`request`], on the kept connection. A request that a kept
     /// connection could not carry (closed by the server while idle) is sent
     /// once more on a new one; any other failure closes the connection.
-    pub fn request(&mut self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8], max_body: usize) -> Result<Response, String> {
+    pub fn request(&mut self, req: &Request<'_>) -> Result<Response, String> {
         let reused = self.open.is_some();
         let mut conn = match self.open.take() {
             Some(c) => c,
             None => connect(&self.address, self.timeout)?,
         };
-        let answer = match exchange(&mut conn, &self.address, method, path, headers, body, true, max_body) {
+        let answer = match exchange(&mut conn, &self.address, req, true) {
             Err(f) if f.retry && reused => {
                 conn = connect(&self.address, self.timeout)?;
-                exchange(&mut conn, &self.address, method, path, headers, body, true, max_body)
+                exchange(&mut conn, &self.address, req, true)
             }
             other => other,
         };
@@ -197,7 +189,11 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use super::Connection;
+    use super::{Connection, Request};
+
+    fn post(body: &[u8]) -> Request<'_> {
+        Request { method: "POST", path: "/v1/events", headers: &[], body, max_body: 1024 }
+    }
 
     /// A server that answers `per_connection` requests on each connection it
     /// accepts and then closes it; counts the connections.
@@ -244,7 +240,7 @@ mod tests {
         let mut c = Connection::new(&address, Duration::from_secs(5));
         for i in 0..5 {
             let body = format!("batch {i}");
-            let r = c.request("POST", "/v1/events", &[], body.as_bytes(), 1024).unwrap_or_else(|e| unreachable!("{e}"));
+            let r = c.request(&post(body.as_bytes())).unwrap_or_else(|e| unreachable!("{e}"));
             assert_eq!((r.status, r.body), (202, body.into_bytes()));
         }
         assert!(c.is_open());
@@ -257,7 +253,7 @@ mod tests {
         let mut c = Connection::new(&address, Duration::from_secs(5));
         for i in 0..5 {
             let body = format!("batch {i}");
-            let r = c.request("POST", "/v1/events", &[], body.as_bytes(), 1024).unwrap_or_else(|e| unreachable!("{e}"));
+            let r = c.request(&post(body.as_bytes())).unwrap_or_else(|e| unreachable!("{e}"));
             assert_eq!((r.status, r.body), (202, body.into_bytes()));
         }
         assert_eq!(accepted.load(Ordering::SeqCst), 3);
@@ -269,7 +265,7 @@ mod tests {
         let address = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
         drop(listener);
         let mut c = Connection::new(&address, Duration::from_secs(2));
-        assert!(c.request("POST", "/", &[], b"x", 1024).is_err());
+        assert!(c.request(&post(b"x")).is_err());
         assert!(!c.is_open());
     }
 }

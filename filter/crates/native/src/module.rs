@@ -395,7 +395,7 @@ impl Module {
             }
             self.stats.gauge(Gauge::EventsQueued, self.events.len() as u64);
             let Some((body, n)) = self.take_batch(cfg.max_batch) else { continue };
-            let sent = collector.request("POST", &cfg.path, &headers, &body, 64 * 1024);
+            let sent = collector.request(&http::Request { method: "POST", path: &cfg.path, headers: &headers, body: &body, max_body: 64 * 1024 });
             match sent {
                 Ok(r) if r.status == 202 || r.status == 200 => self.stats.count(Stat::EventsSent, n),
                 _ => self.stats.count(Stat::EventsDropped, n),
@@ -419,7 +419,8 @@ impl Module {
                 headers.push(("if-none-match", etag.as_str()));
             }
             let timeout = Duration::from_millis(cfg.long_poll_ms + cfg.timeout_ms);
-            let answer = http::request(&cfg.address, "GET", &path, &headers, b"", timeout, cfg.max_bytes);
+            let get = http::Request { method: "GET", path: &path, headers: &headers, body: b"", max_body: cfg.max_bytes };
+            let answer = http::request(&cfg.address, &get, timeout);
             self.report_age();
             let pause = match answer {
                 Ok(r) if r.status == 304 => {
