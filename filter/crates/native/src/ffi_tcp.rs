@@ -288,9 +288,9 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_network_filter_destroy(filter_m
     }
     // SAFETY: the pointer came from Box::into_raw in filter_new and is given back once.
     let mut f = unsafe { Box::from_raw(filter_module.cast::<Filter>()) };
-    let module = Arc::clone(&f.module);
-    if let Some(conn) = f.conn.as_mut() {
-        conn.on_close(&module, now_micros());
+    let Filter { module, conn, .. } = &mut *f;
+    if let Some(conn) = conn {
+        conn.on_close(module, now_micros());
     }
 }
 
