@@ -40,6 +40,19 @@ so the verdict policy blocks it in the client's namespace; C2s confirmed
 before the client was named are reported when it is. Memory per client is
 bounded (``max_entries`` names, a few C2s).
 
+**Time order.** The evidence is a sequence in time (a burst, then the name
+that ends it), but events do not reach the worker in time order: each of an
+Envoy's worker threads ships its own batches, so one client's events come in
+interleaved records, a batch or more apart. The detector therefore holds the
+events it is given and takes each client's up in time order once the newest
+event time seen is ``reorder_s`` past them (a watermark with bounded
+lateness; later stragglers are taken as they come). Its findings come that
+much event time later; the per-name detectors are not held. Held events are
+part of the client's snapshot, and :meth:`InfectedClient.advance` with
+``final`` takes all of them up at the end of an input. A live input that goes
+quiet is moved on by the clock (``clock_slack_s``: the worker's clock and the
+filters' agree to within that).
+
 **Query-only events** (DNS over UDP through the Envoy module, which sees
 queries but not the resolver's answers): a name nobody else asked for whose
 outcome was not seen counts as a name of the burst, but only the
@@ -56,7 +69,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from detectors.events import DnsEvent
+from detectors.events import Answer, DnsEvent
 from detectors.findings import Finding
 from detectors.window import BoundedStates
 
@@ -87,10 +100,20 @@ class InfectedSettings:
     max_c2: int = 8
     renotify_s: float = 900.0  # a named client's finding again at most this often
     max_clients: int = 100_000
+    # events are taken up in time order once the newest time seen is this far past
+    reorder_s: float = 5.0
+    # with a quiet input, the clock less this stands for the newest time seen
+    # (the filters' clocks and the worker's agree to within this)
+    clock_slack_s: float = 2.0
+    max_held: int = 250_000  # held events, all clients: past this, all are taken up
 
 
 # (ts, registrable, suffix, dga_like, wordy, score, outcome seen)
 Entry = tuple[float, str, str, bool, bool, float, bool]
+# an event held for time order: (ts, event, registrable, suffix, score, dga_like,
+# wordy, shared), the arguments of InfectedClient._take
+Held = tuple[float, DnsEvent, str, str, float, bool, bool, bool]
+_ANSWERED = (Answer("A", 0, ""),)  # a held event's answers, restored from a snapshot
 
 
 class _Client:
@@ -118,6 +141,21 @@ def _entry(e: list[Any]) -> Entry:
     ts, registrable, suffix, dga_like, wordy, score, seen = e
     return (float(ts), str(registrable), str(suffix), bool(dga_like), bool(wordy), float(score),
             bool(seen))  # fmt: skip
+
+
+def _held(client: str, h: list[Any]) -> Held:
+    """A held event from its JSON form (a list), checked field by field."""
+    ts, namespace, rcode, answered, observed, registrable, suffix, score, *shape = h
+    dga_like, wordy, shared = shape
+    ev = DnsEvent(float(ts), client, str(namespace), str(registrable), "A",
+                  None if rcode is None else str(rcode), _ANSWERED if answered else (),
+                  observed=bool(observed))  # fmt: skip
+    return (ev.ts, ev, ev.qname, str(suffix), float(score), bool(dga_like), bool(wordy),
+            bool(shared))  # fmt: skip
+
+
+def _held_ts(h: Held) -> float:
+    return h[0]
 
 
 def _label(e: Entry) -> str:
@@ -168,24 +206,40 @@ class InfectedClient:
         self.settings = s = settings or InfectedSettings()
         self.clients: BoundedStates[str, _Client] = BoundedStates(s.max_clients, _Client)
         self._pending: dict[str, None] = {}  # clients holding a C2 candidate
+        self._held: dict[str, list[Held]] = {}  # per client, events not taken up yet
+        self._held_n = 0
+        self._newest = -1e18  # the newest event time seen
+        self._taken_to = -1e18  # events up to this time are taken up
 
     def dump(self, client: str) -> list[Any] | None:
         """The client's evidence as plain JSON (a changelog snapshot), or None."""
         st = self.clients.peek(client)
-        if st is None:
+        held = self._held.get(client)
+        if st is None and not held:
             return None
+        st = st or _Client()
         return [st.namespace, st.entries, st.resolved, st.pending, st.confirmed, st.c2,
-                st.last_nx, st.named, st.last_finding, st.style]  # fmt: skip
+                st.last_nx, st.named, st.last_finding, st.style,
+                [[h[0], h[1].namespace, h[1].rcode, bool(h[1].answers), h[1].observed, *h[2:]]
+                 for h in held or ()]]  # fmt: skip
 
     def forget(self, client: str) -> None:
         self.clients.discard(client)
         self._pending.pop(client, None)
+        self._held_n -= len(self._held.pop(client, ()))
 
     def load(self, client: str, data: list[Any]) -> None:
-        """The client's evidence from :meth:`dump`'s snapshot."""
+        """The client's evidence from :meth:`dump`'s snapshot (one written before
+        events were held has no held events)."""
         (namespace, entries, resolved, pending, confirmed, c2, last_nx, named, last_finding,
-         style) = data  # fmt: skip
+         style, *rest) = data  # fmt: skip
         s = self.settings
+        held = [_held(client, h) for h in (rest[0] if rest else ())][: s.max_held]
+        if held:
+            self._held[client] = held
+            self._held_n += len(held)
+        if not entries and not resolved and pending is None and not confirmed and not c2:
+            return  # held events only
         st = _Client()
         st.client, st.namespace, st.style = client, str(namespace), str(style)
         st.entries = [_entry(e) for e in entries[-s.max_entries :]]
@@ -284,10 +338,70 @@ class InfectedClient:
     def update(
         self, ev: DnsEvent, registrable: str, suffix: str, score: float, dga_like: bool,
         wordy: bool, shared: bool,
-    ) -> list[Finding]:  # fmt: skip
-        """One event of a name that may count (not internal, not an expansion)."""
+    ) -> None:  # fmt: skip
+        """One event of a name that may count (not internal, not an expansion),
+        held until :meth:`advance` takes it up in time order."""
         if not registrable:
-            return []
+            return
+        if ev.observed and ev.rcode != "NXDOMAIN":
+            # an answer counts only as a resolved name of a client with evidence
+            # (what a client resolved before its first one never counts)
+            if ev.rcode != "NOERROR" or not ev.answers:
+                return
+            if ev.client not in self._held and self.clients.peek(ev.client) is None:
+                return
+        held = self._held.get(ev.client)
+        if held is None:
+            held = self._held[ev.client] = []
+        held.append((ev.ts, ev, registrable, suffix, score, dga_like, wordy, shared))
+        self._held_n += 1
+        if ev.ts > self._newest:
+            self._newest = ev.ts
+
+    def advance(self, newest: float, final: bool = False) -> list[Finding]:
+        """Takes up the held events older than ``newest`` (the newest event time
+        seen) less ``reorder_s``, each client's in time order, or all of them when
+        ``final`` (the end of an input) or past ``max_held``; then confirms the C2
+        candidates whose burst has been over long enough by that time."""
+        s = self.settings
+        self._newest = max(self._newest, newest)
+        mark = self._newest - s.reorder_s
+        if final or self._held_n > s.max_held:
+            mark = float("inf")
+        elif mark < self._taken_to + s.reorder_s / 8:
+            return []  # taken up a moment ago (event time): not worth a pass
+        out: list[Finding] = []
+        take = self._take
+        for client in list(self._held):
+            held = self._held[client]
+            held.sort(key=_held_ts)  # nearly sorted already: linear
+            n = 0
+            for h in held:
+                if h[0] > mark:
+                    break
+                found = take(*h[1:])
+                if found:
+                    out.extend(found)
+                n += 1
+            if n == len(held):
+                del self._held[client]
+            elif n:
+                del held[:n]
+            self._held_n -= n
+        self._taken_to = min(mark, self._newest)
+        out.extend(self.flush(self._taken_to))
+        return out
+
+    @property
+    def holding(self) -> bool:
+        """Whether events are held or a C2 candidate waits (time alone moves them)."""
+        return bool(self._held_n or self._pending)
+
+    def _take(
+        self, ev: DnsEvent, registrable: str, suffix: str, score: float, dga_like: bool,
+        wordy: bool, shared: bool,
+    ) -> list[Finding]:  # fmt: skip
+        """One event, in its client's time order."""
         s = self.settings
         if shared:
             if ev.rcode == "NOERROR" and ev.answers:

@@ -15,7 +15,10 @@ Each batch goes through these steps:
    and dictionary-word shape, cached), and :class:`Popularity` says whether
    another client asked for it;
 4. the **client-level DGA detector** (:mod:`detectors.infected`) and the
-   strict **per-name** rule (:mod:`detectors.dga_detector`) weigh them;
+   strict **per-name** rule (:mod:`detectors.dga_detector`) weigh them (the
+   client-level detector takes each client's events in time order, a couple
+   of seconds of event time later: ``process(..., final=True)`` at the end
+   of an input takes up the rest);
 5. findings become **decisions** (the verdict policy) and **incident**
    updates, which say which findings are alerted.
 """
@@ -182,7 +185,13 @@ class Pipeline:
             kind = self._kinds[key] = self.zones.kind(ev.qname, ev.namespace, rcode)
         return kind
 
-    def process(self, events: Sequence[DnsEvent]) -> BatchResult:
+    def process(
+        self, events: Sequence[DnsEvent], final: bool = False, clock: float | None = None
+    ) -> BatchResult:
+        """One batch (sorted by time). ``final``: the input ends with it, and
+        what the client-level detector holds for time order is taken up too.
+        ``clock``: the time now, for a live input that may have gone quiet (the
+        held events move on with it as with newer events)."""
         names: Counter[str] = Counter()
         kinds = [self.kind(ev) for ev in events]
         counted = [ev for ev, k in zip(events, kinds, strict=True) if k in COUNTED]
@@ -203,8 +212,11 @@ class Pipeline:
             if found:
                 findings.extend(found)
         findings.extend(self._names(counted, kinds_of=[k for k in kinds if k in COUNTED]))
-        if events:
-            findings.extend(self.infected.flush(max(ev.ts for ev in events)))
+        if events or final or clock is not None:
+            newest = max((ev.ts for ev in events), default=-1e18)
+            if clock is not None:
+                newest = max(newest, clock - self.infected.settings.clock_slack_s)
+            findings.extend(self.infected.advance(newest, final))
         findings.sort(key=lambda f: (f.ts, f.detector, f.client, f.name or ""))
         decisions = [self.policy.decide(f) for f in findings]
         alerts = []
@@ -249,7 +261,5 @@ class Pipeline:
                 continue  # a missing host under a domain: a DGA asks for domains
             if not ev.observed and kind == NameKind.HOSTING:
                 continue  # a provider's resource id, most likely resolving: unknowable unseen
-            found = infected(ev, registrable, sp.suffix, score, score >= evidence, wordy, shared)
-            if found:
-                out.extend(found)
+            infected(ev, registrable, sp.suffix, score, score >= evidence, wordy, shared)
         return out

@@ -163,8 +163,8 @@ def replay(
         task = bar.add_task(f"replaying {path.name}", total=size)
         batch: list[DnsEvent] = []
 
-        def flush() -> None:
-            out = step(pipeline, batch)
+        def flush(final: bool = False) -> None:
+            out = step(pipeline, batch, final=final)
             result.events += out.events
             result.names.update(out.names)
             result.findings.update(out.findings)
@@ -184,7 +184,6 @@ def replay(
                 flush()
             if i % 1000 == 0:
                 bar.update(task, completed=min(size, i * 200))
-        if batch:
-            flush()
+        flush(final=True)
     result.rejected = rejected.count
     return result

@@ -48,11 +48,19 @@ class StepOutput:
 
 
 def step(
-    pipeline: Pipeline, events: list[DnsEvent], alert_format: AlertFormat = "ocsf"
+    pipeline: Pipeline,
+    events: list[DnsEvent],
+    alert_format: AlertFormat = "ocsf",
+    final: bool = False,
+    clock: float | None = None,
 ) -> StepOutput:
-    """``events`` (sorted here by time) through ``pipeline``; see the module doc."""
+    """``events`` (sorted here by time) through ``pipeline``; see the module doc.
+    ``final``: the input ends with this batch (a replay's last; the worker's
+    input never ends), so nothing is held back for time order. ``clock``: the
+    time now, which moves held events on when a live input is quiet (see
+    ``Pipeline.process``)."""
     events.sort(key=lambda e: e.ts)
-    result = pipeline.process(events)
+    result = pipeline.process(events, final, clock)
     out = StepOutput(events=len(events), names=Counter(result.names), decisions=result.decisions)
     render = RENDERERS[alert_format]
     for a in result.alerts:

@@ -63,6 +63,7 @@ BATCH_WAIT_S = 0.01  # a batch is what arrived in this long, or batch_max record
 BATCH_BYTES = 1 << 20  # or this many bytes of records: a batch's CPU stays in tens of ms
 INTAKE_RECORDS = 10_000  # records read ahead of the batch loop, at most
 INTAKE_BYTES = 64 << 20  # and their bytes
+CLOCK_S = 1.0  # how often a quiet input's held events are moved on by the clock
 RETRY_S = 2.0  # how often verdicts pending for Redis are tried again between batches
 SWEEP_S = 60.0  # how often clients silent for COUNT_KEEP_S are dropped from the tables
 MAX_TRACKED_CLIENTS = 100_000
@@ -151,6 +152,13 @@ class Worker:
         @self.app.timer(SWEEP_S)  # type: ignore[untyped-decorator]  # Faust's decorator is untyped
         async def sweep() -> None:
             self.sweep(time.time())
+
+        # Events the client-level detector holds for time order move on with
+        # the clock when the input goes quiet (a burst, then silence).
+        @self.app.timer(CLOCK_S)  # type: ignore[untyped-decorator]
+        async def clock() -> None:
+            if self.pipeline.infected.holding:
+                await self.publish([], clock=time.time())
 
         # Verdicts held while Redis was away reach it when it is back, whether
         # or not events are still arriving.
@@ -288,10 +296,11 @@ class Worker:
         await self.topics["dlq"].send(key=m.key, value=json.dumps(body).encode())
         self.metrics.dlq.inc()
 
-    async def publish(self, events: list[DnsEvent]) -> None:
+    async def publish(self, events: list[DnsEvent], clock: float | None = None) -> None:
         """The batch's step (``streams.engine.step``), then its outputs: alerts
-        (each id once, via Redis), verdicts to Kafka and Redis, metrics."""
-        out = step(self.pipeline, events, self.alert_format)
+        (each id once, via Redis), verdicts to Kafka and Redis, metrics.
+        ``clock``: the time now, with no events (the quiet input's tick)."""
+        out = step(self.pipeline, events, self.alert_format, clock=clock)
         self.metrics.events.inc(out.events)
         for kind, n in out.names.items():
             self.metrics.names.labels(kind=kind).inc(n)

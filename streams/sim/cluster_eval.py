@@ -79,8 +79,8 @@ def evaluate(
     t0 = time.perf_counter()
     batch: list[DnsEvent] = []
 
-    def flush() -> None:
-        out = step(pipeline, batch)
+    def flush(final: bool = False) -> None:
+        out = step(pipeline, batch, final=final)
         for a in out.alerts:
             f = a.decision.finding
             alerts.append((f.ts, f.client, f.detector))
@@ -96,8 +96,7 @@ def evaluate(
             continue
         if len(batch) >= BATCH:
             flush()
-    if batch:
-        flush()
+    flush(final=True)
     elapsed = time.perf_counter() - t0
 
     infected = truth.infected()

@@ -63,6 +63,34 @@ def test_evidence_carries_over_to_the_pipeline_that_takes_the_client(model) -> N
     assert named(Pipeline(model), list(after)) == []  # a cold start sees half a burst
 
 
+def test_events_held_for_time_order_move_with_the_client(model) -> None:  # type: ignore[no-untyped-def]
+    """The client-level detector holds the last seconds of a client's events
+    to take them in time order: a snapshot taken then carries them, so the
+    pipeline that takes the client over finds what an uninterrupted one does."""
+    names = traffic.dga("cryptolocker", 12)
+    client = "payments/batch-1"
+    events = sorted(burst(100, names, client, "payments"), key=lambda e: e.ts)
+    later = [DnsEvent(events[-1].ts + 1 + i, client, "payments", "wikipedia.org", "A",
+                      "NOERROR") for i in range(30)]  # fmt: skip
+    whole = Pipeline(model)
+    expected = [(f.client, f.name) for f in whole.process(events + later, final=True).findings]
+    assert (client, names[-1]) in expected
+    first = Pipeline(model)
+    assert first.process(events).findings == []  # the burst's last seconds are held
+    snapshot = first.dump_client(client)
+    assert snapshot is not None
+    assert snapshot["infected"][-1]  # ... and in the snapshot
+    taken_over = Pipeline(model)
+    taken_over.load_client(client, json.loads(json.dumps(snapshot)))
+    found = [(f.client, f.name) for f in taken_over.process(later, final=True).findings]
+    assert found == expected
+    # without the held events, the C2 that ends the burst is never seen
+    cold = Pipeline(model)
+    assert (client, names[-1]) not in [
+        (f.client, f.name) for f in cold.process(later, final=True).findings
+    ]
+
+
 def incident_alerts(pipeline: Pipeline, events: list[DnsEvent]) -> list[tuple[str, int, str]]:
     _findings, alerts, _ = run(pipeline, events)
     return [(a.incident.incident["id"], a.incident.incident["alerts"], a.decision.finding.summary)

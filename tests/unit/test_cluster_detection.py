@@ -46,7 +46,7 @@ def run(pipeline: Pipeline, events: list[DnsEvent]):  # type: ignore[no-untyped-
     events.sort(key=lambda e: e.ts)
     findings, alerts, names = [], [], {}
     for i in range(0, len(events), 500):
-        r = pipeline.process(events[i : i + 500])
+        r = pipeline.process(events[i : i + 500], final=i + 500 >= len(events))
         findings += r.findings
         alerts += r.alerts
         for k, n in r.names.items():
@@ -262,3 +262,49 @@ def test_volume_alone_never_names_a_client_whose_answers_were_not_seen(model) ->
         Pipeline(model), burst(10, names, "shop/crawler-1", "shop", step=0.5)
     )
     assert any(f.evidence.get("style") == "volume" for f in findings)
+
+
+def interleaved(
+    events: list[DnsEvent], late_s: float, flush_s: float = 0.1
+) -> list[list[DnsEvent]]:
+    """How a worker receives ``events`` from an Envoy with two worker threads:
+    queries alternate between the threads, each ships a batch every ``flush_s``,
+    and the second thread's batches arrive ``late_s`` after the first's; each
+    batch is one record, taken by the worker on its own."""
+    shipped: dict[tuple[float, int], list[DnsEvent]] = {}
+    for i, ev in enumerate(sorted(events, key=lambda e: e.ts)):
+        thread = i % 2
+        arrives = (int(ev.ts / flush_s) + 1) * flush_s + late_s * thread
+        shipped.setdefault((round(arrives, 6), thread), []).append(ev)
+    return [shipped[k] for k in sorted(shipped)]
+
+
+@pytest.mark.parametrize("late_s", [0.5, 2.0, 4.5])
+def test_what_is_found_does_not_depend_on_how_batches_interleave(model, late_s: float) -> None:  # type: ignore[no-untyped-def]
+    """A pod resolves a few names, then its bot walks a DGA list to the C2, and
+    the pod goes on resolving. Whether one Envoy thread's batches reach the
+    worker seconds after the other's must not change what is found."""
+    client, ns = "payments/batch-1", "payments"
+    popular, dga = traffic.benign(20), traffic.dga("cryptolocker", 20)
+
+    def ask(ts: float, name: str, nx: bool = False) -> DnsEvent:  # fully qualified: no expansions
+        return DnsEvent(ts, client, ns, name, "A", "NXDOMAIN" if nx else "NOERROR", () if nx else A)
+
+    events = [ask(1000 + i * 0.05, n) for i, n in enumerate(popular)]
+    events += [ask(1001 + i * 0.15, n, nx=True) for i, n in enumerate(dga[:-1])]
+    t = 1001 + 19 * 0.15
+    events.append(ask(t, dga[-1]))  # the C2
+    while t < 1060:  # the pod goes on resolving
+        t += 0.5
+        events.append(ask(t, popular[int(t) % 20]))
+    expected = [(f.detector, f.client, f.name)
+                for f in Pipeline(model).process(events, final=True).findings
+                if f.detector == "infected_client"]  # fmt: skip
+    assert [n for _, _, n in expected] == [None, dga[-1]]
+    pipeline, found = Pipeline(model), []
+    batches = interleaved(events, late_s)
+    for i, batch in enumerate(batches):
+        result = pipeline.process(sorted(batch, key=lambda e: e.ts), final=i == len(batches) - 1)
+        found += [(f.detector, f.client, f.name) for f in result.findings
+                  if f.detector == "infected_client"]  # fmt: skip
+    assert found == expected
