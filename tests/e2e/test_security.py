@@ -277,12 +277,25 @@ def test_policy_explain_with_a_file_works_without_redis(tmp_path: Path) -> None:
     assert "refused (matched on casino.example.com): operator rule (line 2)" in out.stdout
 
 
+SERIES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"),
+          "summary": ("_sum", "_count")}  # fmt: skip
+
+
 def metric_names(url: str) -> set[str]:
+    """The series an exporter serves: those with samples, and those of every
+    family it declares (``# TYPE``), so a labelled counter that has not counted
+    yet is there too, as a query of it would find it once it has."""
     with urllib.request.urlopen(url, timeout=5) as r:
         text = r.read().decode()
-    return {
-        line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and line[0] != "#"
-    }
+    names = set()
+    for line in text.splitlines():
+        if line.startswith("# TYPE "):
+            _, _, name, kind = line.split(" ", 3)
+            names.add(name)
+            names.update(name + s for s in SERIES.get(kind, ()) if not name.endswith(s))
+        elif line and line[0] != "#":
+            names.add(line.split("{")[0].split(" ")[0])
+    return names
 
 
 def test_every_metric_the_dashboard_and_alert_rules_query_is_exported(
