@@ -105,14 +105,16 @@ class InfectedSettings:
     # with a quiet input, the clock less this stands for the newest time seen
     # (the filters' clocks and the worker's agree to within this)
     clock_slack_s: float = 2.0
+    max_held_per_client: int = 64  # past this, a client's oldest are taken up at once
     max_held: int = 250_000  # held events, all clients: past this, all are taken up
 
 
 # (ts, registrable, suffix, dga_like, wordy, score, outcome seen)
 Entry = tuple[float, str, str, bool, bool, float, bool]
 # an event held for time order: (ts, event, registrable, suffix, score, dga_like,
-# wordy, shared), the arguments of InfectedClient._take
-Held = tuple[float, DnsEvent, str, str, float, bool, bool, bool]
+# wordy, shared, n), the arguments of InfectedClient._take; n > 1 only for the
+# names other clients asked for too that resolved within one second, held as one
+Held = tuple[float, DnsEvent, str, str, float, bool, bool, bool, int]
 _ANSWERED = (Answer("A", 0, ""),)  # a held event's answers, restored from a snapshot
 
 
@@ -143,15 +145,30 @@ def _entry(e: list[Any]) -> Entry:
             bool(seen))  # fmt: skip
 
 
-def _held(client: str, h: list[Any]) -> Held:
-    """A held event from its JSON form (a list), checked field by field."""
-    ts, namespace, rcode, answered, observed, registrable, suffix, score, *shape = h
-    dga_like, wordy, shared = shape
-    ev = DnsEvent(float(ts), client, str(namespace), str(registrable), "A",
-                  None if rcode is None else str(rcode), _ANSWERED if answered else (),
-                  observed=bool(observed))  # fmt: skip
-    return (ev.ts, ev, ev.qname, str(suffix), float(score), bool(dga_like), bool(wordy),
-            bool(shared))  # fmt: skip
+# a held event's flags in its JSON form
+_NX, _OBSERVED, _DGA_LIKE, _WORDY, _SHARED = 1, 2, 4, 8, 16
+
+
+def _held_json(h: Held) -> list[Any]:
+    """A held event as compact JSON: [ts, flags, registrable, score, n] (what
+    was held is an NXDOMAIN, an answer not seen, or a name that resolved)."""
+    ev = h[1]
+    flags = ((ev.rcode == "NXDOMAIN") * _NX | ev.observed * _OBSERVED | h[5] * _DGA_LIKE
+             | h[6] * _WORDY | h[7] * _SHARED)  # fmt: skip
+    return [round(h[0], 3), flags, h[2], round(h[4], 4), h[8]]
+
+
+def _held(client: str, namespace: str, h: list[Any]) -> Held:
+    """A held event from its JSON form, checked field by field."""
+    ts, flags, registrable, score, n = h
+    flags, registrable = int(flags), str(registrable)
+    observed, nx = bool(flags & _OBSERVED), bool(flags & _NX)
+    rcode = "NXDOMAIN" if nx else ("NOERROR" if observed else None)
+    ev = DnsEvent(float(ts), client, namespace, registrable, "A", rcode,
+                  _ANSWERED if observed and not nx else (), observed=observed)  # fmt: skip
+    return (ev.ts, ev, registrable, registrable.partition(".")[2], float(score),
+            bool(flags & _DGA_LIKE), bool(flags & _WORDY), bool(flags & _SHARED),
+            max(1, int(n)))  # fmt: skip
 
 
 def _held_ts(h: Held) -> float:
@@ -208,6 +225,7 @@ class InfectedClient:
         self._pending: dict[str, None] = {}  # clients holding a C2 candidate
         self._held: dict[str, list[Held]] = {}  # per client, events not taken up yet
         self._held_n = 0
+        self._over: set[str] = set()  # clients holding more than max_held_per_client
         self._newest = -1e18  # the newest event time seen
         self._taken_to = -1e18  # events up to this time are taken up
 
@@ -217,16 +235,18 @@ class InfectedClient:
         held = self._held.get(client)
         if st is None and not held:
             return None
-        st = st or _Client()
+        if st is None:
+            st = _Client()
+            st.namespace = held[0][1].namespace if held else ""
         return [st.namespace, st.entries, st.resolved, st.pending, st.confirmed, st.c2,
                 st.last_nx, st.named, st.last_finding, st.style,
-                [[h[0], h[1].namespace, h[1].rcode, bool(h[1].answers), h[1].observed, *h[2:]]
-                 for h in held or ()]]  # fmt: skip
+                [_held_json(h) for h in held or ()]]  # fmt: skip
 
     def forget(self, client: str) -> None:
         self.clients.discard(client)
         self._pending.pop(client, None)
         self._held_n -= len(self._held.pop(client, ()))
+        self._over.discard(client)
 
     def load(self, client: str, data: list[Any]) -> None:
         """The client's evidence from :meth:`dump`'s snapshot (one written before
@@ -234,7 +254,8 @@ class InfectedClient:
         (namespace, entries, resolved, pending, confirmed, c2, last_nx, named, last_finding,
          style, *rest) = data  # fmt: skip
         s = self.settings
-        held = [_held(client, h) for h in (rest[0] if rest else ())][: s.max_held]
+        held = [_held(client, str(namespace), h) for h in (rest[0] if rest else ())]
+        held = held[: s.max_held_per_client]
         if held:
             self._held[client] = held
             self._held_n += len(held)
@@ -343,20 +364,32 @@ class InfectedClient:
         held until :meth:`advance` takes it up in time order."""
         if not registrable:
             return
+        client = ev.client
+        if ev.ts > self._newest:
+            self._newest = ev.ts
+        held = self._held.get(client)
         if ev.observed and ev.rcode != "NXDOMAIN":
             # an answer counts only as a resolved name of a client with evidence
             # (what a client resolved before its first one never counts)
             if ev.rcode != "NOERROR" or not ev.answers:
                 return
-            if ev.client not in self._held and self.clients.peek(ev.client) is None:
+            if held is None and self.clients.peek(client) is None:
                 return
-        held = self._held.get(ev.client)
+            if shared and held:  # counted only: one held entry per second
+                second = int(ev.ts)
+                for i in range(len(held) - 1, max(-1, len(held) - 9), -1):
+                    h = held[i]
+                    if h[7] and int(h[0]) == second:  # (a held name others asked: resolved)
+                        held[i] = (*h[:8], h[8] + 1)
+                        return
+        elif shared:
+            return  # a name others asked for too is no evidence unless it resolved
         if held is None:
-            held = self._held[ev.client] = []
-        held.append((ev.ts, ev, registrable, suffix, score, dga_like, wordy, shared))
+            held = self._held[client] = []
+        held.append((ev.ts, ev, registrable, suffix, score, dga_like, wordy, shared, 1))
         self._held_n += 1
-        if ev.ts > self._newest:
-            self._newest = ev.ts
+        if len(held) > self.settings.max_held_per_client:
+            self._over.add(client)
 
     def advance(self, newest: float, final: bool = False) -> list[Finding]:
         """Takes up the held events older than ``newest`` (the newest event time
@@ -365,49 +398,61 @@ class InfectedClient:
         candidates whose burst has been over long enough by that time."""
         s = self.settings
         self._newest = max(self._newest, newest)
+        out: list[Finding] = []
+        for client in self._over:  # a client's oldest, past its bound: now
+            held = self._held[client]
+            held.sort(key=_held_ts)
+            out += self._take_up(client, held[len(held) - s.max_held_per_client - 1][0])
+        self._over.clear()
         mark = self._newest - s.reorder_s
         if final or self._held_n > s.max_held:
             mark = float("inf")
         elif mark < self._taken_to + s.reorder_s / 8:
-            return []  # taken up a moment ago (event time): not worth a pass
-        out: list[Finding] = []
-        take = self._take
+            return out  # taken up a moment ago (event time): not worth a pass
         for client in list(self._held):
-            held = self._held[client]
-            held.sort(key=_held_ts)  # nearly sorted already: linear
-            n = 0
-            for h in held:
-                if h[0] > mark:
-                    break
-                found = take(*h[1:])
-                if found:
-                    out.extend(found)
-                n += 1
-            if n == len(held):
-                del self._held[client]
-            elif n:
-                del held[:n]
-            self._held_n -= n
+            self._held[client].sort(key=_held_ts)  # nearly sorted already: linear
+            out += self._take_up(client, mark)
         self._taken_to = min(mark, self._newest)
         out.extend(self.flush(self._taken_to))
+        return out
+
+    def _take_up(self, client: str, mark: float) -> list[Finding]:
+        """The client's held events (sorted) up to ``mark``, in order."""
+        held = self._held[client]
+        out: list[Finding] = []
+        take = self._take
+        n = 0
+        for h in held:
+            if h[0] > mark:
+                break
+            found = take(*h[1:])
+            if found:
+                out.extend(found)
+            n += 1
+        if n == len(held):
+            del self._held[client]
+        elif n:
+            del held[:n]
+        self._held_n -= n
         return out
 
     @property
     def holding(self) -> bool:
         """Whether events are held or a C2 candidate waits (time alone moves them)."""
-        return bool(self._held_n or self._pending)
+        return bool(self._held or self._pending)
 
     def _take(
         self, ev: DnsEvent, registrable: str, suffix: str, score: float, dga_like: bool,
-        wordy: bool, shared: bool,
+        wordy: bool, shared: bool, n: int = 1,
     ) -> list[Finding]:  # fmt: skip
-        """One event, in its client's time order."""
+        """One event (``n`` resolved names others asked for too), in its client's
+        time order."""
         s = self.settings
         if shared:
             if ev.rcode == "NOERROR" and ev.answers:
                 st0 = self.clients.peek(ev.client)
                 if st0 is not None:
-                    self._resolved(st0, ev.ts)
+                    self._resolved(st0, ev.ts, n)
             return []
         if ev.rcode == "NXDOMAIN" or not ev.observed:
             st = self.clients.get(ev.client)
@@ -467,14 +512,14 @@ class InfectedClient:
                 self._pending[ev.client] = None
         return out
 
-    def _resolved(self, st: _Client, ts: float) -> None:
+    def _resolved(self, st: _Client, ts: float, n: int = 1) -> None:
         s = self.settings
         bucket = int(ts // s.resolved_bucket_s)
         resolved = st.resolved
         if resolved and resolved[-1][0] == bucket:
-            resolved[-1][1] += 1
+            resolved[-1][1] += n
             return
-        resolved.append([bucket, 1])
+        resolved.append([bucket, n])
         oldest = bucket - int(s.window_s // s.resolved_bucket_s)
         while resolved and resolved[0][0] < oldest:
             del resolved[0]

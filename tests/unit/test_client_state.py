@@ -7,13 +7,15 @@ import json
 
 import pytest
 
-from detectors.events import DnsEvent
+from detectors.events import Answer, DnsEvent
+from detectors.infected import InfectedSettings
 from detectors.pipeline import Pipeline
 from models import artifact
 from tests.unit import traffic
 from tests.unit.test_cluster_detection import burst, healthy_browsing, run
 
 pytestmark = pytest.mark.unit
+A = (Answer("A", 300, "198.51.100.7"),)
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +91,28 @@ def test_events_held_for_time_order_move_with_the_client(model) -> None:  # type
     assert (client, names[-1]) not in [
         (f.client, f.name) for f in cold.process(later, final=True).findings
     ]
+
+
+def test_what_is_held_for_a_busy_client_stays_bounded(model) -> None:  # type: ignore[no-untyped-def]
+    """A client with evidence that resolves thousands of names a second: the
+    names others asked for too are held as counts per second, its own names
+    up to a bound, so its snapshot stays small (it is one Kafka record)."""
+    client = "shop/crawler-1"
+    events = burst(100, traffic.dga("cryptolocker", 8), client, "shop")
+    popular = traffic.benign(200)
+    others = [DnsEvent(100 + i / 1000, f"shop/web-{i % 3}", "shop", n, "A", "NOERROR", A)
+              for i, n in enumerate(popular)]  # fmt: skip
+    busy = [DnsEvent(103 + i / 2000, client, "shop", popular[i % 200] if i % 2 else
+                     f"cdn{i}x.net", "A", "NOERROR", A)
+            for i in range(8000)]  # fmt: skip
+    pipeline = Pipeline(model)
+    pipeline.process(sorted(events + others, key=lambda e: e.ts))
+    for i in range(0, len(busy), 1000):
+        pipeline.process(busy[i : i + 1000])
+        snapshot = pipeline.dump_client(client)
+        assert snapshot is not None
+        assert len(snapshot["infected"][-1]) <= InfectedSettings().max_held_per_client
+        assert len(json.dumps(snapshot)) < 32 * 1024
 
 
 def incident_alerts(pipeline: Pipeline, events: list[DnsEvent]) -> list[tuple[str, int, str]]:
