@@ -39,7 +39,7 @@ def _eval_cluster(args: argparse.Namespace) -> int:
             allowlist = list(read_names(fh))
     report = run(spec, data, model, allowlist=allowlist,
                  jsonl=Path(args.jsonl) if args.jsonl else None,
-                 queries_only=args.queries_only)  # fmt: skip
+                 queries_only=args.queries_only, late_s=args.late)  # fmt: skip
     print(render(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report.as_dict(), indent=2) + "\n")
@@ -67,6 +67,13 @@ def register(what: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--queries-only",
         action="store_true",
         help="every response not observed, as the UDP module ships events",
+    )
+    p.add_argument(
+        "--late",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="deliver as Envoys with two worker threads do, one thread's batches S seconds late",
     )
     p.add_argument("--allowlist", help="allowlist file (one name per line)")
     p.add_argument("--jsonl", help="also write the events (and .truth.json) here")

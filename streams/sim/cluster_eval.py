@@ -34,6 +34,7 @@ from streams.ingest.decode import decode_event
 from streams.sim.cluster import ClusterSpec, Truth, generate
 
 BATCH = 2000
+LIVE_BATCH = 50  # with --late: the small batches a live worker takes
 
 
 @dataclass
@@ -72,6 +73,7 @@ def evaluate(
     settings: DetectorSettings | None = None,
     allowlist: list[str] | None = None,
     generate_s: float = 0.0,
+    batch_size: int = BATCH,
 ) -> ClusterReport:
     pipeline = Pipeline(model, settings or DetectorSettings(), allowlist or [])
     alerts: list[tuple[float, str, str]] = []  # (ts, client, detector)
@@ -94,7 +96,7 @@ def evaluate(
             batch.append(decode_event(raw))
         except (EventError, ValueError):
             continue
-        if len(batch) >= BATCH:
+        if len(batch) >= batch_size:
             flush()
     flush(final=True)
     elapsed = time.perf_counter() - t0
@@ -159,6 +161,26 @@ def as_query_only(raw: bytes) -> bytes:
     return json.dumps(ev, separators=(",", ":")).encode()
 
 
+def delivered(events: list[bytes], late_s: float, flush_s: float = 0.1) -> list[bytes]:
+    """``events`` (in time order) in the order a worker receives them from
+    Envoys with two worker threads: each pod's queries alternate between the
+    threads, each thread ships what it has every ``flush_s``, and the second
+    thread's batches arrive ``late_s`` after the first's."""
+    sent: Counter[str] = Counter()
+    arrivals = []
+    for i, raw in enumerate(events):
+        try:
+            ev = decode_event(raw)
+        except (EventError, ValueError):
+            arrivals.append((0.0, 0, i))  # the decoder rejects it first thing anyway
+            continue
+        thread = sent[ev.client] % 2
+        sent[ev.client] += 1
+        arrivals.append(((ev.ts // flush_s + 1) * flush_s + late_s * thread, thread, i))
+    arrivals.sort()
+    return [events[i] for _, _, i in arrivals]
+
+
 def run(
     spec: ClusterSpec,
     data_dir: Path,
@@ -167,19 +189,26 @@ def run(
     allowlist: list[str] | None = None,
     jsonl: Path | None = None,
     queries_only: bool = False,
+    late_s: float = 0.0,
 ) -> ClusterReport:
     """The cluster hour through the detectors; ``queries_only``: as the UDP
-    module ships it, every event's response not observed."""
+    module ships it, every event's response not observed; ``late_s``: as
+    Envoys with two worker threads deliver it, one thread's batches that much
+    later than the other's (:func:`delivered`), in the small batches a live
+    worker takes."""
     t0 = time.perf_counter()
     events, truth = generate(spec, data_dir)
     if queries_only:
         events = [as_query_only(e) for e in events]
+    if late_s:
+        events = delivered(events, late_s)
     generate_s = time.perf_counter() - t0
     if jsonl is not None:
         with jsonl.open("wb") as fh:
             fh.writelines(e + b"\n" for e in events)
         jsonl.with_suffix(".truth.json").write_text(json.dumps(truth.as_dict(), indent=1))
-    return evaluate(events, truth, model, spec, settings, allowlist, generate_s)
+    return evaluate(events, truth, model, spec, settings, allowlist, generate_s,
+                    LIVE_BATCH if late_s else BATCH)  # fmt: skip
 
 
 def render(r: ClusterReport) -> str:
