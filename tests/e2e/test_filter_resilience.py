@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 import statistics
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import dns.message
 import dns.query
@@ -17,7 +21,7 @@ from streams.sim.resolver import Upstream, UpstreamServer
 from streams.stack.envoy import FilterOptions, FilterPorts, filter_bootstrap
 from streams.stack.processes import free_ports
 from tests.e2e.conftest import TOKEN, EnvoyProcess, FilterRig, events_for
-from tests.e2e.test_filter_events import uniq
+from tests.e2e.test_filter_events import framed, read_framed, uniq
 
 pytestmark = pytest.mark.e2e
 
@@ -132,3 +136,57 @@ def test_events_flow_again_after_an_envoy_restart(rig: FilterRig) -> None:
     assert r.answer
     got = events_for(rig.bootstrap, rig.topic, {after})
     assert got[after][0]["response"]["rcode"] == "NOERROR"
+
+
+class Recorder(BaseHTTPRequestHandler):
+    """A collector that answers 200 at once and notes when each batch came and
+    how many events it held."""
+
+    batches: ClassVar[list[tuple[float, int]]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["content-length"]))
+        self.batches.append((time.monotonic(), len(json.loads(body)["events"])))
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_full_batches_go_out_as_the_collector_answers_not_at_the_next_tick(
+    wasm_module: Path, tmp_path: Path
+) -> None:
+    """One batch in flight at a time, a tick every 3 s: the tick sends one
+    batch, and each answer sends the next full one at once, so a backlog of
+    full batches does not wait a tick each (the part of a batch that is left
+    goes at a tick)."""
+    admin, dns_tcp, up, col = free_ports(4)
+    ports = FilterPorts(admin=admin, dns_tcp=dns_tcp, upstream_dns=up, collector=col)
+    opts = FilterOptions(token=TOKEN, flush_interval_ms=3000, batch_size=5, max_inflight=1)
+    Recorder.batches = []
+    server = ThreadingHTTPServer(("127.0.0.1", col), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with UpstreamServer(Upstream(), up, free_ports(1)[0]):
+            envoy = EnvoyProcess(filter_bootstrap(ports, opts, wasm_module), tmp_path).start(1)
+            try:
+                queries = [dns.message.make_query(uniq("b"), "A") for _ in range(17)]
+                with socket.create_connection(("127.0.0.1", dns_tcp), timeout=5) as s:
+                    s.sendall(b"".join(framed(q.to_wire()) for q in queries))  # one write
+                    for _ in queries:
+                        read_framed(s)
+                deadline = time.monotonic() + 10
+                while sum(n for _, n in Recorder.batches) < 17 and time.monotonic() < deadline:
+                    time.sleep(0.05)
+            finally:
+                envoy.stop()
+    finally:
+        server.shutdown()
+        server.server_close()
+    sizes = [n for _, n in Recorder.batches]
+    assert sum(sizes) == 17, Recorder.batches
+    full = [t for t, n in Recorder.batches if n == 5]
+    assert len(full) >= 3, Recorder.batches
+    assert full[-1] - full[0] < 1.0, Recorder.batches  # not a tick (3 s) apart each
