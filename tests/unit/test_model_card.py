@@ -51,7 +51,7 @@ def _report(worse: list[str]) -> dict[str, Any]:
 
 def test_card_puts_model_and_baseline_side_by_side() -> None:
     card = render_model_card(_report([]))
-    row = "| cryptolocker | 5000 | random | 0.9982 | 0.465 | 0.421 | - | 0.734 | 0.527 | 0.985 | 0.907 | 0.000 |"
+    row = "| cryptolocker | 5000 | random | 0.9982 | 0.465 | 0.421 | - | - | 0.734 | 0.527 | 0.985 | 0.907 | 0.000 |"
     assert row in card
     assert "| median TPR at FPR 1e-3, random-character | 0.465 | 0.421 | - |" in card
     assert "| `hkcplzqitt.net` | 18445 | 0.999600 |" in card
@@ -72,3 +72,15 @@ def test_card_shows_the_ensemble_beside_them_when_measured() -> None:
 def test_card_names_the_families_where_the_model_is_worse() -> None:
     card = render_model_card(_report(["pitou", "m0yv"]))
     assert "by > 0.05 at FPR 1e-3 | 2 (pitou, m0yv) |" in card
+
+
+def test_card_shows_the_seen_family_ceiling_when_measured() -> None:
+    report = _report([])
+    report["families"][0]["seen"] = {"model": 0.62, "baseline": 0.31}
+    report["summary"].update({
+        "model_median_tpr_at_0.001_seen_random": 0.62, "model_families_seen_at_target": 0,
+        "baseline_median_tpr_at_0.001_seen_random": 0.31, "baseline_families_seen_at_target": 0,
+    })  # fmt: skip
+    card = render_model_card(report)
+    assert "| cryptolocker | 5000 | random | 0.9982 | 0.465 | 0.421 | - | 0.620 |" in card
+    assert "every family seen in training | 0.620 (0 families >= 0.9) | 0.310 (0 families" in card

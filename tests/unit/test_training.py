@@ -86,3 +86,10 @@ def test_the_ensemble_sums_views_standardised_on_their_own_benign_scores() -> No
     # a view that separates nothing adds no order of its own
     flat = (np.zeros(4), np.zeros(2))
     assert list(np.argsort(ensemble(a, flat)[1])) == list(np.argsort(a[1]))
+
+
+def test_family_halves_split_every_family_in_two() -> None:
+    from models.train_dga import family_halves
+
+    family = np.array(["a", "b", "a", "a", "b", "c"])
+    assert family_halves(family).tolist() == [0, 0, 1, 0, 1, 0]
