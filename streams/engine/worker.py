@@ -26,6 +26,12 @@ table entry has another sequence number than the one this process last wrote
 moved it on) is loaded from the table first. Replayed records after a kill
 fold into restored state at least once; alert ids are stable per incident
 update, so a replay publishes no alert twice.
+
+The client-level detector holds each client's last seconds of events to take
+them in time order (``detectors.infected``; they are in the snapshot too).
+Newer events move them on; when the topic goes quiet, a timer moves them on
+with the worker's clock (``CLOCK_S``), so a burst followed by silence is
+still judged.
 """
 
 from __future__ import annotations
