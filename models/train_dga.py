@@ -278,19 +278,26 @@ _SHARED: dict[str, tuple[Matrix, Matrix, Matrix | None]] = {}
 _FAMILY: npt.NDArray[np.str_] = np.array([])
 
 
-def _held_out(args: tuple[str, str, int]) -> tuple[str, str, FloatArray, FloatArray]:
-    """Train without ``family`` on benign fold 0; score benign fold 1 and the family."""
-    variant, family, seed = args
+def _fit_and_score(
+    variant: str, train: npt.NDArray[np.bool_], seed: int
+) -> tuple[FloatArray, FloatArray]:
+    """Train ``variant`` on benign fold 0, the DGA names ``train`` marks and (the
+    model only) the synthetic names; score benign fold 1 and the other DGA names."""
     xb, xd, xs = _SHARED[variant]
     fold = benign_folds(xb.shape[0])
-    held = family == _FAMILY
-    parts = [xb[np.flatnonzero(fold == 0)], xd[np.flatnonzero(~held)]]
+    parts = [xb[np.flatnonzero(fold == 0)], xd[np.flatnonzero(train)]]
     if xs is not None:
         parts.append(xs)
     n_pos = sum(p.shape[0] for p in parts[1:])
     clf = fit_linear(sp.vstack(parts, format="csr"), _labels(parts[0].shape[0], n_pos), seed)
     benign = clf.decision_function(xb[np.flatnonzero(fold == 1)])
-    return variant, family, benign, clf.decision_function(xd[np.flatnonzero(held)])
+    return benign, clf.decision_function(xd[np.flatnonzero(~train)])
+
+
+def _held_out(args: tuple[str, str, int]) -> tuple[str, str, FloatArray, FloatArray]:
+    """Train without ``family``; score benign fold 1 and the family."""
+    variant, family, seed = args
+    return variant, family, *_fit_and_score(variant, np.not_equal(_FAMILY, family), seed)
 
 
 def family_halves(family: npt.NDArray[np.str_]) -> npt.NDArray[np.int64]:
@@ -303,19 +310,9 @@ def family_halves(family: npt.NDArray[np.str_]) -> npt.NDArray[np.int64]:
 
 
 def _seen(args: tuple[str, int]) -> tuple[str, FloatArray, FloatArray]:
-    """Train on benign fold 0 and half of every family's names (the model also on
-    the synthetic names); score benign fold 1 and the other halves."""
+    """Train on half of every family's names; score benign fold 1 and the other halves."""
     variant, seed = args
-    xb, xd, xs = _SHARED[variant]
-    fold = benign_folds(xb.shape[0])
-    half = family_halves(_FAMILY)
-    parts = [xb[np.flatnonzero(fold == 0)], xd[np.flatnonzero(half == 0)]]
-    if xs is not None:
-        parts.append(xs)
-    n_pos = sum(p.shape[0] for p in parts[1:])
-    clf = fit_linear(sp.vstack(parts, format="csr"), _labels(parts[0].shape[0], n_pos), seed)
-    benign = clf.decision_function(xb[np.flatnonzero(fold == 1)])
-    return variant, benign, clf.decision_function(xd[np.flatnonzero(half == 1)])
+    return variant, *_fit_and_score(variant, family_halves(_FAMILY) == 0, seed)
 
 
 def _rates(benign: FloatArray, fam: FloatArray, head: npt.NDArray[np.bool_]) -> dict[str, float]:
