@@ -254,8 +254,8 @@ class InfectedClient:
         (namespace, entries, resolved, pending, confirmed, c2, last_nx, named, last_finding,
          style, *rest) = data  # fmt: skip
         s = self.settings
-        held = [_held(client, str(namespace), h) for h in (rest[0] if rest else ())]
-        held = held[: s.max_held_per_client]
+        kept = rest[0][: s.max_held_per_client] if rest else ()
+        held = [_held(client, str(namespace), h) for h in kept]
         if held:
             self._held[client] = held
             self._held_n += len(held)

@@ -21,6 +21,7 @@ import json
 import statistics
 import time
 from collections import Counter, defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -161,24 +162,37 @@ def as_query_only(raw: bytes) -> bytes:
     return json.dumps(ev, separators=(",", ":")).encode()
 
 
-def delivered(events: list[bytes], late_s: float, flush_s: float = 0.1) -> list[bytes]:
-    """``events`` (in time order) in the order a worker receives them from
-    Envoys with two worker threads: each pod's queries alternate between the
-    threads, each thread ships what it has every ``flush_s``, and the second
-    thread's batches arrive ``late_s`` after the first's."""
+def shipped(
+    events: Sequence[DnsEvent], late_s: float, flush_s: float = 0.1
+) -> list[tuple[float, int]]:
+    """For each of ``events`` (in time order), when it reaches the worker and
+    from which of an Envoy's two worker threads: each client's queries
+    alternate between the threads, each thread ships what it has every
+    ``flush_s``, and the second thread's batches arrive ``late_s`` after the
+    first's. Events with the same (time, thread) travel in one batch."""
     sent: Counter[str] = Counter()
-    arrivals = []
-    for i, raw in enumerate(events):
-        try:
-            ev = decode_event(raw)
-        except (EventError, ValueError):
-            arrivals.append((0.0, 0, i))  # the decoder rejects it first thing anyway
-            continue
+    out = []
+    for ev in events:
         thread = sent[ev.client] % 2
         sent[ev.client] += 1
-        arrivals.append(((ev.ts // flush_s + 1) * flush_s + late_s * thread, thread, i))
-    arrivals.sort()
-    return [events[i] for _, _, i in arrivals]
+        out.append(((ev.ts // flush_s + 1) * flush_s + late_s * thread, thread))
+    return out
+
+
+def delivered(events: list[bytes], late_s: float) -> list[bytes]:
+    """``events`` (in time order) in the order a worker receives them from
+    Envoys with two worker threads (:func:`shipped`); what the decoder rejects
+    comes first (it goes no further anyway)."""
+    decoded: list[tuple[int, DnsEvent]] = []
+    for i, raw in enumerate(events):
+        try:
+            decoded.append((i, decode_event(raw)))
+        except (EventError, ValueError):
+            continue
+    when = dict(zip((i for i, _ in decoded), shipped([ev for _, ev in decoded], late_s),
+                    strict=True))  # fmt: skip
+    order = sorted(range(len(events)), key=lambda i: (*when.get(i, (0.0, 0)), i))
+    return [events[i] for i in order]
 
 
 def run(

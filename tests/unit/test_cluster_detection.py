@@ -264,19 +264,16 @@ def test_volume_alone_never_names_a_client_whose_answers_were_not_seen(model) ->
     assert any(f.evidence.get("style") == "volume" for f in findings)
 
 
-def interleaved(
-    events: list[DnsEvent], late_s: float, flush_s: float = 0.1
-) -> list[list[DnsEvent]]:
-    """How a worker receives ``events`` from an Envoy with two worker threads:
-    queries alternate between the threads, each ships a batch every ``flush_s``,
-    and the second thread's batches arrive ``late_s`` after the first's; each
-    batch is one record, taken by the worker on its own."""
-    shipped: dict[tuple[float, int], list[DnsEvent]] = {}
-    for i, ev in enumerate(sorted(events, key=lambda e: e.ts)):
-        thread = i % 2
-        arrives = (int(ev.ts / flush_s) + 1) * flush_s + late_s * thread
-        shipped.setdefault((round(arrives, 6), thread), []).append(ev)
-    return [shipped[k] for k in sorted(shipped)]
+def interleaved(events: list[DnsEvent], late_s: float) -> list[list[DnsEvent]]:
+    """The batches a worker takes, one record each, from an Envoy with two
+    worker threads, one of them ``late_s`` behind (``cluster_eval.shipped``)."""
+    from streams.sim.cluster_eval import shipped
+
+    events = sorted(events, key=lambda e: e.ts)
+    batches: dict[tuple[float, int], list[DnsEvent]] = {}
+    for ev, key in zip(events, shipped(events, late_s), strict=True):
+        batches.setdefault(key, []).append(ev)
+    return [batches[k] for k in sorted(batches)]
 
 
 @pytest.mark.parametrize("late_s", [0.5, 2.0, 4.5])
