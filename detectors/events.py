@@ -11,9 +11,10 @@ import functools
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
+
+import msgspec
 
 from detectors.dnsname import InvalidName, canonical_name
 from detectors.identity import valid_ip, valid_namespace, valid_object_name
@@ -29,11 +30,13 @@ class Answer(NamedTuple):
     data: str
 
 
-# Not frozen: the worker builds one per event, and a frozen dataclass takes three
-# times as long to build (every field goes through object.__setattr__). Nothing
-# writes to an event after it is decoded.
-@dataclass(slots=True)
-class DnsEvent:
+# A msgspec struct without garbage-collector tracking: the worker builds one
+# per event (three times faster than a slots dataclass), and tracked objects by
+# the hundred thousand make every collection pass longer. An event holds only
+# strings, numbers and tuples of them, so it cannot be part of a cycle. Not
+# frozen (a frozen struct is no faster to read); nothing writes to an event
+# after it is decoded.
+class DnsEvent(msgspec.Struct, gc=False):
     ts: float  # seconds since the epoch
     client: str  # stable client identity: namespace/pod, else the client IP
     namespace: str

@@ -120,7 +120,7 @@ _ANSWERED = (Answer("A", 0, ""),)  # a held event's answers, restored from a sna
 
 class _Client:
     __slots__ = ("c2", "client", "confirmed", "entries", "last_finding", "last_nx", "named",
-                 "namespace", "pending", "resolved", "style")  # fmt: skip
+                 "namespace", "pending", "resolved", "shape", "style", "version")  # fmt: skip
 
     def __init__(self) -> None:
         self.client = ""
@@ -136,6 +136,8 @@ class _Client:
         self.named = -1.0
         self.last_finding = -1e18
         self.style = ""
+        self.version = 0  # moves on whenever ``entries`` changes
+        self.shape: tuple[tuple[int, int], _Shape] | None = None  # the last burst shape, by key
 
 
 def _entry(e: list[Any]) -> Entry:
@@ -214,6 +216,24 @@ def _core(entries: list[Entry]) -> tuple[list[Entry], str]:
     _, top = _suffix_share(entries)
     main = top[0][0] if top else ""
     return [e for e in entries if e[2] == main], "suffix"
+
+
+class _Shape:
+    """A burst's core (:func:`_core`) and what a name is compared with. Kept per
+    client until its names change: a client with evidence that goes on resolving
+    names has each one compared with the same burst."""
+
+    __slots__ = ("classes", "core", "lengths", "made_of", "main_class", "main_count", "share",
+                 "suffixes")  # fmt: skip
+
+    def __init__(self, entries: list[Entry]) -> None:
+        self.core, self.made_of = core, _ = _core(entries)
+        self.share = _suffix_share(core)[0] if core else 0.0
+        self.suffixes = {x[2] for x in core}
+        self.lengths = sorted(len(_label(x)) for x in core)
+        self.classes = [_classes(_label(x)) for x in core]
+        top = Counter(self.classes).most_common(1)
+        self.main_class, self.main_count = top[0] if top else ("", 0)
 
 
 class InfectedClient:
@@ -318,41 +338,36 @@ class InfectedClient:
             return "volume"
         return ""
 
-    def _recent(self, st: _Client, now: float) -> list[Entry]:
-        """The client's names of the last ``burst_s``: the burst a name would end
-        (older names, a crawler's dead links say, do not shape it)."""
+    def _shape(self, st: _Client, now: float) -> _Shape:
+        """The shape of the client's names of the last ``burst_s``: the burst a
+        name would end (older names, a crawler's dead links say, do not shape it)."""
         cutoff = now - self.settings.burst_s
         entries = st.entries
         i = len(entries)
         while i and entries[i - 1][0] >= cutoff:
             i -= 1
-        return entries[i:]
+        key = (st.version, i)
+        if st.shape is None or st.shape[0] != key:
+            st.shape = (key, _Shape(entries[i:]))
+        return st.shape[1]
 
     def _matches(self, st: _Client, e: Entry) -> bool:
         """Whether a name has the shape of the burst it comes in or ends."""
         s = self.settings
-        core, made_of = _core(self._recent(st, e[0]))
-        if not core:
+        shape = self._shape(st, e[0])
+        if not shape.core:
             return False
-        share, _ = _suffix_share(core)
-        suffixes = {x[2] for x in core}
-        if e[2] not in suffixes:
-            if share >= s.min_suffix_share:
+        if e[2] not in shape.suffixes:
+            if shape.share >= s.min_suffix_share:
                 return False  # a burst that keeps to a few suffixes: its C2 is under one of them
-            if "." in e[2] and all("." not in x for x in suffixes):
+            if "." in e[2] and all("." not in x for x in shape.suffixes):
                 return False  # a burst under top-level domains: not a name under a provider's
-        lengths = [len(_label(x)) for x in core]
-        if (
-            not min(lengths) - s.c2_length_slack
-            <= len(_label(e))
-            <= max(lengths) + s.c2_length_slack
-        ):
+        lengths = shape.lengths
+        if not lengths[0] - s.c2_length_slack <= len(_label(e)) <= lengths[-1] + s.c2_length_slack:
             return False
-        classes = Counter(_classes(_label(x)) for x in core)
-        main, count = classes.most_common(1)[0]
-        if count >= 0.8 * len(core) and _classes(_label(e)) != main:
+        if shape.main_count >= 0.8 * len(shape.core) and _classes(_label(e)) != shape.main_class:
             return False  # a burst of one alphabet (letters, hex, ...): its C2 is in it
-        if made_of == "wordy":
+        if shape.made_of == "wordy":
             return e[4]  # a word-list burst ends in a name of words too
         return e[5] >= s.c2_min_score
 
@@ -477,6 +492,7 @@ class InfectedClient:
             entries.append(entry)
             if len(entries) > s.max_entries:
                 del entries[0]
+            st.version += 1
             if st.named >= 0:
                 if ev.ts - st.last_finding >= s.renotify_s:
                     out.append(self._named_finding(ev, st))
@@ -526,17 +542,17 @@ class InfectedClient:
 
     def _distance(self, st: _Client, e: Entry) -> float:
         """How far a candidate's shape is from the burst's core (0: right in it)."""
-        core, made_of = _core(self._recent(st, e[0]))
-        lengths = sorted(len(_label(x)) for x in core)
+        shape = self._shape(st, e[0])
+        lengths = shape.lengths
         d = abs(len(_label(e)) - lengths[len(lengths) // 2]) / 4 if lengths else 0.0
-        d += sum(_classes(_label(e)) != _classes(_label(x)) for x in core) / max(1, len(core))
-        return d + (1 - e[5] if made_of != "wordy" else 0.0)
+        style = _classes(_label(e))
+        d += sum(style != c for c in shape.classes) / max(1, len(shape.core))
+        return d + (1 - e[5] if shape.made_of != "wordy" else 0.0)
 
     def _gap(self, st: _Client, now: float) -> float:
         """How soon after the burst's last name its C2 comes: three of the burst's
         own steps (its median gap between names), between 1 s and ``c2_gap_s``."""
-        core, _ = _core(self._recent(st, now))
-        times = sorted(e[0] for e in core[-9:])
+        times = sorted(e[0] for e in self._shape(st, now).core[-9:])
         steps = sorted(b - a for a, b in itertools.pairwise(times))
         if not steps:
             return self.settings.c2_gap_s

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 import itertools
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pybloom_live import BloomFilter
 
 from detectors.events import DnsEvent
 from detectors.findings import Finding
-from detectors.names import split_name
+from detectors.names import SplitName, split_name
 from detectors.window import BoundedStates
 
 
@@ -76,11 +77,21 @@ class NewlyObservedDomain:
             st.epoch = epoch
 
     def update(self, ev: DnsEvent) -> list[Finding]:
-        if ev.rcode is None or ev.rcode == "NXDOMAIN":
-            return []  # only names that exist are "observed"
-        domain = split_name(ev.qname).registrable
-        if not domain:
-            return []
+        return self.update_many([ev], [split_name(ev.qname)])
+
+    def update_many(self, events: Sequence[DnsEvent], splits: Sequence[SplitName]) -> list[Finding]:
+        """Events in time order, with their names split."""
+        out: list[Finding] = []
+        for ev, split in zip(events, splits, strict=True):
+            rcode = ev.rcode
+            if rcode is None or rcode == "NXDOMAIN" or not split.registrable:
+                continue  # only names that exist are "observed"
+            found = self._observe(ev, split.registrable)
+            if found:
+                out += found
+        return out
+
+    def _observe(self, ev: DnsEvent, domain: str) -> list[Finding]:
         st = self.scopes.get(ev.namespace)
         self._rotate(st, ev.ts)
         key = (ev.namespace, domain)

@@ -7,12 +7,13 @@ a minute. Evidence carries the counts and the parent domains most failed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from detectors.events import DnsEvent
 from detectors.findings import Finding
-from detectors.names import split_name
+from detectors.names import SplitName, split_name
 from detectors.window import BoundedStates, DistinctEstimator, SlidingCounts, stable_hash
 
 _TOTAL, _NX = 0, 1
@@ -71,18 +72,39 @@ class NxdomainStorm:
         self.clients.put(client, st)
 
     def update(self, ev: DnsEvent) -> list[Finding]:
-        if ev.rcode is None:
-            return []
+        return self.update_many([ev], [split_name(ev.qname)])
+
+    def update_many(self, events: Sequence[DnsEvent], splits: Sequence[SplitName]) -> list[Finding]:
+        """Events in time order per client (a client's events best together:
+        its state is looked up once a run), with their names split."""
         s = self.settings
-        st = self.clients.get(ev.client)
-        bucket_s = s.window_s / s.buckets
-        slot = st.counts.advance(ev.ts, bucket_s, s.buckets)
-        st.counts.add(_TOTAL, slot, s.buckets)
-        if ev.rcode != "NXDOMAIN":
-            return []
+        b = s.buckets
+        bucket_s = s.window_s / b
+        out: list[Finding] = []
+        client = ""
+        st: _ClientState | None = None
+        last = slot = -1
+        for ev, split in zip(events, splits, strict=True):
+            rcode = ev.rcode
+            if rcode is None:
+                continue
+            if st is None or ev.client != client:
+                client, last = ev.client, -1
+                st = self.clients.get(client)
+            idx = int(ev.ts // bucket_s)
+            if idx != last:  # the window moves at most once a bucket
+                slot, last = st.counts.advance(ev.ts, bucket_s, b), idx
+            st.counts.add(_TOTAL, slot, b)
+            if rcode == "NXDOMAIN":
+                found = self._nxdomain(ev, st, slot, split.registrable)
+                if found:
+                    out += found
+        return out
+
+    def _nxdomain(self, ev: DnsEvent, st: _ClientState, slot: int, parent: str) -> list[Finding]:
+        s = self.settings
         st.counts.add(_NX, slot, s.buckets)
         st.distinct.add(stable_hash(ev.qname), ev.ts, s.window_s, s.distinct_bits)
-        parent = split_name(ev.qname).registrable
         parents = st.parents
         parents[parent] = parents.get(parent, 0) + 1
         if len(parents) > 4 * s.top_parents:

@@ -9,8 +9,11 @@ Each batch goes through these steps:
 1. **classify** every query name (:class:`detectors.zones.Zones`): search-path
    expansions and internal names are counted and go no further, except into
    the client's query rate;
-2. **per-event detectors** (NXDOMAIN storm, tunnelling, fast flux, newly
-   observed domains) see the names that may count;
+2. **per-event detectors** (NXDOMAIN storm, tunnelling, newly observed
+   domains, query rate) see the names that may count (the rate: every name),
+   each name split once; those whose state is per client take the batch
+   grouped by client, each client's events in time order, which finds exactly
+   what one event at a time does (``tests/unit/test_detector_batches.py``);
 3. **names**: each name's registrable domain is scored once (DGA likelihood
    and dictionary-word shape, cached), and :class:`Popularity` says whether
    another client asked for it;
@@ -28,6 +31,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Protocol
 
 from detectors.dga import DgaModel, RegistrableScorer
@@ -37,7 +41,7 @@ from detectors.fastflux import FastFlux, FastFluxSettings
 from detectors.findings import Finding
 from detectors.incidents import Incidents, IncidentSettings, IncidentUpdate
 from detectors.infected import InfectedClient, InfectedSettings
-from detectors.names import split_name
+from detectors.names import SplitName, split_name
 from detectors.newdomain import NewDomainSettings, NewlyObservedDomain
 from detectors.nxdomain import NxdomainSettings, NxdomainStorm
 from detectors.popularity import Popularity
@@ -48,6 +52,14 @@ from detectors.zones import ClusterSettings, NameKind, Zones
 
 # the kinds of name that count as evidence
 COUNTED = (NameKind.PUBLIC, NameKind.DYNAMIC_DNS, NameKind.HOSTING)
+_LABELS = {k: k.name.lower() for k in NameKind}  # a kind's name in metrics and counts
+_client = attrgetter("client")
+
+
+def _client_of(pair: tuple[DnsEvent, SplitName]) -> str:
+    return pair[0].client
+
+
 DEFAULT_EVIDENCE_THRESHOLD = 0.9
 DEFAULT_BLOCK_THRESHOLD = 0.99999
 CLIENT_STATE_VERSION = 1  # the shape of Pipeline.dump_client's snapshot
@@ -59,12 +71,6 @@ class ClientState(Protocol):
     def dump(self, client: str) -> Any: ...
     def load(self, client: str, data: Any) -> None: ...
     def forget(self, client: str) -> None: ...
-
-
-class EventDetector(Protocol):
-    name: str
-
-    def update(self, ev: DnsEvent) -> list[Finding]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,16 +125,14 @@ class Pipeline:
         self.rate = RateAnomaly(s.rate)
         self.storm = NxdomainStorm(s.nxdomain)
         self.tunnel = Tunneling(s.tunnel)
-        self.per_event: list[EventDetector] = [self.storm, self.tunnel]
         self.fast_flux = FastFlux(s.fast_flux)
-        if s.enable_new_domain:
-            self.per_event.append(NewlyObservedDomain(s.new_domain))
+        self.new_domain = NewlyObservedDomain(s.new_domain) if s.enable_new_domain else None
         self.zones = Zones(s.cluster)
         self.allowlist = Allowlist(allowlist)
         self.popularity = Popularity(s.max_popularity)
         self.policy = VerdictPolicy(s.policy, self.allowlist, self.zones)
         self.incidents = Incidents(s.incidents)
-        self._kinds: dict[tuple[str, str, bool], NameKind] = {}
+        self._kinds: dict[tuple[str, str, bool], tuple[NameKind, str]] = {}
         # what detection keeps per client, by its name in a snapshot
         self._client_parts: dict[str, ClientState] = {
             "rate": self.rate,
@@ -173,17 +177,22 @@ class Pipeline:
             part.forget(client)
 
     def kind(self, ev: DnsEvent) -> NameKind:
+        return self._kind(ev)[0]
+
+    def _kind(self, ev: DnsEvent) -> tuple[NameKind, str]:
+        """What the event's name is, and that kind's metric label (cached: a
+        batch asks for the same names again and again)."""
         # an expansion-shaped name whose answer was not seen (UDP) is taken for
         # the NXDOMAIN expansion it nearly always is
         nx = ev.rcode == "NXDOMAIN" or not ev.observed
         key = (ev.qname, ev.namespace, nx)
-        kind = self._kinds.get(key)
-        if kind is None:
+        known = self._kinds.get(key)
+        if known is None:
             if len(self._kinds) >= 200_000:
                 self._kinds.clear()
-            rcode = "NXDOMAIN" if nx else ev.rcode
-            kind = self._kinds[key] = self.zones.kind(ev.qname, ev.namespace, rcode)
-        return kind
+            kind = self.zones.kind(ev.qname, ev.namespace, "NXDOMAIN" if nx else ev.rcode)
+            known = self._kinds[key] = (kind, _LABELS[kind])
+        return known
 
     def process(
         self, events: Sequence[DnsEvent], final: bool = False, clock: float | None = None
@@ -192,26 +201,25 @@ class Pipeline:
         what the client-level detector holds for time order is taken up too.
         ``clock``: the time now, for a live input that may have gone quiet (the
         held events move on with it as with newer events)."""
-        names: Counter[str] = Counter()
-        kinds = [self.kind(ev) for ev in events]
+        known = [self._kind(ev) for ev in events]
+        names = Counter([label for _, label in known])
+        kinds = [k for k, _ in known]
         counted = [ev for ev, k in zip(events, kinds, strict=True) if k in COUNTED]
-        for k in kinds:
-            names[k.name.lower()] += 1
+        splits = [split_name(ev.qname) for ev in counted]
+        # each client's events together, still in time order: a detector whose
+        # state is per client looks it up once a run
+        grouped = sorted(zip(counted, splits, strict=True), key=_client_of)
+        by_client = [ev for ev, _ in grouped]
+        by_client_splits = [sp for _, sp in grouped]
         findings: list[Finding] = []
         # Detector by detector: they share no state, so the order of updates
         # across detectors does not matter, only each one's order of events.
-        for det in self.per_event:
-            update = det.update
-            for ev in counted:
-                found = update(ev)
-                if found:
-                    findings.extend(found)
-        rate = self.rate.update
-        for ev in events:
-            found = rate(ev)
-            if found:
-                findings.extend(found)
-        findings.extend(self._names(counted, kinds_of=[k for k in kinds if k in COUNTED]))
+        findings += self.storm.update_many(by_client, by_client_splits)
+        findings += self.tunnel.update_many(by_client, by_client_splits)
+        if self.new_domain is not None:  # per namespace: all clients' events in time order
+            findings += self.new_domain.update_many(counted, splits)
+        findings += self.rate.update_many(sorted(events, key=_client))
+        findings.extend(self._names(counted, splits, [k for k in kinds if k in COUNTED]))
         if events or final or clock is not None:
             newest = max((ev.ts for ev in events), default=-1e18)
             if clock is not None:
@@ -229,11 +237,12 @@ class Pipeline:
                 alerts.append(Alert(d, incident))
         return BatchResult(findings, decisions, alerts, names)
 
-    def _names(self, counted: list[DnsEvent], kinds_of: list[NameKind]) -> list[Finding]:
+    def _names(
+        self, counted: list[DnsEvent], splits: list[SplitName], kinds_of: list[NameKind]
+    ) -> list[Finding]:
         """The per-name and client-level DGA detectors, on one batch's counted events."""
         if not counted:
             return []
-        splits = [split_name(ev.qname) for ev in counted]
         info = self.scorer.describe([sp.registrable for sp in splits])
         evidence = self.dga.evidence_threshold
         observe, listed = self.popularity.observe, self.allowlist.has

@@ -9,7 +9,9 @@ quiet clients going from 1 to 5 queries do not alert.
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from detectors.events import DnsEvent
@@ -76,9 +78,27 @@ class RateAnomaly:
         self.clients.put(client, st)
 
     def update(self, ev: DnsEvent) -> list[Finding]:
+        return self.update_many([ev])
+
+    def update_many(self, events: Sequence[DnsEvent]) -> list[Finding]:
+        """Events in time order per client (a client's events best together:
+        they are counted by the run of one interval)."""
+        s = self.settings
+        out: list[Finding] = []
+        interval_s = s.interval_s
+        for (_, idx), run in itertools.groupby(
+            events, key=lambda ev: (ev.client, int(ev.ts // interval_s))
+        ):
+            same = list(run)
+            found = self._count(same[0], idx, len(same))
+            if found:
+                out += found
+        return out
+
+    def _count(self, ev: DnsEvent, idx: int, n: int) -> list[Finding]:
+        """``n`` queries of ``ev``'s client in interval ``idx``."""
         s = self.settings
         st = self.clients.get(ev.client)
-        idx = int(ev.ts // s.interval_s)
         findings: list[Finding] = []
         if st.interval < 0:
             st.interval = idx
@@ -94,8 +114,8 @@ class RateAnomaly:
                 st.interval = idx
                 st.count = 0
         elif idx < st.interval:
-            return []  # late event for a closed interval
-        st.count += 1
+            return []  # late events for a closed interval
+        st.count += n
         return findings
 
     def _close(self, ev: DnsEvent, st: _ClientRate) -> list[Finding]:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from detectors.events import DnsEvent
 from detectors.findings import Finding
-from detectors.names import split_name
+from detectors.names import SplitName, split_name
 from detectors.window import BoundedStates, DistinctEstimator, SlidingCounts, stable_hash
 
 _QUERIES, _BYTES, _ENTROPY_MILLI, _LONG, _DATA_TYPES = range(5)
@@ -25,13 +26,19 @@ _METRICS = 5
 DATA_QTYPES = frozenset({"TXT", "NULL", "CNAME", "MX", "SRV", "ANY"})
 
 
+# c * log2(c) for every count a character can have in a name (an escaped
+# name is at most 4 * 256 + 1 characters long: detectors.dnsname)
+_C_LOG2_C = [0.0] + [c * math.log2(c) for c in range(1, 1100)]
+
+
 def label_entropy(text: str) -> float:
     """Shannon entropy in bits per character of ``text`` (dots ignored)."""
     chars = text.replace(".", "")
-    if not chars:
-        return 0.0
     n = len(chars)
-    return -sum(c / n * math.log2(c / n) for c in Counter(chars).values())
+    if not n:
+        return 0.0
+    # -sum(c/n * log2(c/n)) over the characters' counts c = log2(n) - sum(c * log2(c)) / n
+    return max(0.0, math.log2(n) - sum(map(_C_LOG2_C.__getitem__, Counter(chars).values())) / n)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,11 +111,23 @@ class Tunneling:
             parents[str(parent)] = None
 
     def update(self, ev: DnsEvent) -> list[Finding]:
-        split = split_name(ev.qname)
-        sub = split.subdomain
+        return self.update_many([ev], [split_name(ev.qname)])
+
+    def update_many(self, events: Sequence[DnsEvent], splits: Sequence[SplitName]) -> list[Finding]:
+        """Events in time order per client, with their names split."""
+        shortest = self.settings.min_subdomain_len
+        out: list[Finding] = []
+        for ev, split in zip(events, splits, strict=True):
+            if len(split.subdomain) >= shortest and split.label:
+                found = self._track(ev, split)
+                if found:
+                    out += found
+        return out
+
+    def _track(self, ev: DnsEvent, split: SplitName) -> list[Finding]:
+        """An event whose subdomain is long enough to carry data."""
         s = self.settings
-        if len(sub) < s.min_subdomain_len or not split.label:
-            return []
+        sub = split.subdomain
         parent = split.registrable
         key = (ev.client, parent)
         fresh = self.pairs.peek(key) is None

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Literal
 
 from detectors.events import DnsEvent
@@ -22,6 +23,7 @@ from detectors.verdicts import Decision, Verdict
 from streams.engine.alerts import alert_id, ecs_alert, ocsf_alert
 
 AlertFormat = Literal["ocsf", "ecs"]
+_TS = attrgetter("ts")
 RENDERERS: dict[str, Callable[[Decision, dict[str, Any] | None], dict[str, Any]]] = {
     "ocsf": ocsf_alert,
     "ecs": ecs_alert,
@@ -59,7 +61,7 @@ def step(
     input never ends), so nothing is held back for time order. ``clock``: the
     time now, which moves held events on when a live input is quiet (see
     ``Pipeline.process``)."""
-    events.sort(key=lambda e: e.ts)
+    events.sort(key=_TS)
     result = pipeline.process(events, final, clock)
     out = StepOutput(events=len(events), names=Counter(result.names), decisions=result.decisions)
     render = RENDERERS[alert_format]

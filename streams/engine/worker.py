@@ -240,7 +240,6 @@ class Worker:
             start = int(seen_at[client] or time.time()) // COUNT_WINDOW_S * COUNT_WINDOW_S
             self.client_counts[key] = add_count(self.client_counts.get(key), start, n)
             self.take_up(client, key)
-        events.sort(key=lambda e: e.ts)
         if records:
             last = records[-1]
             self.observe_lag(last.topic, last.partition, last.offset)
