@@ -61,7 +61,7 @@ Transport = Literal["udp", "tcp", "dot", "doh"]
 EventAction = Literal["allowed", "blocked", "shadow"]
 
 
-class Client(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class Client(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
     """The peer of a connection (or datagram) the batch's events came from."""
 
     ip: IpText
@@ -69,21 +69,21 @@ class Client(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     peer: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
 
 
-class Answer(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
+class Answer(msgspec.Struct, array_like=True, forbid_unknown_fields=True, gc=False):
     name: Annotated[str, msgspec.Meta(max_length=1024)]
     type: Str16
     ttl: U32
     data: Annotated[str, msgspec.Meta(max_length=65535)]
 
 
-class Response(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
+class Response(msgspec.Struct, array_like=True, forbid_unknown_fields=True, gc=False):
     rcode: Str16
     flags: Annotated[int, msgspec.Meta(ge=0, le=15)]
     min_ttl: U32 | None
     answers: Annotated[list[Answer], msgspec.Meta(max_length=MAX_ANSWERS)]
 
 
-class Event(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
+class Event(msgspec.Struct, array_like=True, forbid_unknown_fields=True, gc=False):
     ts_us: NonNegative
     client: Annotated[int, msgspec.Meta(ge=0, lt=MAX_CLIENTS)]
     transport: Transport

@@ -78,6 +78,8 @@ _batch_decoder = msgspec.json.Decoder(list[_Event])
 _raw_items = msgspec.json.Decoder(list[msgspec.Raw])
 
 _v2_decoder = msgspec.json.Decoder(v2.Batch)
+# an Answer from its three fields, without the Python-level __new__ of a named tuple
+_answer = functools.partial(tuple.__new__, Answer)
 
 
 class Rejected(NamedTuple):
@@ -167,10 +169,10 @@ def decode_v2(b: v2.Batch) -> tuple[list[DnsEvent], list[Rejected]]:
                     e.ts_us / 1e6,
                     key,
                     n.namespace,
-                    query_name(e.name),
+                    _names.get(e.name) or _name(e.name),
                     e.type.upper(),
                     None if r is None else r.rcode,
-                    tuple([Answer(a.type, a.ttl, a.data) for a in r.answers])
+                    tuple([_answer((a.type, a.ttl, a.data)) for a in r.answers])
                     if r is not None and r.answers
                     else (),
                     e.action,
@@ -180,6 +182,21 @@ def decode_v2(b: v2.Batch) -> tuple[list[DnsEvent], list[Rejected]]:
         except EventError as exc:
             rejected.append(Rejected(v2.encoder.encode(v2.single(b, e)), exc, i))
     return events, rejected
+
+
+_names: dict[str, str] = {}  # query names in canonical form, by their text in events
+MAX_NAMES = 1 << 16
+
+
+def _name(text: str) -> str:
+    """``query_name(text)``, kept in ``_names`` (bounded: emptied when full): a
+    cluster asks for the same names again and again. A name that fails is not
+    kept and fails every time."""
+    name = query_name(text)
+    if len(_names) >= MAX_NAMES:
+        _names.clear()
+    _names[text] = name
+    return name
 
 
 @functools.lru_cache(maxsize=1 << 16)
