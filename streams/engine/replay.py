@@ -12,6 +12,7 @@ and nothing grows with the file's length (see ``KEEP_DECISIONS`` and
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -161,9 +162,8 @@ def replay(
         )
         size = path.stat().st_size
         task = bar.add_task(f"replaying {path.name}", total=size)
-        batch: list[DnsEvent] = []
 
-        def flush(final: bool = False) -> None:
+        def flush(batch: list[DnsEvent], final: bool = False) -> None:
             out = step(pipeline, batch, final=final)
             result.events += out.events
             result.names.update(out.names)
@@ -176,14 +176,11 @@ def replay(
             if room > 0:
                 result.decisions.extend(out.decisions[:room])
             result.decisions_total += len(out.decisions)
-            batch.clear()
 
-        for i, ev in enumerate(source):
-            batch.append(ev)
-            if len(batch) >= BATCH:
-                flush()
-            if i % 1000 == 0:
-                bar.update(task, completed=min(size, i * 200))
-        flush(final=True)
+        events = iter(source)
+        while batch := list(itertools.islice(events, BATCH)):
+            flush(batch)
+            bar.update(task, completed=min(size, result.events * 200))
+        flush([], final=True)
     result.rejected = rejected.count
     return result
