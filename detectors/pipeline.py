@@ -56,9 +56,6 @@ _LABELS = {k: k.name.lower() for k in NameKind}  # a kind's name in metrics and 
 _client = attrgetter("client")
 
 
-def _client_of(pair: tuple[DnsEvent, SplitName]) -> str:
-    return pair[0].client
-
 
 DEFAULT_EVIDENCE_THRESHOLD = 0.9
 DEFAULT_BLOCK_THRESHOLD = 0.99999
@@ -208,9 +205,9 @@ class Pipeline:
         splits = [split_name(ev.qname) for ev in counted]
         # each client's events together, still in time order: a detector whose
         # state is per client looks it up once a run
-        grouped = sorted(zip(counted, splits, strict=True), key=_client_of)
-        by_client = [ev for ev, _ in grouped]
-        by_client_splits = [sp for _, sp in grouped]
+        order = sorted(range(len(counted)), key=[ev.client for ev in counted].__getitem__)
+        by_client = [counted[i] for i in order]
+        by_client_splits = [splits[i] for i in order]
         findings: list[Finding] = []
         # Detector by detector: they share no state, so the order of updates
         # across detectors does not matter, only each one's order of events.
