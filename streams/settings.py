@@ -17,6 +17,7 @@ from streams.errors import ConfigError
 from streams.policy.signing import SigningError, SigningKey
 
 ENV_PREFIX = "DNSGUARD_"
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 @dataclass(frozen=True, slots=True)
@@ -451,6 +452,9 @@ class WorkerSettings:
     alert_dedup_ttl_s: int = 7 * 86_400
     # How long the group waits for a silent worker before moving its partitions.
     session_timeout_s: int = 30
+    # Faust's and the worker's log level: warning, or info to follow rebalances
+    # and table recovery (partitions taken over, changelog offsets read)
+    log_level: str = "warning"
     # Partitions of the per-client tables' changelogs: must equal the events
     # topic's (the worker reads it from Kafka at start).
     table_partitions: int = 6
@@ -472,6 +476,10 @@ class WorkerSettings:
             raise ConfigError(
                 f"{ENV_PREFIX}CLUSTER_DOMAIN / SEARCH_DOMAINS / INTERNAL_ZONES: {exc}"
             ) from None
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(
+                f"{ENV_PREFIX}WORKER_LOG_LEVEL={self.log_level!r}: one of {', '.join(LOG_LEVELS)}"
+            )
         if self.alert_format not in ("ocsf", "ecs"):
             raise ConfigError(
                 f"{ENV_PREFIX}ALERT_FORMAT={self.alert_format!r}: expected ocsf or ecs"
@@ -528,6 +536,7 @@ def load_worker_settings(env: Mapping[str, str] | None = None) -> WorkerSettings
         session_timeout_s=e.integer(
             "WORKER_SESSION_TIMEOUT_S", dflt["session_timeout_s"], minimum=6
         ),
+        log_level=(e.raw("WORKER_LOG_LEVEL") or dflt["log_level"]).lower(),
         kafka_security=load_kafka_security(e),
         redis_auth=load_redis_auth(e),
         alert_format=(e.raw("ALERT_FORMAT") or dflt["alert_format"]).lower(),

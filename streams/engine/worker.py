@@ -433,4 +433,4 @@ def run_worker(settings: WorkerSettings) -> None:
     gc.freeze()
     from faust.worker import Worker as FaustWorker
 
-    FaustWorker(worker.app, loglevel="warning", quiet=True).execute_from_commandline()
+    FaustWorker(worker.app, loglevel=settings.log_level, quiet=True).execute_from_commandline()

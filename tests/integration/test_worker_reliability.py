@@ -117,7 +117,22 @@ class Rig:
             if predicate():
                 return
             time.sleep(1)
-        raise AssertionError(f"timed out; worker log:\n{self.log.read_text()[-3000:]}")
+        raise AssertionError(f"timed out; worker log:\n{self.log_excerpt()}")
+
+    def log_excerpt(self) -> str:
+        """The log's rebalance and recovery lines (at info level) and its tail."""
+        lines = self.log.read_text(errors="replace").splitlines()
+        marks = (
+            "Recovery",
+            "recovery",
+            "assigned",
+            "revoked",
+            "Rebalanc",
+            "highwater",
+            "Highwater",
+        )
+        recovery = [line for line in lines if any(m in line for m in marks)]
+        return "\n".join([*recovery[-60:], "-- tail --", *lines[-40:]])[-12000:]
 
 
 def _metric(port: int, name: str) -> float:
@@ -348,6 +363,8 @@ def test_two_workers_kill_9_mid_burst_the_survivor_names_the_pod_once_with_all_e
         e = json.loads(rig.values[1][1])
         e["node"]["pod"] = f"warm-{i}"
         warm.append((f"{e['node']['namespace']}/warm-{i}".encode(), json.dumps(e).encode()))
+    # rebalances and table recovery logged: what to read if the survivor does not resume
+    rig.env = dict(rig.env, DNSGUARD_WORKER_LOG_LEVEL="info")
     webs = [int(rig.env["DNSGUARD_WORKER_WEB_PORT"]), free_ports(1)[0]]
     procs = [rig.start()]
     rig.env = dict(rig.env, DNSGUARD_WORKER_WEB_PORT=str(webs[1]),

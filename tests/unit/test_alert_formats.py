@@ -62,3 +62,10 @@ def test_worker_listening_on_all_addresses_must_say_where_it_is_reached() -> Non
         {"DNSGUARD_WORKER_WEB_BIND": "0.0.0.0", "DNSGUARD_WORKER_WEB_HOST": "10.1.2.3"}
     )
     assert (s.web_bind, s.web_host) == ("0.0.0.0", "10.1.2.3")
+
+
+def test_the_worker_log_level_is_a_setting_and_a_wrong_one_is_refused() -> None:
+    assert load_worker_settings({}).log_level == "warning"
+    assert load_worker_settings({"DNSGUARD_WORKER_LOG_LEVEL": "INFO"}).log_level == "info"
+    with pytest.raises(ConfigError, match="WORKER_LOG_LEVEL"):
+        load_worker_settings({"DNSGUARD_WORKER_LOG_LEVEL": "verbose"})
