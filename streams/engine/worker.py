@@ -40,7 +40,8 @@ import asyncio
 import json
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
+from operator import attrgetter
 from typing import Any, cast
 
 import faust
@@ -74,6 +75,7 @@ RETRY_S = 2.0  # how often verdicts pending for Redis are tried again between ba
 SWEEP_S = 60.0  # how often clients silent for COUNT_KEEP_S are dropped from the tables
 MAX_TRACKED_CLIENTS = 100_000
 COUNTS_TABLE = "client-activity"
+_CLIENT = attrgetter("client")
 STATE_TABLE = "client-state"
 
 
@@ -230,9 +232,11 @@ class Worker:
             decoded, rejected = decode_record(message.value or b"")
             for bad in rejected:
                 await self.dead_letter(message, bad.raw, bad.error)
-            for ev in decoded:
-                per_client[ev.client] = per_client.get(ev.client, 0) + 1
-                seen_at[ev.client] = max(seen_at.get(ev.client, 0.0), message.timestamp or 0.0)
+            at = message.timestamp or 0.0
+            # a batch record is one client's events: counted per record, not per event
+            for client, n in Counter(map(_CLIENT, decoded)).items():
+                per_client[client] = per_client.get(client, 0) + n
+                seen_at[client] = max(seen_at.get(client, 0.0), at)
             events += decoded
         # One changelog write per client and batch, not per event.
         for client, n in per_client.items():
