@@ -10,6 +10,12 @@ worker), and a fresh worker (new consumer group) processes them all (measured by
 first event processed to the last, so Faust's start-up and rebalance are not
 counted).
 
+The same events are also produced as a filter sends them under load
+(requests of LARGE_REQUEST_EVENTS events: the native module flushes every
+200 ms or 2,000 events, the Wasm filter every 100 ms), on a second topic, and
+read the same way in the same rounds: Faust's cost is paid per record, the
+detectors' per event, and the two record shapes show each.
+
 Run: ``.venv/bin/python -m bench.bench_worker`` (writes bench/results/worker.json).
 """
 
@@ -42,17 +48,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 N = int(os.environ.get("BENCH_EVENTS", "100000"))
 REQUEST_EVENTS = int(os.environ.get("BENCH_REQUEST_EVENTS", "100"))
+LARGE_REQUEST_EVENTS = int(os.environ.get("BENCH_LARGE_REQUEST_EVENTS", "1000"))
+TOPIC, LARGE_TOPIC = "b.events", "b.large"
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 OUT = ROOT / "bench" / "results" / "worker.json"
 
 
-async def fill(bootstrap: str) -> int:
-    """Produces the N events; returns the number of records."""
+async def fill(bootstrap: str, topic: str = TOPIC, request_events: int = REQUEST_EVENTS) -> int:
+    """Produces the N events to ``topic``, in requests of ``request_events``;
+    returns the number of records."""
     await ensure_topics(
         bootstrap,
         [
             TopicSpec(t, p)
-            for t, p in (("b.events", 6), ("b.alerts", 1), ("b.verdicts", 1), ("b.dlq", 1))
+            for t, p in ((topic, 6), ("b.alerts", 1), ("b.verdicts", 1), ("b.dlq", 1))
         ],
     )
     sim = Simulator()
@@ -69,9 +78,9 @@ async def fill(bootstrap: str) -> int:
             for e in sim.events(start, 600):
                 request.append(json.dumps(e).encode())
                 sent += 1
-                if len(request) == REQUEST_EVENTS or sent >= N:
+                if len(request) == request_events or sent >= N:
                     for k, v in v2_records(request):
-                        await producer.send("b.events", v, key=k)
+                        await producer.send(topic, v, key=k)
                         records += 1
                     request = []
                 if sent >= N:
@@ -91,10 +100,10 @@ def v2_records(events: list[bytes]) -> list[tuple[bytes, bytes]]:
     return records
 
 
-async def bare(bootstrap: str, n_records: int, decode: bool = False) -> float:
+async def bare(bootstrap: str, n_records: int, decode: bool = False, topic: str = TOPIC) -> float:
     """Events/s of a consumer reading every record (and, with ``decode``,
     decoding each into events as the worker does, and nothing else)."""
-    consumer = AIOKafkaConsumer("b.events", bootstrap_servers=bootstrap, group_id=f"bare-{time.time_ns()}",
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"bare-{time.time_ns()}",
                                 auto_offset_reset="earliest", max_poll_records=1000)  # fmt: skip
     await consumer.start()
     try:
@@ -124,12 +133,12 @@ def processed(web: int) -> float:
     return 0.0
 
 
-def worker_run(bootstrap: str, redis_url: str, work: Path, r: int) -> float:
+def worker_run(bootstrap: str, redis_url: str, work: Path, r: int, topic: str = TOPIC) -> float:
     (web,) = free_ports(1)
     env = dict(os.environ, DNSGUARD_KAFKA_BOOTSTRAP=bootstrap, DNSGUARD_REDIS_URL=redis_url,
-               DNSGUARD_WORKER_APP_ID=f"bench-{r}-{time.time_ns()}", DNSGUARD_EVENTS_TOPIC="b.events",
+               DNSGUARD_WORKER_APP_ID=f"bench-{r}-{time.time_ns()}", DNSGUARD_EVENTS_TOPIC=topic,
                DNSGUARD_ALERTS_TOPIC="b.alerts", DNSGUARD_VERDICTS_TOPIC="b.verdicts", DNSGUARD_DLQ_TOPIC="b.dlq",
-               DNSGUARD_WORKER_WEB_PORT=str(web), DNSGUARD_WORKER_DATA_DIR=str(work / f"w{r}"))  # fmt: skip
+               DNSGUARD_WORKER_WEB_PORT=str(web), DNSGUARD_WORKER_DATA_DIR=str(work / f"w{r}-{topic}"))  # fmt: skip
     proc = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker"], env=env, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
@@ -286,32 +295,32 @@ def main() -> None:
     )
     stack.up()
     try:
-        n_records = asyncio.run(fill(stack.settings.kafka_bootstrap))
-        rates: dict[str, list[float]] = {
-            "bare aiokafka consumer": [],
-            "decoding consumer": [],
-            "dnsguard worker": [],
+        bootstrap = stack.settings.kafka_bootstrap
+        n_records = asyncio.run(fill(bootstrap))
+        n_large = asyncio.run(fill(bootstrap, LARGE_TOPIC, LARGE_REQUEST_EVENTS))
+        shapes = {TOPIC: n_records, LARGE_TOPIC: n_large}
+        rates: dict[str, dict[str, list[float]]] = {
+            t: {"bare aiokafka consumer": [], "decoding consumer": [], "dnsguard worker": []}
+            for t in shapes
         }
         for r in range(ROUNDS):
-            bootstrap = stack.settings.kafka_bootstrap
-            rates["bare aiokafka consumer"].append(asyncio.run(bare(bootstrap, n_records)))
-            rates["decoding consumer"].append(asyncio.run(bare(bootstrap, n_records, decode=True)))
-            rates["dnsguard worker"].append(
-                worker_run(stack.settings.kafka_bootstrap, stack.settings.redis_url, work, r)
-            )
+            for topic, n in shapes.items():
+                got = rates[topic]
+                got["bare aiokafka consumer"].append(asyncio.run(bare(bootstrap, n, topic=topic)))
+                got["decoding consumer"].append(asyncio.run(bare(bootstrap, n, True, topic)))
+                got["dnsguard worker"].append(
+                    worker_run(bootstrap, stack.settings.redis_url, work, r, topic)
+                )
         latency = latency_run(stack.settings.kafka_bootstrap, stack.settings.redis_url, work)
     finally:
         stack.down()
-    med = {k: statistics.median(v) for k, v in rates.items()}
-    ratio = med["dnsguard worker"] / med["bare aiokafka consumer"]
-    ratio_decoding = med["dnsguard worker"] / med["decoding consumer"]
-    print(
-        f"{N} events in {n_records} batch records ({N / n_records:.1f} events each; requests of "
-        f"{REQUEST_EVENTS} events), a 6-partition topic, one worker process, median of {ROUNDS} interleaved rounds"
-    )
-    for name, v in med.items():
-        print(f"{name:26s} {v:10,.0f} events/s")
-    print(f"worker / bare consumer: {ratio:.2f}; worker / decoding consumer: {ratio_decoding:.2f}")
+    figures = {
+        topic: _figures(rates[topic], n, size)
+        for topic, n, size in (
+            (TOPIC, n_records, REQUEST_EVENTS),
+            (LARGE_TOPIC, n_large, LARGE_REQUEST_EVENTS),
+        )
+    }
     print(
         f"event -> decision at {RATE} events/s for {LATENCY_SECONDS:.0f}s ({latency['processed']:,.0f} of "
         f"{latency['events']:,} events processed): p50 <= {latency['p50_ms']:.0f} ms, "
@@ -320,23 +329,38 @@ def main() -> None:
         + ", ".join(f"{k}: {v:.3f}" for k, v in latency["share_within_ms"].items())
     )
     OUT.parent.mkdir(parents=True, exist_ok=True)
+    main_shape = figures[TOPIC]
     OUT.write_text(
         json.dumps(
-            {
-                "bench": "worker",
-                "events": N,
-                "records": n_records,
-                "request_events": REQUEST_EVENTS,
-                "median_events_per_s": med,
-                "ratio": ratio,
-                "ratio_vs_decoding_consumer": ratio_decoding,
-                "rounds": rates,
-                "latency": {"rate_events_per_s": RATE, **latency},
-            },
+            {"bench": "worker", **main_shape, "large_records": figures[LARGE_TOPIC],
+             "latency": {"rate_events_per_s": RATE, **latency}},
             indent=2,
         )
         + "\n"
+    )  # fmt: skip
+
+
+def _figures(rates: dict[str, list[float]], n_records: int, request_events: int) -> dict[str, Any]:
+    """One record shape's medians, printed, and as they go into the results."""
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    ratio = med["dnsguard worker"] / med["bare aiokafka consumer"]
+    ratio_decoding = med["dnsguard worker"] / med["decoding consumer"]
+    print(
+        f"{N} events in {n_records} batch records ({N / n_records:.1f} events each; requests of "
+        f"{request_events} events), a 6-partition topic, one worker process, median of {ROUNDS} interleaved rounds"
     )
+    for name, v in med.items():
+        print(f"{name:26s} {v:10,.0f} events/s")
+    print(f"worker / bare consumer: {ratio:.2f}; worker / decoding consumer: {ratio_decoding:.2f}")
+    return {
+        "events": N,
+        "records": n_records,
+        "request_events": request_events,
+        "median_events_per_s": med,
+        "ratio": ratio,
+        "ratio_vs_decoding_consumer": ratio_decoding,
+        "rounds": rates,
+    }
 
 
 if __name__ == "__main__":

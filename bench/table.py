@@ -147,6 +147,20 @@ def worker_rows(d: dict[str, Any]) -> list[Row]:
         f"{d['ratio_vs_decoding_consumer']:.2f}x the decoding consumer (>= 0.5: "
         f"{_met(d['ratio_vs_decoding_consumer'] >= 0.5)}); >= 100,000/s: {_met(w >= 100_000)}",
     )]  # fmt: skip
+    large = d.get("large_records")
+    if large:
+        lm = large["median_events_per_s"]
+        lw = lm["dnsguard worker"]
+        rows.append((
+            f"the same, as filters send under load ({large['events']:,} events in "
+            f"{large['records']:,} batch records of requests of {large['request_events']:,} events)",
+            "same",
+            f"{lw:,.0f} events/s",
+            f"bare aiokafka consumer: {lm['bare aiokafka consumer']:,.0f} events/s; "
+            f"consumer decoding the records: {lm['decoding consumer']:,.0f} events/s",
+            f"{large['ratio_vs_decoding_consumer']:.2f}x the decoding consumer (>= 0.5: "
+            f"{_met(large['ratio_vs_decoding_consumer'] >= 0.5)}); >= 100,000/s: {_met(lw >= 100_000)}",
+        ))  # fmt: skip
     lat = d["latency"]
     rows.append((
         f"worker, event to decision at {lat['rate_events_per_s']:,} events/s", "same",
