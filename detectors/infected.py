@@ -177,10 +177,6 @@ def _held_ts(h: Held) -> float:
     return h[0]
 
 
-def _label(e: Entry) -> str:
-    return e[1][: len(e[1]) - len(e[2]) - 1]
-
-
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -196,8 +192,25 @@ def _classes(label: str) -> str:
     return "alphanumeric"
 
 
+_FACTS: dict[str, tuple[int, str]] = {}  # by registrable domain; emptied at MAX_FACTS
+MAX_FACTS = 1 << 16
+
+
+def _facts(registrable: str, suffix: str) -> tuple[int, str]:
+    """A name's label length and alphabet, kept while the name recurs (a
+    client's names are compared again with each new one). The suffix is the
+    registrable domain's own, so the domain alone is the key."""
+    facts = _FACTS.get(registrable)
+    if facts is None:
+        if len(_FACTS) >= MAX_FACTS:
+            _FACTS.clear()
+        label = registrable[: len(registrable) - len(suffix) - 1]
+        facts = _FACTS[registrable] = (len(label), _classes(label))
+    return facts
+
+
 def _suffix_share(entries: list[Entry]) -> tuple[float, list[tuple[str, int]]]:
-    counts = Counter(e[2] for e in entries)
+    counts = Counter([e[2] for e in entries])
     top = counts.most_common(3)
     return (top[0][1] / len(entries) if top else 0.0), top
 
@@ -228,12 +241,16 @@ class _Shape:
 
     def __init__(self, entries: list[Entry]) -> None:
         self.core, self.made_of = core, _ = _core(entries)
-        self.share = _suffix_share(core)[0] if core else 0.0
-        self.suffixes = {x[2] for x in core}
-        self.lengths = sorted(len(_label(x)) for x in core)
-        self.classes = [_classes(_label(x)) for x in core]
-        top = Counter(self.classes).most_common(1)
-        self.main_class, self.main_count = top[0] if top else ("", 0)
+        suffixes = [x[2] for x in core]
+        self.suffixes = set(suffixes)
+        # the share of the most common suffix, and the most common alphabet (it
+        # decides only at 80% of the core, where it is the only one)
+        self.share = max(map(suffixes.count, self.suffixes)) / len(core) if core else 0.0
+        facts = [_facts(x[1], x[2]) for x in core]
+        self.lengths = sorted([f[0] for f in facts])
+        self.classes = classes = [f[1] for f in facts]
+        self.main_class = max(set(classes), key=classes.count) if classes else ""
+        self.main_count = classes.count(self.main_class)
 
 
 class InfectedClient:
@@ -363,9 +380,10 @@ class InfectedClient:
             if "." in e[2] and all("." not in x for x in shape.suffixes):
                 return False  # a burst under top-level domains: not a name under a provider's
         lengths = shape.lengths
-        if not lengths[0] - s.c2_length_slack <= len(_label(e)) <= lengths[-1] + s.c2_length_slack:
+        length, style = _facts(e[1], e[2])
+        if not lengths[0] - s.c2_length_slack <= length <= lengths[-1] + s.c2_length_slack:
             return False
-        if shape.main_count >= 0.8 * len(shape.core) and _classes(_label(e)) != shape.main_class:
+        if shape.main_count >= 0.8 * len(shape.core) and style != shape.main_class:
             return False  # a burst of one alphabet (letters, hex, ...): its C2 is in it
         if shape.made_of == "wordy":
             return e[4]  # a word-list burst ends in a name of words too
@@ -544,8 +562,8 @@ class InfectedClient:
         """How far a candidate's shape is from the burst's core (0: right in it)."""
         shape = self._shape(st, e[0])
         lengths = shape.lengths
-        d = abs(len(_label(e)) - lengths[len(lengths) // 2]) / 4 if lengths else 0.0
-        style = _classes(_label(e))
+        length, style = _facts(e[1], e[2])
+        d = abs(length - lengths[len(lengths) // 2]) / 4 if lengths else 0.0
         d += sum(style != c for c in shape.classes) / max(1, len(shape.core))
         return d + (1 - e[5] if shape.made_of != "wordy" else 0.0)
 

@@ -56,7 +56,6 @@ _LABELS = {k: k.name.lower() for k in NameKind}  # a kind's name in metrics and 
 _client = attrgetter("client")
 
 
-
 DEFAULT_EVIDENCE_THRESHOLD = 0.9
 DEFAULT_BLOCK_THRESHOLD = 0.99999
 CLIENT_STATE_VERSION = 1  # the shape of Pipeline.dump_client's snapshot
