@@ -128,7 +128,8 @@ class Pipeline:
         self.popularity = Popularity(s.max_popularity)
         self.policy = VerdictPolicy(s.policy, self.allowlist, self.zones)
         self.incidents = Incidents(s.incidents)
-        self._kinds: dict[tuple[str, str, bool], tuple[NameKind, str]] = {}
+        # by name (answered) or by (name, namespace) (NXDOMAIN or not seen)
+        self._kinds: dict[str | tuple[str, str], tuple[NameKind, str]] = {}
         # what detection keeps per client, by its name in a snapshot
         self._client_parts: dict[str, ClientState] = {
             "rate": self.rate,
@@ -179,14 +180,18 @@ class Pipeline:
         """What the event's name is, and that kind's metric label (cached: a
         batch asks for the same names again and again)."""
         # an expansion-shaped name whose answer was not seen (UDP) is taken for
-        # the NXDOMAIN expansion it nearly always is
-        nx = ev.rcode == "NXDOMAIN" or not ev.observed
-        key = (ev.qname, ev.namespace, nx)
+        # the NXDOMAIN expansion it nearly always is; only then does the
+        # namespace matter (its search suffixes)
+        if ev.rcode == "NXDOMAIN" or not ev.observed:
+            key: str | tuple[str, str] = (ev.qname, ev.namespace)
+            rcode: str | None = "NXDOMAIN"
+        else:
+            key, rcode = ev.qname, ev.rcode
         known = self._kinds.get(key)
         if known is None:
             if len(self._kinds) >= 200_000:
                 self._kinds.clear()
-            kind = self.zones.kind(ev.qname, ev.namespace, "NXDOMAIN" if nx else ev.rcode)
+            kind = self.zones.kind(ev.qname, ev.namespace, rcode)
             known = self._kinds[key] = (kind, _LABELS[kind])
         return known
 
@@ -239,7 +244,10 @@ class Pipeline:
         """The per-name and client-level DGA detectors, on one batch's counted events."""
         if not counted:
             return []
-        info = self.scorer.describe([sp.registrable for sp in splits])
+        # each registrable domain of the batch described once
+        registrables = dict.fromkeys([sp.registrable for sp in splits])
+        described = dict(zip(registrables, self.scorer.describe(list(registrables)), strict=True))
+        info = [described[sp.registrable] for sp in splits]
         evidence = self.dga.evidence_threshold
         observe, listed = self.popularity.observe, self.allowlist.has
         typo = self.popularity.typo_of_popular
