@@ -54,8 +54,6 @@ from detectors.zones import ClusterSettings, NameKind, Zones
 COUNTED = (NameKind.PUBLIC, NameKind.DYNAMIC_DNS, NameKind.HOSTING)
 _LABELS = {k: k.name.lower() for k in NameKind}  # a kind's name in metrics and counts
 _client = attrgetter("client")
-
-
 DEFAULT_EVIDENCE_THRESHOLD = 0.9
 DEFAULT_BLOCK_THRESHOLD = 0.99999
 CLIENT_STATE_VERSION = 1  # the shape of Pipeline.dump_client's snapshot
