@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,6 +116,9 @@ Entry = tuple[float, str, str, bool, bool, float, bool]
 # wordy, shared, n), the arguments of InfectedClient._take; n > 1 only for the
 # names other clients asked for too that resolved within one second, held as one
 Held = tuple[float, DnsEvent, str, str, float, bool, bool, bool, int]
+# what the pipeline gives for one event: (event, registrable, suffix, score,
+# dga_like, wordy, shared: another client asked for the name too)
+Item = tuple[DnsEvent, str, str, float, bool, bool, bool]
 _ANSWERED = (Answer("A", 0, ""),)  # a held event's answers, restored from a snapshot
 
 
@@ -389,40 +393,46 @@ class InfectedClient:
             return e[4]  # a word-list burst ends in a name of words too
         return e[5] >= s.c2_min_score
 
-    def update(
-        self, ev: DnsEvent, registrable: str, suffix: str, score: float, dga_like: bool,
-        wordy: bool, shared: bool,
-    ) -> None:  # fmt: skip
-        """One event of a name that may count (not internal, not an expansion),
-        held until :meth:`advance` takes it up in time order."""
-        if not registrable:
-            return
-        client = ev.client
-        if ev.ts > self._newest:
-            self._newest = ev.ts
-        held = self._held.get(client)
-        if ev.observed and ev.rcode != "NXDOMAIN":
-            # an answer counts only as a resolved name of a client with evidence
-            # (what a client resolved before its first one never counts)
-            if ev.rcode != "NOERROR" or not ev.answers:
-                return
-            if held is None and self.clients.peek(client) is None:
-                return
-            if shared and held:  # counted only: one held entry per second
-                second = int(ev.ts)
-                for i in range(len(held) - 1, max(-1, len(held) - 9), -1):
-                    h = held[i]
-                    if h[7] and int(h[0]) == second:  # (a held name others asked: resolved)
-                        held[i] = (*h[:8], h[8] + 1)
-                        return
-        elif shared:
-            return  # a name others asked for too is no evidence unless it resolved
-        if held is None:
-            held = self._held[client] = []
-        held.append((ev.ts, ev, registrable, suffix, score, dga_like, wordy, shared, 1))
-        self._held_n += 1
-        if len(held) > self.settings.max_held_per_client:
-            self._over.add(client)
+    def update(self, items: Iterable[Item]) -> None:
+        """Events of names that may count (not internal, not expansions), in time
+        order, each held until :meth:`advance` takes it up in its client's time
+        order. What counts: an NXDOMAIN or an unseen answer of a name nobody
+        else asked for; a name that resolved, only for a client with evidence
+        (what a client resolved before its first one never counts)."""
+        held_by = self._held
+        has_state = self.clients.peek
+        bound = self.settings.max_held_per_client
+        for ev, registrable, suffix, score, dga_like, wordy, shared in items:
+            if not registrable:
+                continue
+            client = ev.client
+            held = held_by.get(client)
+            if ev.observed and ev.rcode != "NXDOMAIN":
+                if ev.rcode != "NOERROR" or not ev.answers:
+                    continue
+                if held is None and has_state(client) is None:
+                    continue
+                if shared and held and self._coalesce(held, int(ev.ts)):
+                    continue  # counted only: one held entry per second
+            elif shared:
+                continue  # a name others asked for too is no evidence unless it resolved
+            if held is None:
+                held = held_by[client] = []
+            held.append((ev.ts, ev, registrable, suffix, score, dga_like, wordy, shared, 1))
+            self._held_n += 1
+            if len(held) > bound:
+                self._over.add(client)
+
+    @staticmethod
+    def _coalesce(held: list[Held], second: int) -> bool:
+        """Counts a resolved name others asked for too into a held one of the
+        same second among the last few, if there is one."""
+        for i in range(len(held) - 1, max(-1, len(held) - 9), -1):
+            h = held[i]
+            if h[7] and int(h[0]) == second:  # (a held name others asked: resolved)
+                held[i] = (*h[:8], h[8] + 1)
+                return True
+        return False
 
     def advance(self, newest: float, final: bool = False) -> list[Finding]:
         """Takes up the held events older than ``newest`` (the newest event time

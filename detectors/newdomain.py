@@ -82,18 +82,26 @@ class NewlyObservedDomain:
     def update_many(self, events: Sequence[DnsEvent], splits: Sequence[SplitName]) -> list[Finding]:
         """Events in time order, with their names split."""
         out: list[Finding] = []
+        rotate_s = self.settings.rotate_s
+        scopes: dict[str, _ScopeFilters] = {}  # this batch's namespaces, each looked up once
         for ev, split in zip(events, splits, strict=True):
             rcode = ev.rcode
             if rcode is None or rcode == "NXDOMAIN" or not split.registrable:
                 continue  # only names that exist are "observed"
-            found = self._observe(ev, split.registrable)
+            st = scopes.get(ev.namespace)
+            if st is None:
+                if len(scopes) >= self.scopes.max_keys - 1:
+                    scopes.clear()  # those got first may be evicted by the next: get them again
+                st = scopes[ev.namespace] = self.scopes.get(ev.namespace)
+            if int(ev.ts // rotate_s) != st.epoch:
+                self._rotate(st, ev.ts)
+            found = self._observe(ev, split.registrable, st)
             if found:
                 out += found
         return out
 
-    def _observe(self, ev: DnsEvent, domain: str) -> list[Finding]:
-        st = self.scopes.get(ev.namespace)
-        self._rotate(st, ev.ts)
+    def _observe(self, ev: DnsEvent, domain: str, st: _ScopeFilters) -> list[Finding]:
+        """A name that exists, asked from ``st``'s namespace (rotated to ``ev``'s time)."""
         key = (ev.namespace, domain)
         recent = self.recent
         if recent.get(key) == (st.token, st.epoch):

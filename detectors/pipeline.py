@@ -40,7 +40,7 @@ from detectors.events import DnsEvent
 from detectors.fastflux import FastFlux, FastFluxSettings
 from detectors.findings import Finding
 from detectors.incidents import Incidents, IncidentSettings, IncidentUpdate
-from detectors.infected import InfectedClient, InfectedSettings
+from detectors.infected import InfectedClient, InfectedSettings, Item
 from detectors.names import SplitName, split_name
 from detectors.newdomain import NewDomainSettings, NewlyObservedDomain
 from detectors.nxdomain import NxdomainSettings, NxdomainStorm
@@ -249,8 +249,9 @@ class Pipeline:
         evidence = self.dga.evidence_threshold
         observe, listed = self.popularity.observe, self.allowlist.has
         typo = self.popularity.typo_of_popular
-        infected, dga, flux = self.infected.update, self.dga, self.fast_flux.update
+        dga, flux = self.dga, self.fast_flux.update
         out: list[Finding] = []
+        items: list[Item] = []  # for the client-level detector, in time order
         for ev, sp, (score, wordy), kind in zip(counted, splits, info, kinds_of, strict=True):
             registrable = sp.registrable
             shared = observe(registrable, ev.client) or listed(registrable)
@@ -272,5 +273,6 @@ class Pipeline:
                 continue  # a missing host under a domain: a DGA asks for domains
             if not ev.observed and kind == NameKind.HOSTING:
                 continue  # a provider's resource id, most likely resolving: unknowable unseen
-            infected(ev, registrable, sp.suffix, score, score >= evidence, wordy, shared)
+            items.append((ev, registrable, sp.suffix, score, score >= evidence, wordy, shared))
+        self.infected.update(items)
         return out

@@ -62,6 +62,13 @@ def test_grouped_batches_find_what_one_event_at_a_time_finds(size: int) -> None:
             False,
         ),
         (lambda: NewlyObservedDomain(NewDomainSettings(warmup_s=0)), "new_domain", False, True),
+        # namespaces evicted within a batch (more of them than the bound)
+        (
+            lambda: NewlyObservedDomain(NewDomainSettings(warmup_s=0, max_scopes=2)),
+            "new_domain",
+            False,
+            True,
+        ),
     ]
     for make, name, by_client, splits in cases:
         one = make()
