@@ -4,7 +4,6 @@ order: grouping is a data shape for speed, never a change of meaning."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -21,7 +20,18 @@ pytestmark = pytest.mark.unit
 
 
 def _events(seconds: float) -> list[DnsEvent]:
-    evs = [from_v1(e) for e in Simulator(seed=5).events(time.time() - seconds, seconds)]
+    # a fixed start: the same events every run (interval boundaries included)
+    start = 1_750_000_000.0
+    evs = [from_v1(e) for e in Simulator(seed=5).events(start, seconds)]
+    # and a pod whose query rate jumps now and then (the simulated pods keep theirs)
+    for second in range(int(seconds)):
+        n = 40 if second % 300 in (200, 201) else 1
+        evs += [
+            DnsEvent(
+                start + second + i / n, "jobs/spiky", "jobs", "api.example.com", "A", "NOERROR"
+            )
+            for i in range(n)
+        ]
     return sorted(evs, key=lambda e: e.ts)
 
 
