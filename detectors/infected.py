@@ -269,6 +269,7 @@ class InfectedClient:
         self._over: set[str] = set()  # clients holding more than max_held_per_client
         self._newest = -1e18  # the newest event time seen
         self._taken_to = -1e18  # events up to this time are taken up
+        self._straggling = False  # an event held behind _taken_to: take it up at the next pass
 
     def dump(self, client: str) -> list[Any] | None:
         """The client's evidence as plain JSON (a changelog snapshot), or None."""
@@ -300,6 +301,7 @@ class InfectedClient:
         if held:
             self._held[client] = held
             self._held_n += len(held)
+            self._straggling |= min(h[0] for h in held) <= self._taken_to
         if not entries and not resolved and pending is None and not confirmed and not c2:
             return  # held events only
         st = _Client()
@@ -418,6 +420,8 @@ class InfectedClient:
                 continue  # a name others asked for too is no evidence unless it resolved
             if held is None:
                 held = held_by[client] = []
+            if ev.ts <= self._taken_to:
+                self._straggling = True  # later than its time: taken up as it comes
             held.append((ev.ts, ev, registrable, suffix, score, dga_like, wordy, shared, 1))
             self._held_n += 1
             if len(held) > bound:
@@ -450,12 +454,13 @@ class InfectedClient:
         mark = self._newest - s.reorder_s
         if final or self._held_n > s.max_held:
             mark = float("inf")
-        elif mark < self._taken_to + s.reorder_s / 8:
-            return out  # taken up a moment ago (event time): not worth a pass
+        elif mark < self._taken_to + s.reorder_s / 8 and not self._straggling:
+            return out  # taken up a moment ago (event time), and nothing arrived late since
         for client in list(self._held):
             self._held[client].sort(key=_held_ts)  # nearly sorted already: linear
             out += self._take_up(client, mark)
         self._taken_to = min(mark, self._newest)
+        self._straggling = False
         out.extend(self.flush(self._taken_to))
         return out
 

@@ -330,3 +330,23 @@ def test_a_cluster_delivered_by_two_envoy_threads_is_judged_as_in_time_order(
     figures = ("found_random", "found_wordlist", "c2_blocked", "healthy_alerted")
     same = [getattr(late, f) for f in figures] == [getattr(in_order, f) for f in figures]
     assert same == (reorder_s > 0), (in_order, late)
+
+
+def test_a_client_whose_events_come_after_the_others_is_judged_as_they_come(model) -> None:  # type: ignore[no-untyped-def]
+    """One Kafka partition read behind the others: a pod's whole DGA walk
+    arrives after other pods' events have moved the event-time watermark
+    past it. Those late events are taken up with the batch they come in, not
+    held until newer events or the clock arrive (a consumer at the end of
+    its input has neither)."""
+    from detectors.events import from_v1
+    from streams.sim.workloads import Simulator
+
+    evs = sorted((from_v1(e) for e in Simulator().events(1_750_000_000.0, 30)), key=lambda e: e.ts)
+    bot = "payments/batch-1f0a"
+    pipeline = Pipeline(model)
+    pipeline.process([e for e in evs if e.client != bot])
+    late = pipeline.process([e for e in evs if e.client == bot])
+    named = [d.finding for d in late.decisions if d.finding.detector == "infected_client"]
+    assert [f.client for f in named] == [bot, bot]
+    assert named[0].name is None  # the pod named
+    assert named[1].name  # then the C2 its walk ended in
