@@ -64,6 +64,7 @@ it is the name that *resolves*.
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections import Counter
 from collections.abc import Iterable
@@ -196,21 +197,12 @@ def _classes(label: str) -> str:
     return "alphanumeric"
 
 
-_FACTS: dict[str, tuple[int, str]] = {}  # by registrable domain; emptied at MAX_FACTS
-MAX_FACTS = 1 << 16
-
-
+@functools.lru_cache(maxsize=1 << 16)
 def _facts(registrable: str, suffix: str) -> tuple[int, str]:
     """A name's label length and alphabet, kept while the name recurs (a
-    client's names are compared again with each new one). The suffix is the
-    registrable domain's own, so the domain alone is the key."""
-    facts = _FACTS.get(registrable)
-    if facts is None:
-        if len(_FACTS) >= MAX_FACTS:
-            _FACTS.clear()
-        label = registrable[: len(registrable) - len(suffix) - 1]
-        facts = _FACTS[registrable] = (len(label), _classes(label))
-    return facts
+    client's names are compared again with each new one)."""
+    label = registrable[: len(registrable) - len(suffix) - 1]
+    return len(label), _classes(label)
 
 
 def _suffix_share(entries: list[Entry]) -> tuple[float, list[tuple[str, int]]]:

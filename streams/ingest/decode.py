@@ -169,7 +169,7 @@ def decode_v2(b: v2.Batch) -> tuple[list[DnsEvent], list[Rejected]]:
                     e.ts_us / 1e6,
                     key,
                     n.namespace,
-                    _names.get(e.name) or _name(e.name),
+                    _canonical(e.name),
                     e.type.upper(),
                     None if r is None else r.rcode,
                     tuple([_answer((a.type, a.ttl, a.data)) for a in r.answers])
@@ -184,19 +184,9 @@ def decode_v2(b: v2.Batch) -> tuple[list[DnsEvent], list[Rejected]]:
     return events, rejected
 
 
-_names: dict[str, str] = {}  # query names in canonical form, by their text in events
-MAX_NAMES = 1 << 16
-
-
-def _name(text: str) -> str:
-    """``query_name(text)``, kept in ``_names`` (bounded: emptied when full): a
-    cluster asks for the same names again and again. A name that fails is not
-    kept and fails every time."""
-    name = query_name(text)
-    if len(_names) >= MAX_NAMES:
-        _names.clear()
-    _names[text] = name
-    return name
+# ``query_name`` kept while names recur (a cluster asks for the same names again
+# and again); a name that fails raises and is not kept, so it fails every time
+_canonical = functools.lru_cache(maxsize=1 << 16)(query_name)
 
 
 @functools.lru_cache(maxsize=1 << 16)

@@ -176,22 +176,22 @@ def test_v1_to_v2_and_back_is_lossless() -> None:
         assert back == group
 
 
-def test_query_names_kept_while_they_recur_are_bounded_and_never_the_bad_ones(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_query_names_kept_while_they_recur_are_bounded_and_never_the_bad_ones() -> None:
     """A v2 record's names are canonicalised once while they recur: the table
-    is emptied at its bound, keeps only names that passed, and a bad name is
-    rejected every time it comes."""
+    is bounded, keeps only names that passed, and a bad name is rejected every
+    time it comes."""
     from streams.ingest import decode
 
-    monkeypatch.setattr(decode, "MAX_NAMES", 4)
-    decode._names.clear()
-    for i in range(10):
+    bound = decode._canonical.cache_info().maxsize
+    assert bound is not None
+    for i in range(3):
         ((_, value),) = records(event(f"n{i}.example.com", "p1"), event("A.Example.COM", "p1"))
         events, rejected = decode_record(value)
         assert [e.qname for e in events] == [f"n{i}.example.com", "a.example.com"]
         assert not rejected
-        assert len(decode._names) <= 4
+    for i in range(bound + 10):
+        decode._canonical(f"m{i}.example.com")
+    assert decode._canonical.cache_info().currsize <= bound
     ((_, value),) = records(event("a.com", "p1"), event("b.com", "p1"))
     doc = json.loads(value)
     doc["events"][1][4] = "bad..name"
@@ -199,4 +199,6 @@ def test_query_names_kept_while_they_recur_are_bounded_and_never_the_bad_ones(
         events, rejected = decode_record(json.dumps(doc).encode())
         assert [e.qname for e in events] == ["a.com"]
         assert [r.position for r in rejected] == [1]
-    assert "bad..name" not in decode._names
+    misses = decode._canonical.cache_info().misses
+    decode_record(json.dumps(doc).encode())
+    assert decode._canonical.cache_info().misses == misses + 1  # the bad name: never kept
