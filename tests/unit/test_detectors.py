@@ -110,8 +110,53 @@ def test_rate_baseline_restored_elsewhere_continues_as_if_uninterrupted() -> Non
         assert v is not None
         taken_over.load(c, v)
     assert run(taken_over, spike) == expected != []
+    # a snapshot written before intervals waited for late events (no next-interval count)
+    older = RateAnomaly(settings)
+    for c, v in saved.items():
+        assert v is not None
+        assert v[5] == 0
+        older.load(c, v[:5])
+    assert run(older, spike) == expected
     cold = RateAnomaly(settings)
     assert run(cold, spike) == []  # without the baseline the spike goes unseen
+
+
+def two_threads(events: list, lag_s: float, batch_s: float = 1.0) -> list:  # type: ignore[type-arg]
+    """``events`` (in time order) as the worker gets them from an Envoy with two
+    worker threads: every other query on each thread, each thread's batches
+    shipped every ``batch_s``, the second thread's ``lag_s`` after the first's."""
+    arrivals = []
+    for i, ev in enumerate(events):
+        lag = lag_s if i % 2 else 0.0
+        shipped = ev.ts // batch_s * batch_s + batch_s + lag
+        arrivals.append((shipped, i % 2, i, ev))
+    return [ev for *_, ev in sorted(arrivals, key=lambda a: a[:3])]
+
+
+def test_rate_counts_a_pods_queries_that_arrive_late_from_another_thread() -> None:
+    settings = RateSettings(interval_s=10, warmup_intervals=12, min_count=200)
+    steady = traffic.browsing(0, 300, 6)  # 60 per interval
+    spike = traffic.browsing(300, 10, 100, seed=2) + traffic.browsing(310, 30, 6, seed=3)
+    in_order, arrived = RateAnomaly(settings), RateAnomaly(settings)
+    expected = run(in_order, steady + spike)
+    late = two_threads(steady + spike, lag_s=2.0)
+    assert [ev.ts for ev in late] != sorted(ev.ts for ev in late)  # out of order indeed
+    found = run(arrived, late)
+    assert [f.evidence for f in found] == [f.evidence for f in expected] != []
+    client = steady[0].client
+    assert arrived.dump(client) == in_order.dump(client)  # the same baseline, to the query
+    assert arrived.late_dropped == 0
+
+
+def test_rate_drops_and_counts_events_later_than_the_lateness() -> None:
+    det = RateAnomaly(RateSettings(interval_s=10, lateness_s=5))
+    run(det, traffic.browsing(0, 30, 1))  # intervals 0-2; the newest event at 29 s
+    run(det, [traffic.event(14.0, "late.example.com")])  # interval 1 closed at 25 s
+    assert det.late_dropped == 1
+    run(det, [traffic.event(27.0, "in-time.example.com")])  # interval 2 is open until 35 s
+    assert det.late_dropped == 1
+    with pytest.raises(ValueError, match="lateness_s"):
+        RateSettings(interval_s=10, lateness_s=11)
 
 
 # -- newly observed domains --------------------------------------------------------
