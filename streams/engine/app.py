@@ -41,6 +41,7 @@ class WorkerMetrics:
     states_restored: Counter
     states_refused: Counter
     names: Counter
+    late: Counter
     batch_records: Histogram
     batch_seconds: Histogram
     intake_records: Gauge
@@ -90,6 +91,13 @@ class WorkerMetrics:
                 "Events by what their query name is: public, dynamic_dns, hosting, internal, "
                 "search_expansion (a resolver's search-path artefact), suffix_only",
                 ["kind"],
+                registry=r,
+            ),
+            late=Counter(
+                "dnsguard_worker_late_events",
+                "Events a detector could not count: later (in event time) than it waits "
+                "for a client's stragglers (the rate detector: 5 s past their interval)",
+                ["detector"],
                 registry=r,
             ),
             batch_records=Histogram(

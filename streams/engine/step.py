@@ -47,6 +47,7 @@ class StepOutput:
     findings: Counter[str] = field(default_factory=Counter)  # by detector
     verdict_actions: Counter[str] = field(default_factory=Counter)
     names: Counter[str] = field(default_factory=Counter)  # events by what their name is
+    late: Counter[str] = field(default_factory=Counter)  # by detector: events too late to count
 
 
 def step(
@@ -62,8 +63,11 @@ def step(
     time now, which moves held events on when a live input is quiet (see
     ``Pipeline.process``)."""
     events.sort(key=_TS)
+    late_before = pipeline.rate.late_dropped
     result = pipeline.process(events, final, clock)
     out = StepOutput(events=len(events), names=Counter(result.names), decisions=result.decisions)
+    if pipeline.rate.late_dropped > late_before:
+        out.late[pipeline.rate.name] = pipeline.rate.late_dropped - late_before
     render = RENDERERS[alert_format]
     for a in result.alerts:
         incident = a.incident.incident

@@ -313,6 +313,8 @@ class Worker:
         self.metrics.events.inc(out.events)
         for kind, n in out.names.items():
             self.metrics.names.labels(kind=kind).inc(n)
+        for detector, n in out.late.items():
+            self.metrics.late.labels(detector=detector).inc(n)
         now = time.time()
         for ev in events[:1]:  # the batch's oldest event: the longest wait in it
             self.metrics.latency.observe(max(0.0, now - ev.ts))

@@ -70,3 +70,16 @@ def test_a_batch_is_ordered_by_time(model) -> None:  # type: ignore[no-untyped-d
     evs = events()[::-1]
     step(Pipeline(model), evs)
     assert all(x.ts <= y.ts for x, y in itertools.pairwise(evs))
+
+
+def test_events_too_late_to_count_are_counted_by_detector(model) -> None:  # type: ignore[no-untyped-def]
+    evs = sorted(events(60), key=lambda e: e.ts)
+    pipeline = Pipeline(model)
+    assert step(pipeline, evs[:]).late == {}
+    # one client's query from 30 s before its newest: its rate interval has closed
+    client = evs[-1].client
+    newest = max(e.ts for e in evs if e.client == client)
+    straggler = [e for e in evs if e.client == client and e.ts <= newest - 30][:1]
+    assert straggler, "the simulated pod asked something 30 s before its last query"
+    assert step(pipeline, straggler[:]).late == {"rate": 1}
+    assert step(pipeline, []).late == {}
