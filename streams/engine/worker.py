@@ -439,4 +439,10 @@ def run_worker(settings: WorkerSettings) -> None:
     gc.freeze()
     from faust.worker import Worker as FaustWorker
 
-    FaustWorker(worker.app, loglevel=settings.log_level, quiet=True).execute_from_commandline()
+    faust_worker = FaustWorker(worker.app, loglevel=settings.log_level, quiet=True)
+    # Faust's worker draws a progress spinner from log records: at a level of
+    # warning or above it sets the root logger to DEBUG for the spinner's sake,
+    # so every debug call of Faust, mode and aiokafka (one per message sent)
+    # becomes a record. No spinner: the level stays the one configured.
+    faust_worker.spinner = None
+    faust_worker.execute_from_commandline()
