@@ -4,8 +4,8 @@ One Faust agent reads the events topic through Faust's public API only: a
 task iterates ``stream.noack().events()`` into a bounded ``Intake``
 (``streams.engine.intake`` says why not ``take_events``), and the agent takes
 up to ``batch_max`` records, or what arrived within ``BATCH_WAIT_S``, as one
-batch and acks each record (Faust commits it later) only after the batch was
-handled. A record is a batch record
+batch and acks each record (Faust commits it later) only once the state it
+changed is saved (below). A record is a batch record
 (the collector writes one per client key and request: a v2 batch of that
 client's events), a JSON array of v1 events or a single v1 event, so Faust's
 per-message cost is paid per batch record, and the detectors see many
@@ -17,15 +17,21 @@ partitioner (``use_partitioner``): a client's table entries land in the
 changelog partition of its own events partition, whichever records share a
 batch, so they are restored on the worker that takes that partition over.
 
-Detector state survives a restart or a rebalance: after each batch, every
-client the batch touched has its detector state (``Pipeline.dump_client``:
-windows, DGA evidence, rate baseline, open incidents) written to the
-``client-state`` table with a sequence number. Before a batch, a client whose
+Detector state survives a restart or a rebalance. Every client touched since
+the last save has its detector state (``Pipeline.dump_client``: windows, DGA
+evidence, rate baseline, open incidents) written to the ``client-state`` table
+with a sequence number, and its new per-minute counts to ``client-activity``,
+once every ``SAVE_EVERY_S`` (also when no record comes); only then are the
+records handled since acked, so Faust commits no offset past a record whose
+effect on a client's state is not in the table. A client in many batches of
+that second is written once, not once a batch: with hundreds of clients a
+batch, the writes were most of a batch's cost. Before a batch, a client whose
 table entry has another sequence number than the one this process last wrote
 (a restart, a partition taken over, or one given back after another worker
 moved it on) is loaded from the table first. Replayed records after a kill
-fold into restored state at least once; alert ids are stable per incident
-update, so a replay publishes no alert twice.
+(at most the last second's and the commit interval's) fold into restored
+state at least once; alert ids are stable per incident update, so a replay
+publishes no alert twice.
 
 The client-level detector holds each client's last seconds of events to take
 them in time order (``detectors.infected``; they are in the snapshot too).
@@ -70,6 +76,8 @@ BATCH_WAIT_S = 0.01  # a batch is what arrived in this long, or batch_max record
 BATCH_BYTES = 1 << 20  # or this many bytes of records: a batch's CPU stays in tens of ms
 INTAKE_RECORDS = 10_000  # records read ahead of the batch loop, at most
 INTAKE_BYTES = 64 << 20  # and their bytes
+SAVE_EVERY_S = 1.0  # while the input has not caught up, touched clients are saved this often
+MAX_UNSAVED = 20_000  # and at the latest after this many records
 CLOCK_S = 1.0  # how often a quiet input's held events are moved on by the clock
 RETRY_S = 2.0  # how often verdicts pending for Redis are tried again between batches
 SWEEP_S = 60.0  # how often clients silent for COUNT_KEEP_S are dropped from the tables
@@ -122,6 +130,8 @@ class Worker:
         # the sequence number this process last wrote, per client (bounded like
         # the detectors' own per-client state)
         self.written: BoundedStates[str, int] = BoundedStates(MAX_TRACKED_CLIENTS, int)
+        # clients touched since their last save: their new counts per minute
+        self.unsaved: dict[str, dict[int, int]] = {}
         self.redis = settings.redis_auth.client(
             settings.redis_url, socket_timeout=2, socket_connect_timeout=2
         )
@@ -138,18 +148,36 @@ class Worker:
                 INTAKE_RECORDS, INTAKE_BYTES, lambda e: len(e.message.value or b"")
             )
             reader = asyncio.ensure_future(intake.fill(manual.events()))
+            # records handled but not acked yet: their clients' state is not saved yet
+            handled: list[EventT[bytes]] = []
+            saved_at = time.monotonic()
             try:
                 while True:
+                    # Touched clients are saved, then their records acked (see the
+                    # module doc), SAVE_EVERY_S apart: also when no record comes.
+                    wait = max(0.0, saved_at + SAVE_EVERY_S - time.monotonic())
                     try:
-                        batch = await intake.take(settings.batch_max, BATCH_BYTES, BATCH_WAIT_S)
+                        async with asyncio.timeout(wait if handled else None):
+                            batch = await intake.take(settings.batch_max, BATCH_BYTES, BATCH_WAIT_S)
+                    except TimeoutError:
+                        batch = []
                     except IntakeClosed as closed:
                         if isinstance(closed.__cause__, EOFError):
                             return  # the stream ended: Faust is stopping the agent
                         raise
                     t0 = time.perf_counter()
-                    await self.handle([e.message for e in batch])
-                    for event in batch:
-                        await manual.ack(event)
+                    if batch:
+                        await self.handle([e.message for e in batch])
+                        handled += batch
+                    now = time.monotonic()
+                    if now - saved_at >= SAVE_EVERY_S or len(handled) >= MAX_UNSAVED:
+                        self.save_touched()
+                        for event in handled:
+                            await manual.ack(event)
+                        handled.clear()
+                        saved_at = now
+                    if not batch:
+                        continue
                     self.metrics.batch_records.observe(len(batch))
                     self.metrics.intake_records.set(len(intake))
                     self.metrics.batch_seconds.observe(time.perf_counter() - t0)
@@ -238,12 +266,11 @@ class Worker:
                 per_client[client] = per_client.get(client, 0) + n
                 seen_at[client] = max(seen_at.get(client, 0.0), at)
             events += decoded
-        # One changelog write per client and batch, not per event.
         for client, n in per_client.items():
-            key = client.encode()
             start = int(seen_at[client] or time.time()) // COUNT_WINDOW_S * COUNT_WINDOW_S
-            self.client_counts[key] = add_count(self.client_counts.get(key), start, n)
-            self.take_up(client, key)
+            counts = self.unsaved.setdefault(client, {})
+            counts[start] = counts.get(start, 0) + n
+            self.take_up(client, client.encode())
         if records:
             last = records[-1]
             self.observe_lag(last.topic, last.partition, last.offset)
@@ -251,8 +278,18 @@ class Worker:
             await self.publish(events)
         elif self.pending:
             await self.flush_verdicts()
-        for client in per_client:
-            self.save(client, client.encode())
+
+    def save_touched(self) -> None:
+        """Every client touched since the last save: its counts and its
+        detector state, one changelog write each per table."""
+        for client, counts in self.unsaved.items():
+            key = client.encode()
+            minutes = self.client_counts.get(key)
+            for start, n in counts.items():
+                minutes = add_count(minutes, start, n)
+            self.client_counts[key] = minutes
+            self.save(client, key)
+        self.unsaved.clear()
 
     def take_up(self, client: str, key: bytes) -> None:
         """Load the client's detector state from the table unless this process

@@ -409,3 +409,63 @@ def test_two_workers_kill_9_mid_burst_the_survivor_names_the_pod_once_with_all_e
     assert pod_named[0]["evidence"]["nxdomain_names"] > 5
     assert restored > 0
     assert counted >= len(before) + len(after)  # nothing lost (at least once)
+
+
+def test_a_client_in_many_batches_has_its_state_written_once_a_second(
+    kafka_bootstrap: str, redis_url: str, tmp_path: Path
+) -> None:
+    """A pod whose records come a tenth of a second apart is in a batch of
+    its own each time; its detector state and counts reach the changelog
+    once per save interval, not once per batch, and nothing is lost."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    from streams.engine.worker import SAVE_EVERY_S, STATE_TABLE
+
+    rig = Rig(kafka_bootstrap, redis_url.rsplit("/", 1)[0] + "/5", tmp_path, seconds=30)
+    web = int(rig.env["DNSGUARD_WORKER_WEB_PORT"])
+    proc = rig.start()
+    client = b"shop/web-7d9f"
+    warm = rig.values[:20]
+    mine = [(k, v) for k, v in rig.values[20:] if k == client][:40]
+    seconds = 0.1 * len(mine)
+
+    async def trickle() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+        await producer.start()
+        try:
+            for k, v in mine:
+                await producer.send_and_wait(rig.topics["events"], v, key=k)
+                await asyncio.sleep(0.1)
+        finally:
+            await producer.stop()
+
+    async def writes(topic: str) -> int:
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka_bootstrap,
+                                    auto_offset_reset="earliest", group_id=None)  # fmt: skip
+        await consumer.start()
+        n = 0
+        try:
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                for records in (await consumer.getmany(timeout_ms=300)).values():
+                    n += sum(r.key == client for r in records)
+        finally:
+            await consumer.stop()
+        return n
+
+    try:
+        rig.produce(warm)  # the worker has its partitions and is working
+        rig.wait_for(lambda: _events_processed(web) > 0)
+        time.sleep(2 * SAVE_EVERY_S)
+        before = asyncio.run(writes(f"{rig.env['DNSGUARD_WORKER_APP_ID']}-{STATE_TABLE}-changelog"))
+        batches = _metric(web, "dnsguard_worker_batch_records_count")
+        asyncio.run(trickle())
+        total = len(mine) + sum(k == client for k, _ in warm)
+        rig.wait_for(lambda: _client_events(web, client.decode()) >= total)
+        time.sleep(2 * SAVE_EVERY_S)
+        batches = _metric(web, "dnsguard_worker_batch_records_count") - batches
+        after = asyncio.run(writes(f"{rig.env['DNSGUARD_WORKER_APP_ID']}-{STATE_TABLE}-changelog"))
+    finally:
+        stop(proc)
+    assert batches >= len(mine) / 2, batches  # the pod came in many batches
+    assert 1 <= after - before <= seconds / SAVE_EVERY_S + 2, (after - before, batches)
