@@ -14,7 +14,11 @@ The same events are also produced as a filter sends them under load
 (requests of LARGE_REQUEST_EVENTS events: the native module flushes every
 200 ms or 2,000 events, the Wasm filter every 100 ms), on a second topic, and
 read the same way in the same rounds: Faust's cost is paid per record, the
-detectors' per event, and the two record shapes show each.
+detectors' per event, and the two record shapes show each. A third topic
+holds N events of MANY_PODS browsing pods (3 queries/s each) besides the six,
+in requests of LARGE_REQUEST_EVENTS: a node's worth of pods, so a request
+carries a few events per client and a batch touches hundreds of clients
+(Faust's per-record cost and the per-client state writes at their largest).
 
 Run: ``.venv/bin/python -m bench.bench_worker`` (writes bench/results/worker.json).
 """
@@ -40,7 +44,7 @@ from streams.engine.topics import TopicSpec, ensure_topics
 from streams.ingest.collector import records_from_v1
 from streams.ingest.decode import decode_record
 from streams.settings import load_stack_settings
-from streams.sim.workloads import Simulator
+from streams.sim.workloads import DEFAULT_WORKLOADS, Simulator, Workload
 from streams.stack.processes import free_ports
 from streams.stack.services import Kafka, Redis, Stack
 
@@ -49,14 +53,28 @@ ROOT = Path(__file__).resolve().parents[1]
 N = int(os.environ.get("BENCH_EVENTS", "100000"))
 REQUEST_EVENTS = int(os.environ.get("BENCH_REQUEST_EVENTS", "100"))
 LARGE_REQUEST_EVENTS = int(os.environ.get("BENCH_LARGE_REQUEST_EVENTS", "1000"))
-TOPIC, LARGE_TOPIC = "b.events", "b.large"
+MANY_PODS = int(os.environ.get("BENCH_MANY_PODS", "300"))
+TOPIC, LARGE_TOPIC, MANY_TOPIC = "b.events", "b.large", "b.many"
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 OUT = ROOT / "bench" / "results" / "worker.json"
 
 
-async def fill(bootstrap: str, topic: str = TOPIC, request_events: int = REQUEST_EVENTS) -> int:
-    """Produces the N events to ``topic``, in requests of ``request_events``;
-    returns the number of records."""
+def many_pods(n: int) -> tuple[Workload, ...]:
+    """``n`` browsing pods in eight namespaces, besides the simulator's six."""
+    return DEFAULT_WORKLOADS + tuple(
+        Workload(f"team-{i % 8}", f"app-{i}", f"10.9.{i // 250}.{i % 250 + 1}", "browsing", 3.0)
+        for i in range(n)
+    )
+
+
+async def fill(
+    bootstrap: str,
+    topic: str = TOPIC,
+    request_events: int = REQUEST_EVENTS,
+    workloads: tuple[Workload, ...] = DEFAULT_WORKLOADS,
+) -> int:
+    """Produces the N events of ``workloads`` to ``topic``, in requests of
+    ``request_events``; returns the number of records."""
     await ensure_topics(
         bootstrap,
         [
@@ -75,7 +93,7 @@ async def fill(bootstrap: str, topic: str = TOPIC, request_events: int = REQUEST
         start = time.time() - 3600
         request: list[bytes] = []
         while sent < N:
-            for e in sim.events(start, 600):
+            for e in sim.events(start, 600, workloads):
                 request.append(json.dumps(e).encode())
                 sent += 1
                 if len(request) == request_events or sent >= N:
@@ -298,7 +316,10 @@ def main() -> None:
         bootstrap = stack.settings.kafka_bootstrap
         n_records = asyncio.run(fill(bootstrap))
         n_large = asyncio.run(fill(bootstrap, LARGE_TOPIC, LARGE_REQUEST_EVENTS))
-        shapes = {TOPIC: n_records, LARGE_TOPIC: n_large}
+        n_many = asyncio.run(
+            fill(bootstrap, MANY_TOPIC, LARGE_REQUEST_EVENTS, many_pods(MANY_PODS))
+        )
+        shapes = {TOPIC: n_records, LARGE_TOPIC: n_large, MANY_TOPIC: n_many}
         rates: dict[str, dict[str, list[float]]] = {
             t: {"bare aiokafka consumer": [], "decoding consumer": [], "dnsguard worker": []}
             for t in shapes
@@ -319,8 +340,10 @@ def main() -> None:
         for topic, n, size in (
             (TOPIC, n_records, REQUEST_EVENTS),
             (LARGE_TOPIC, n_large, LARGE_REQUEST_EVENTS),
+            (MANY_TOPIC, n_many, LARGE_REQUEST_EVENTS),
         )
     }
+    figures[MANY_TOPIC]["pods"] = len(DEFAULT_WORKLOADS) + MANY_PODS
     print(
         f"event -> decision at {RATE} events/s for {LATENCY_SECONDS:.0f}s ({latency['processed']:,.0f} of "
         f"{latency['events']:,} events processed): p50 <= {latency['p50_ms']:.0f} ms, "
@@ -333,7 +356,7 @@ def main() -> None:
     OUT.write_text(
         json.dumps(
             {"bench": "worker", **main_shape, "large_records": figures[LARGE_TOPIC],
-             "latency": {"rate_events_per_s": RATE, **latency}},
+             "many_pods": figures[MANY_TOPIC], "latency": {"rate_events_per_s": RATE, **latency}},
             indent=2,
         )
         + "\n"

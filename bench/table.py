@@ -161,6 +161,17 @@ def worker_rows(d: dict[str, Any]) -> list[Row]:
             f"{large['ratio_vs_decoding_consumer']:.2f}x the decoding consumer (>= 0.5: "
             f"{_met(large['ratio_vs_decoding_consumer'] >= 0.5)}); >= 100,000/s: {_met(lw >= 100_000)}",
         ))  # fmt: skip
+    many = d.get("many_pods")
+    if many:
+        mm = many["median_events_per_s"]
+        rows.append((
+            f"the same number of events from {many['pods']} pods (a node's worth; "
+            f"{many['records']:,} batch records of requests of {many['request_events']:,} events)",
+            "same",
+            f"{mm['dnsguard worker']:,.0f} events/s",
+            f"consumer decoding the records: {mm['decoding consumer']:,.0f} events/s",
+            f"{many['ratio_vs_decoding_consumer']:.2f}x the decoding consumer",
+        ))  # fmt: skip
     lat = d["latency"]
     rows.append((
         f"worker, event to decision at {lat['rate_events_per_s']:,} events/s", "same",
