@@ -9,7 +9,10 @@ minimal Faust app (``_take_app.py`` beside this file, started as
 (``bench.bench_worker.fill``: the same batch records) with that
 ``take_events`` call and only sleeps synchronously per batch, standing for the
 batch's CPU work. The first row (no work) is the baseline of the same run;
-the others show what per-batch work costs delivery.
+the others show what per-batch work costs delivery. The app runs at log level
+info: at warning, Faust's worker sets the root logger to DEBUG for its
+progress spinner, and every debug call inside Faust and aiokafka then costs a
+log record (the dnsguard worker turns the spinner off).
 
 Run: ``.venv/bin/python -m bench.bench_faust_take`` (prints a table, writes
 bench/results/faust_take.json).
@@ -50,7 +53,7 @@ def one_run(
                BENCH_WEB_PORT=str(web), BENCH_RECORDS=str(records), BENCH_WORK_S=str(work_s),
                BENCH_WITHIN_S=str(within_s), BENCH_DATADIR=str(work / app_id),
                PYTHONPATH=str(ROOT))  # fmt: skip
-    out = subprocess.run([sys.executable, str(APP), "worker", "-l", "warn"], env=env,
+    out = subprocess.run([sys.executable, str(APP), "worker", "-l", "info"], env=env,
                          capture_output=True, text=True, timeout=600, cwd=work)  # fmt: skip
     for line in (out.stdout + out.stderr).splitlines():
         if "RESULT " in line:
