@@ -4,7 +4,7 @@ aiokafka consumer reading the same topic in the same run (the ceiling).
 A real Kafka (KRaft) and Redis are started in a temporary folder; N simulated
 v1 events are produced once, as the collector writes them: each request of
 REQUEST_EVENTS consecutive events (from the simulator's six pods) becomes one
-batch record per client. Then, interleaved for ROUNDS rounds, a bare consumer
+batch record per partition of its clients (6-partition topics). Then, interleaved for ROUNDS rounds, a bare consumer
 reads them all, a consumer that also decodes every record (the floor of any
 worker), and a fresh worker (new consumer group) processes them all (measured by its own ``dnsguard_worker_events_total`` metric, from the
 first event processed to the last, so Faust's start-up and rebalance are not
@@ -54,6 +54,7 @@ N = int(os.environ.get("BENCH_EVENTS", "100000"))
 REQUEST_EVENTS = int(os.environ.get("BENCH_REQUEST_EVENTS", "100"))
 LARGE_REQUEST_EVENTS = int(os.environ.get("BENCH_LARGE_REQUEST_EVENTS", "1000"))
 MANY_PODS = int(os.environ.get("BENCH_MANY_PODS", "300"))
+PARTITIONS = 6  # of each events topic here
 TOPIC, LARGE_TOPIC, MANY_TOPIC = "b.events", "b.large", "b.many"
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 OUT = ROOT / "bench" / "results" / "worker.json"
@@ -79,7 +80,7 @@ async def fill(
         bootstrap,
         [
             TopicSpec(t, p)
-            for t, p in ((topic, 6), ("b.alerts", 1), ("b.verdicts", 1), ("b.dlq", 1))
+            for t, p in ((topic, PARTITIONS), ("b.alerts", 1), ("b.verdicts", 1), ("b.dlq", 1))
         ],
     )
     sim = Simulator()
@@ -111,8 +112,9 @@ async def fill(
 
 
 def v2_records(events: list[bytes]) -> list[tuple[bytes, bytes]]:
-    """What the collector writes for a request of these v1 events: v2 batch records."""
-    records, dead = records_from_v1(events)
+    """What the collector writes to a 6-partition topic for a request of these
+    v1 events: v2 batch records, one per partition of its clients."""
+    records, dead = records_from_v1(events, PARTITIONS)
     if dead:
         raise RuntimeError(f"{len(dead)} simulated events were not valid: {dead[0]!r}")
     return records
@@ -257,7 +259,7 @@ def within_shares(before: dict[float, float], after: dict[float, float]) -> dict
 def latency_run(bootstrap: str, redis_url: str, work: Path) -> dict[str, Any]:
     """p50/p99 from a batch's oldest event's timestamp to the batch's decisions,
     at RATE events/s, read from the worker's own histogram over the run."""
-    asyncio.run(ensure_topics(bootstrap, [TopicSpec("lat.events", 6)]))
+    asyncio.run(ensure_topics(bootstrap, [TopicSpec("lat.events", PARTITIONS)]))
     (web,) = free_ports(1)
     env = dict(os.environ, DNSGUARD_KAFKA_BOOTSTRAP=bootstrap, DNSGUARD_REDIS_URL=redis_url.rsplit("/", 1)[0] + "/7",
                DNSGUARD_WORKER_APP_ID=f"lat-{time.time_ns()}", DNSGUARD_EVENTS_TOPIC="lat.events",

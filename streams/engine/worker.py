@@ -6,8 +6,8 @@ task iterates ``stream.noack().events()`` into a bounded ``Intake``
 up to ``batch_max`` records, or what arrived within ``BATCH_WAIT_S``, as one
 batch and acks each record (Faust commits it later) only once the state it
 changed is saved (below). A record is a batch record
-(the collector writes one per client key and request: a v2 batch of that
-client's events), a JSON array of v1 events or a single v1 event, so Faust's
+(the collector writes one per request and partition: a v2 batch of the
+events of the request's clients on that partition), a JSON array of v1 events or a single v1 event, so Faust's
 per-message cost is paid per batch record, and the detectors see many
 clients' events in one call.
 
@@ -261,7 +261,7 @@ class Worker:
             for bad in rejected:
                 await self.dead_letter(message, bad.raw, bad.error)
             at = message.timestamp or 0.0
-            # a batch record is one client's events: counted per record, not per event
+            # counted per record and client, not per event
             for client, n in Counter(map(_CLIENT, decoded)).items():
                 per_client[client] = per_client.get(client, 0) + n
                 seen_at[client] = max(seen_at.get(client, 0.0), at)

@@ -24,9 +24,9 @@ writes each event as a fixed-order array::
 
 The filters ship v2 in ``POST /v1/events``; the collector also takes a JSON
 array of v1 events and turns it into v2. A record of Kafka ``dnsguard.events``
-is a v2 batch of **one client key** (``detectors.events.client_identity``:
-``namespace/pod``, else the client IP), keyed by it, so a client's events stay
-on one partition. The published JSON Schema
+is a v2 batch of the client keys (``detectors.events.client_identity``:
+``namespace/pod``, else the client IP) of one request that share a partition,
+keyed by one of them, so each client's events stay on its partition. The published JSON Schema
 (``schemas/dns-batch-v2.schema.json``) is generated from the types below
 (``python -m streams.ingest.batch > .../dns-batch-v2.schema.json``) and a test
 fails if the two drift. Extra trailing elements of an event array or unknown
@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -184,21 +184,31 @@ def single(batch: Batch, ev: Event) -> Batch:
 def split_by_client(batch: Batch) -> Iterator[tuple[str, Batch]]:
     """One batch per client key, each with only the clients its events name
     (re-indexed), events in the order given."""
+    return split_by(batch, lambda key: key)
+
+
+def split_by(batch: Batch, group: Callable[[str], Hashable]) -> Iterator[tuple[str, Batch]]:
+    """One batch per ``group`` of the client keys (in order of first
+    appearance), keyed by the group's first client key, each with only the
+    clients its events name (re-indexed), events in the order given."""
     keys = [batch.key_of(i) for i in range(len(batch.clients))]
-    if len(set(keys)) == 1:
-        yield keys[0], batch
+    groups_of = [group(k) for k in keys]
+    if len(set(groups_of)) <= 1:
+        if keys:
+            yield keys[0], batch
         return
-    groups: dict[str, tuple[dict[int, int], list[Client], list[Event]]] = {}
+    groups: dict[Hashable, tuple[str, dict[int, int], list[Client], list[Event]]] = {}
     for ev in batch.events:
-        key = keys[ev.client]
-        index, clients, events = groups.setdefault(key, ({}, [], []))
+        first, index, clients, events = groups.setdefault(
+            groups_of[ev.client], (keys[ev.client], {}, [], [])
+        )
         at = index.get(ev.client)
         if at is None:
             at = index[ev.client] = len(clients)
             clients.append(batch.clients[ev.client])
         events.append(msgspec.structs.replace(ev, client=at))
-    for key, (_, clients, events) in groups.items():
-        yield key, Batch(batch.node, clients, events)
+    for first, _, clients, events in groups.values():
+        yield first, Batch(batch.node, clients, events)
 
 
 def chunks(batch: Batch, max_events: int, max_bytes: int) -> Iterator[bytes]:

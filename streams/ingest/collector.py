@@ -7,12 +7,14 @@ request is checked (bearer token, body size, events per batch), decoded by
 typed msgspec decoders and validated (a valid DNS name, Kubernetes names, an
 IP address); the valid events go to ``dnsguard.events`` (idempotent producer,
 acks=all), invalid ones to the dead-letter topic, each with its reason. The
-events of one client key in one request travel as one **v2 batch record**
-keyed by that key (at most ``RECORD_MAX_EVENTS`` events and about
-``RECORD_MAX_BYTES`` per record, so a record stays under Kafka's default 1 MiB
-message limit); v1 input is converted, so the worker reads one format. The
-worker pays Kafka's and Faust's per-message cost once per batch record, not
-once per event. The reply is 202 only after Kafka acknowledged every record;
+events of one request whose client keys Kafka's partitioner puts on one
+partition of the events topic travel as one **v2 batch record**, keyed by the
+first of those keys, so it lands on that partition (at most
+``RECORD_MAX_EVENTS`` events and about ``RECORD_MAX_BYTES`` per record, so a
+record stays under Kafka's default 1 MiB message limit); v1 input is
+converted, so the worker reads one format. The worker pays Kafka's and
+Faust's per-message cost once per batch record, not once per event or per
+client: a node's request naming hundreds of pods is a few records. The reply is 202 only after Kafka acknowledged every record;
 503 with Retry-After when Kafka is unavailable; 4xx with a reason for a
 request that cannot be read as a batch (the filter does not retry those).
 Nothing in a request can crash the service or cost the other events of its
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import hmac
 import json
@@ -44,6 +47,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import web
+from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from detectors.events import EventError, check_identity
@@ -59,23 +63,45 @@ RECORD_MAX_EVENTS = 1000
 RECORD_MAX_BYTES = 512 * 1024
 
 
-def batch_records(batches: Sequence[v2.Batch]) -> list[Record]:
-    """Batches as records of the events topic: one v2 batch per client key (in
-    order of first appearance, events in the order given), each within
-    ``RECORD_MAX_EVENTS`` events and about ``RECORD_MAX_BYTES``."""
+@functools.lru_cache(maxsize=1 << 16)
+def partition_of(key: str, partitions: int) -> int:
+    """The partition of ``partitions`` that Kafka's default partitioner (the
+    producer's, and Faust's for the worker's tables) gives the client key."""
+    return int(DefaultPartitioner()(key.encode(), list(range(partitions)), None))
+
+
+def batch_records(batches: Sequence[v2.Batch], partitions: int | None = None) -> list[Record]:
+    """Batches as records of the events topic, each within ``RECORD_MAX_EVENTS``
+    events and about ``RECORD_MAX_BYTES``, events in the order given.
+
+    With the topic's ``partitions``, one v2 batch carries every client of a
+    batch that the partitioner puts on one partition, keyed by the first of
+    them (so the record lands on that partition): each client's events stay
+    on its partition, as its state in the worker's tables does, and a request
+    from a node's hundreds of pods is a few records, not hundreds (the worker
+    pays Faust's cost per record). Without, one record per client key."""
+    if partitions is None:
+        split = v2.split_by_client
+    else:
+        split = functools.partial(
+            v2.split_by, group=functools.partial(partition_of, partitions=partitions)
+        )
     return [
         (key.encode(), chunk)
         for batch in batches
-        for key, part in v2.split_by_client(batch)
+        for key, part in split(batch)
         for chunk in v2.chunks(part, RECORD_MAX_EVENTS, RECORD_MAX_BYTES)
     ]
 
 
-def records_from_v1(events: Sequence[bytes]) -> tuple[list[Record], list[Record]]:
-    """v1 events (JSON bytes) as records of the events topic, and dead letters
-    for those that are not valid: what the collector writes for a v1 request."""
+def records_from_v1(
+    events: Sequence[bytes], partitions: int | None = None
+) -> tuple[list[Record], list[Record]]:
+    """v1 events (JSON bytes) as records of the events topic (of ``partitions``
+    partitions), and dead letters for those that are not valid: what the
+    collector writes for a v1 request."""
     dead: list[Record] = []
-    return batch_records(Collector.accept_v1(events, ANY_NAMESPACE, dead)), dead
+    return batch_records(Collector.accept_v1(events, ANY_NAMESPACE, dead), partitions), dead
 
 
 class SinkUnavailable(Exception):
@@ -87,6 +113,10 @@ class Sink(Protocol):
 
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
+    async def partitions(self) -> int | None:
+        """The events topic's partition count (None: records are not partitioned)."""
+        ...
+
     async def send(self, events: Sequence[Record], dead: Sequence[Record]) -> None: ...
 
 
@@ -135,6 +165,16 @@ class KafkaSink:
             await self._producer.stop()
             self._producer = None
 
+    async def partitions(self) -> int | None:
+        from aiokafka.errors import KafkaError
+
+        producer = await self._ensure()
+        try:
+            async with asyncio.timeout(self.settings.produce_timeout_s):
+                return len(await producer.partitions_for(self.settings.events_topic))
+        except (KafkaError, TimeoutError) as exc:
+            raise SinkUnavailable(f"no partitions of {self.settings.events_topic}: {exc}") from exc
+
     async def send(self, records: Sequence[Record], dead: Sequence[Record]) -> None:
         from aiokafka.errors import KafkaError
 
@@ -164,6 +204,9 @@ class JsonlSink:
 
     async def stop(self) -> None:
         return None
+
+    async def partitions(self) -> int | None:
+        return None  # a file: one record per client key, as a partitioned topic would not need
 
     async def send(self, records: Sequence[Record], dead: Sequence[Record]) -> None:
         async with self._lock:
@@ -307,9 +350,9 @@ class Collector:
             dead = []
             batches = self.accept_v1(items, only_namespace, dead)
         accepted = sum(len(b.events) for b in batches)
-        records = batch_records(batches)
         t0 = time.perf_counter()
         try:
+            records = batch_records(batches, await self.sink.partitions())
             await self.sink.send(records, dead)
         except SinkUnavailable as exc:
             self.metrics.batches.labels(outcome="unavailable").inc()

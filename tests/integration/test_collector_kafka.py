@@ -75,6 +75,56 @@ def test_events_and_dead_letters_land_in_kafka(kafka_bootstrap: str, unique_topi
     asyncio.run(run())
 
 
+def test_a_nodes_clients_share_records_on_their_own_partitions(
+    kafka_bootstrap: str, unique_topic: str
+) -> None:
+    """A node-local proxy's batch names 40 client IPs; on a 3-partition topic
+    they travel as at most 3 records, each on the partition that Kafka's
+    partitioner gives every one of its clients (where the worker keeps their
+    state), with every event once."""
+    from aiokafka.partitioner import murmur2
+
+    from tests.unit.test_collector import v2_body
+
+    settings = CollectorSettings(token=Secret("collector-token-0123"),
+                                 kafka_bootstrap=kafka_bootstrap, events_topic=unique_topic,
+                                 dlq_topic=unique_topic + ".dlq")  # fmt: skip
+    ips = [f"10.0.0.{i + 1}" for i in range(40)]
+    pairs = [(f"q{i}.example.com", ips[i % 40]) for i in range(120)]
+
+    async def run() -> list[tuple[int, bytes]]:
+        await ensure_topics(
+            kafka_bootstrap, [TopicSpec(unique_topic, 3), TopicSpec(unique_topic + ".dlq", 1)]
+        )
+        async with TestClient(TestServer(Collector(settings).app())) as client:
+            resp = await client.post("/v1/events", data=json.dumps(v2_body(*pairs)).encode(),
+                                     headers={"Authorization": "Bearer collector-token-0123"})  # fmt: skip
+            assert resp.status == 202
+        consumer = AIOKafkaConsumer(unique_topic, bootstrap_servers=kafka_bootstrap,
+                                    auto_offset_reset="earliest", group_id=None)  # fmt: skip
+        await consumer.start()
+        out: list[tuple[int, bytes]] = []
+        try:
+            async with asyncio.timeout(5):
+                while True:
+                    for tp, records in (await consumer.getmany(timeout_ms=300)).items():
+                        out.extend((tp.partition, r.value) for r in records)
+        except TimeoutError:
+            pass
+        finally:
+            await consumer.stop()
+        return out
+
+    records = asyncio.run(run())
+    assert 1 <= len(records) <= 3
+    seen = []
+    for partition, value in records:
+        batch = decode_batch_v2(value)
+        assert {(murmur2(c.ip.encode()) & 0x7FFFFFFF) % 3 for c in batch.clients} == {partition}
+        seen += [(e.name, batch.clients[e.client].ip) for e in batch.events]
+    assert sorted(seen) == sorted(pairs)
+
+
 def test_kafka_unreachable_is_503_and_recovers_nothing_lost(kafka_bootstrap: str) -> None:
     (dead_port,) = free_ports(1)
     settings = replace(

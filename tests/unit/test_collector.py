@@ -58,13 +58,17 @@ def event(name: str = "a.example.com", pod: str = "web-1") -> dict[str, Any]:
 
 
 class MemorySink:
-    def __init__(self, fail: bool = False) -> None:
+    def __init__(self, fail: bool = False, partitions: int | None = None) -> None:
         self.events: list[Record] = []
         self.dead: list[Record] = []
         self.fail = fail
+        self.parts = partitions
 
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
+
+    async def partitions(self) -> int | None:
+        return self.parts
 
     async def send(self, events: Sequence[Record], dead: Sequence[Record]) -> None:
         if self.fail:
@@ -302,6 +306,37 @@ def test_a_v2_batch_is_split_by_client_key() -> None:
     assert [e.name for e in first.events] == ["a.com", "c.com"]
     assert [c.ip for c in first.clients] == ["10.0.0.1"]
     assert all(e.client == 0 and not e.observed for e in first.events)
+
+
+def test_a_v2_batch_travels_as_one_record_per_partition_of_its_clients() -> None:
+    """A node's request names many clients: with a partitioned topic, the
+    clients that Kafka's partitioner puts on one partition share a record,
+    keyed by one of them, so the record lands where each of its clients'
+    events and state belong; every event arrives once, in order."""
+    from aiokafka.partitioner import murmur2
+
+    def partition(key: bytes, n: int) -> int:
+        return (murmur2(key) & 0x7FFFFFFF) % n
+
+    ips = [f"10.0.{i // 200}.{i % 200 + 1}" for i in range(150)]
+    pairs = [(f"q{i}.example.com", ips[(7 * i) % len(ips)]) for i in range(450)]
+    body = json.dumps(v2_body(*pairs)).encode()
+    roomy = CollectorSettings(token=Secret(TOKEN), max_body_bytes=1 << 20, max_events=1000)
+    per_client = MemorySink()
+    assert call(per_client, body, settings=roomy)[0] == 202
+    assert len(per_client.events) == len(ips)  # unpartitioned: a record per client key
+    sink = MemorySink(partitions=6)
+    status, reply, _ = call(sink, body, settings=roomy)
+    assert (status, reply) == (202, {"accepted": len(pairs), "rejected": 0})
+    assert len(sink.events) <= 6
+    seen: list[tuple[str, str]] = []
+    for key, value in sink.events:
+        batch = decode_batch_v2(value)
+        assert {partition(c.ip.encode(), 6) for c in batch.clients} == {partition(key, 6)}
+        seen += [(e.name, batch.clients[e.client].ip) for e in batch.events]
+    assert sorted(seen) == sorted(pairs)
+    for ip in ips[:20]:  # each client's events in the order given
+        assert [n for n, i in seen if i == ip] == [n for n, i in pairs if i == ip]
 
 
 def test_a_bad_v2_event_is_dead_lettered_alone() -> None:
