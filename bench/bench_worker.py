@@ -16,9 +16,10 @@ The same events are also produced as a filter sends them under load
 read the same way in the same rounds: Faust's cost is paid per record, the
 detectors' per event, and the two record shapes show each. A third topic
 holds N events of MANY_PODS browsing pods (3 queries/s each) besides the six,
-in requests of LARGE_REQUEST_EVENTS: a node's worth of pods, so a request
-carries a few events per client and a batch touches hundreds of clients
-(Faust's per-record cost and the per-client state writes at their largest).
+as a node-local DNS proxy sends them (one node identity, the pods by IP) in
+requests of LARGE_REQUEST_EVENTS: a few events per client a request, hundreds
+of clients a batch (the per-client state writes at their largest), in at
+most one record per partition a request.
 
 Run: ``.venv/bin/python -m bench.bench_worker`` (writes bench/results/worker.json).
 """
@@ -68,14 +69,22 @@ def many_pods(n: int) -> tuple[Workload, ...]:
     )
 
 
+# a node-local proxy's identity: no pod or workload of its own, so each
+# client is known by its IP (as the node-local DNS bootstrap ships them)
+NODE_LOCAL = {"id": "node-local~10.0.0.1~node-1", "namespace": "kube-system", "pod": "",
+              "workload": ""}  # fmt: skip
+
+
 async def fill(
     bootstrap: str,
     topic: str = TOPIC,
     request_events: int = REQUEST_EVENTS,
     workloads: tuple[Workload, ...] = DEFAULT_WORKLOADS,
+    node: dict[str, str] | None = None,
 ) -> int:
     """Produces the N events of ``workloads`` to ``topic``, in requests of
-    ``request_events``; returns the number of records."""
+    ``request_events``; returns the number of records. With ``node``, every
+    event is captured there (a node-local proxy: its clients are the pods' IPs)."""
     await ensure_topics(
         bootstrap,
         [
@@ -95,6 +104,8 @@ async def fill(
         request: list[bytes] = []
         while sent < N:
             for e in sim.events(start, 600, workloads):
+                if node is not None:
+                    e["node"] = dict(e["node"], **node)
                 request.append(json.dumps(e).encode())
                 sent += 1
                 if len(request) == request_events or sent >= N:
@@ -319,7 +330,7 @@ def main() -> None:
         n_records = asyncio.run(fill(bootstrap))
         n_large = asyncio.run(fill(bootstrap, LARGE_TOPIC, LARGE_REQUEST_EVENTS))
         n_many = asyncio.run(
-            fill(bootstrap, MANY_TOPIC, LARGE_REQUEST_EVENTS, many_pods(MANY_PODS))
+            fill(bootstrap, MANY_TOPIC, LARGE_REQUEST_EVENTS, many_pods(MANY_PODS), NODE_LOCAL)
         )
         shapes = {TOPIC: n_records, LARGE_TOPIC: n_large, MANY_TOPIC: n_many}
         rates: dict[str, dict[str, list[float]]] = {
