@@ -16,6 +16,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from detectors.events import client_identity
 from streams.stack.envoy import NATIVE_DIR, NATIVE_PATH
 from streams.stack.services import envoy_binary
 from tests.e2e.conftest import TlsMaterial
@@ -78,10 +79,19 @@ def check_filter_config(cfg: dict) -> None:
     assert len(feed["token"]) >= 16
 
 
-def check_module_config(cfg: dict, listeners: dict[str, dict]) -> None:
+def check_module_config(cfg: dict, listeners: dict[str, dict], name: str) -> None:
     assert set(cfg) <= MODULE_FIELDS, set(cfg) - MODULE_FIELDS
-    assert cfg["node"]["namespace"]
-    assert cfg["node"]["pod"]
+    node = cfg["node"]
+    assert node["namespace"]
+    # whom an event is about: a sidecar's own pod; behind node-local DNS or a
+    # gateway, the asking pod's IP (a node's pod or workload would make every
+    # pod one client)
+    peer = "10.1.2.3"
+    key = client_identity(node["namespace"], node.get("pod", ""), node.get("workload", ""), peer)
+    if name == "sidecar.yaml":
+        assert key == f"{node['namespace']}/{node['pod']}"
+    else:
+        assert key == peer, key
     collector, feed = cfg["collector"], cfg["feed"]
     assert set(collector) <= MODULE_COLLECTOR_FIELDS
     assert set(feed) <= MODULE_FEED_FIELDS
@@ -144,7 +154,7 @@ def test_envoy_bootstraps_validate(
     by_port = {lst["address"]["socket_address"]["port_value"]: lst
                for lst in doc["static_resources"]["listeners"]}  # fmt: skip
     for cfg in modules + tcp_modules:
-        check_module_config(cfg, by_port)
+        check_module_config(cfg, by_port, name)
     path = tmp_path / name
     path.write_text(text)
     out = validate(path)
