@@ -98,6 +98,8 @@ class BatchResult:
     alerts: list[Alert] = field(default_factory=list)
     # events by what the name was: search expansions, internal, counted...
     names: Counter[str] = field(default_factory=Counter)
+    # by detector: events later than it waits for a client's stragglers, not counted
+    late: Counter[str] = field(default_factory=Counter)
 
 
 class Pipeline:
@@ -200,6 +202,7 @@ class Pipeline:
         what the client-level detector holds for time order is taken up too.
         ``clock``: the time now, for a live input that may have gone quiet (the
         held events move on with it as with newer events)."""
+        late_before = self.rate.late_dropped
         known = [self._kind(ev) for ev in events]
         names = Counter([label for _, label in known])
         kinds = [k for k, _ in known]
@@ -234,7 +237,8 @@ class Pipeline:
             )
             if incident.alert and (rule is None or rule.alert):
                 alerts.append(Alert(d, incident))
-        return BatchResult(findings, decisions, alerts, names)
+        late = Counter({self.rate.name: self.rate.late_dropped - late_before})
+        return BatchResult(findings, decisions, alerts, names, +late)
 
     def _names(
         self, counted: list[DnsEvent], splits: list[SplitName], kinds_of: list[NameKind]

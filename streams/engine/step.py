@@ -63,11 +63,9 @@ def step(
     time now, which moves held events on when a live input is quiet (see
     ``Pipeline.process``)."""
     events.sort(key=_TS)
-    late_before = pipeline.rate.late_dropped
     result = pipeline.process(events, final, clock)
-    out = StepOutput(events=len(events), names=Counter(result.names), decisions=result.decisions)
-    if pipeline.rate.late_dropped > late_before:
-        out.late[pipeline.rate.name] = pipeline.rate.late_dropped - late_before
+    out = StepOutput(events=len(events), names=Counter(result.names), decisions=result.decisions,
+                     late=Counter(result.late))  # fmt: skip
     render = RENDERERS[alert_format]
     for a in result.alerts:
         incident = a.incident.incident

@@ -26,8 +26,8 @@ The filters ship v2 in ``POST /v1/events``; the collector also takes a JSON
 array of v1 events and turns it into v2. A record of Kafka ``dnsguard.events``
 is a v2 batch of the client keys (``detectors.events.client_identity``:
 ``namespace/pod``, else the client IP) of one request that share a partition,
-keyed by one of them, so each client's events stay on its partition. The published JSON Schema
-(``schemas/dns-batch-v2.schema.json``) is generated from the types below
+keyed by one of them, so each client's events stay on its partition. The
+published JSON Schema (``schemas/dns-batch-v2.schema.json``) is generated from the types below
 (``python -m streams.ingest.batch > .../dns-batch-v2.schema.json``) and a test
 fails if the two drift. Extra trailing elements of an event array or unknown
 object fields are refused: what the collector validated is exactly what the

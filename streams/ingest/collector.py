@@ -14,7 +14,8 @@ first of those keys, so it lands on that partition (at most
 record stays under Kafka's default 1 MiB message limit); v1 input is
 converted, so the worker reads one format. The worker pays Kafka's and
 Faust's per-message cost once per batch record, not once per event or per
-client: a node's request naming hundreds of pods is a few records. The reply is 202 only after Kafka acknowledged every record;
+client: a node's request naming hundreds of pods is a few records. The reply
+is 202 only after Kafka acknowledged every record;
 503 with Retry-After when Kafka is unavailable; 4xx with a reason for a
 request that cannot be read as a batch (the filter does not retry those).
 Nothing in a request can crash the service or cost the other events of its
@@ -206,7 +207,7 @@ class JsonlSink:
         return None
 
     async def partitions(self) -> int | None:
-        return None  # a file: one record per client key, as a partitioned topic would not need
+        return None  # a file has no partitions: one record per client key
 
     async def send(self, records: Sequence[Record], dead: Sequence[Record]) -> None:
         async with self._lock:
