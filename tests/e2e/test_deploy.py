@@ -79,6 +79,22 @@ def check_filter_config(cfg: dict) -> None:
     assert len(feed["token"]) >= 16
 
 
+def check_filter_attribution(node: dict, cfg: dict, name: str) -> None:
+    """Whom the Wasm filter's events are about: its node's identity comes from
+    the Envoy node metadata (the keys its configuration names, Istio's by
+    default), and a client key takes that pod, else that workload, before
+    the connection's peer IP: a sidecar's own pod; behind a gateway, each
+    peer (the gateway's pod there would make every workload one client)."""
+    keys = {"namespace": "NAMESPACE", "workload": "WORKLOAD_NAME", "pod": "NAME",
+            **cfg.get("metadata_keys", {})}  # fmt: skip
+    meta = node.get("metadata", {})
+    namespace, workload, pod = (meta.get(keys[k], "") for k in ("namespace", "workload", "pod"))
+    assert namespace
+    peer = "10.1.2.3"
+    key = client_identity(namespace, pod, workload, peer)
+    assert key == (f"{namespace}/{pod}" if name == "sidecar.yaml" else peer), key
+
+
 def check_module_config(cfg: dict, listeners: dict[str, dict], name: str) -> None:
     assert set(cfg) <= MODULE_FIELDS, set(cfg) - MODULE_FIELDS
     node = cfg["node"]
@@ -145,6 +161,7 @@ def test_envoy_bootstraps_validate(
                if f["name"] in ("envoy.filters.network.wasm", "envoy.filters.http.wasm")]  # fmt: skip
     for cfg in plugins:
         check_filter_config(cfg)
+        check_filter_attribution(doc["node"], cfg, name)
     # every bootstrap takes plain DNS over UDP through the module, and DNS
     # over TCP through the Wasm filter or the module's network filter
     modules = module_configs(doc)
