@@ -378,6 +378,9 @@ class CollectorSettings:
     events_topic: str = TOPICS.events
     dlq_topic: str = TOPICS.dlq
     linger_ms: int = 5
+    # how long a record waits for other requests' records bound for its
+    # partition, to travel as one (streams.ingest.bundles); 0: each alone
+    bundle_ms: int = 20
     produce_timeout_s: float = 10.0
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
 
@@ -396,6 +399,11 @@ class CollectorSettings:
             )
         if self.max_events < 1 or self.max_body_bytes < 1024:
             raise ConfigError("collector limits must be positive (max body >= 1 KiB)")
+        if not 0 <= self.bundle_ms <= 1000:
+            raise ConfigError(
+                f"{ENV_PREFIX}COLLECTOR_BUNDLE_MS={self.bundle_ms}: expected 0..1000 (a request "
+                "waits that long at most for its records' bundles)"
+            )
         return self
 
 
@@ -416,6 +424,7 @@ def load_collector_settings(env: Mapping[str, str] | None = None) -> CollectorSe
         max_body_bytes=e.integer("COLLECTOR_MAX_BODY_BYTES", dflt["max_body_bytes"], minimum=1024),
         max_events=e.integer("COLLECTOR_MAX_EVENTS", dflt["max_events"], minimum=1),
         sink=e.raw("COLLECTOR_SINK") or dflt["sink"],
+        bundle_ms=e.integer("COLLECTOR_BUNDLE_MS", dflt["bundle_ms"], minimum=0),
         kafka_bootstrap=e.raw("KAFKA_BOOTSTRAP") or stack.kafka_bootstrap,
         events_topic=e.raw("EVENTS_TOPIC") or TOPICS.events,
         dlq_topic=e.raw("DLQ_TOPIC") or TOPICS.dlq,

@@ -26,7 +26,8 @@ The filters ship v2 in ``POST /v1/events``; the collector also takes a JSON
 array of v1 events and turns it into v2. A record of Kafka ``dnsguard.events``
 is a v2 batch of the client keys (``detectors.events.client_identity``:
 ``namespace/pod``, else the client IP) of one request that share a partition,
-keyed by one of them, so each client's events stay on its partition. The
+keyed by one of them, so each client's events stay on its partition, or a
+bundle of such batches from several requests (``streams.ingest.bundles``). The
 published JSON Schema (``schemas/dns-batch-v2.schema.json``) is generated from the types below
 (``python -m streams.ingest.batch > .../dns-batch-v2.schema.json``) and a test
 fails if the two drift. Extra trailing elements of an event array or unknown
@@ -211,17 +212,19 @@ def split_by(batch: Batch, group: Callable[[str], Hashable]) -> Iterator[tuple[s
         yield first, Batch(batch.node, clients, events)
 
 
-def chunks(batch: Batch, max_events: int, max_bytes: int) -> Iterator[bytes]:
+def chunks(batch: Batch, max_events: int, max_bytes: int) -> Iterator[tuple[int, bytes]]:
     """The batch encoded as one or more v2 batches of at most ``max_events``
-    events and about ``max_bytes`` each (a single event is never split)."""
+    events and about ``max_bytes`` each (a single event is never split), each
+    with its number of events."""
     encoded = encoder.encode(batch)
     if len(batch.events) <= max_events and len(encoded) <= max_bytes:
-        yield encoded
+        yield len(batch.events), encoded
         return
     per_event = max(1, len(encoded) // len(batch.events))
     step = max(1, min(max_events, max_bytes // per_event))
     for start in range(0, len(batch.events), step):
-        yield encoder.encode(Batch(batch.node, batch.clients, batch.events[start : start + step]))
+        events = batch.events[start : start + step]
+        yield len(events), encoder.encode(Batch(batch.node, batch.clients, events))
 
 
 def from_v1(events: list[Any]) -> Batch:

@@ -14,8 +14,11 @@ first of those keys, so it lands on that partition (at most
 record stays under Kafka's default 1 MiB message limit); v1 input is
 converted, so the worker reads one format. The worker pays Kafka's and
 Faust's per-message cost once per batch record, not once per event or per
-client: a node's request naming hundreds of pods is a few records. The reply
-is 202 only after Kafka acknowledged every record;
+client: a node's request naming hundreds of pods is a few records. Records
+of many requests bound for one partition wait up to ``bundle_ms`` for each
+other and travel as one **bundle** (``streams.ingest.bundles``): sidecars'
+requests of a few events each become one record per partition. The reply
+is 202 only after Kafka acknowledged every record carrying the request;
 503 with Retry-After when Kafka is unavailable; 4xx with a reason for a
 request that cannot be read as a batch (the filter does not retry those).
 Nothing in a request can crash the service or cost the other events of its
@@ -54,11 +57,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from detectors.events import EventError, check_identity
 from streams.engine.web import serve_app
 from streams.ingest import batch as v2
+from streams.ingest.bundles import Bundler, Part, Record
 from streams.ingest.events import Event, NotAnArray, decode_batch, decode_event
 from streams.settings import CollectorSettings
 
 log = logging.getLogger("dnsguard.collector")
-Record = tuple[bytes, bytes]  # (key, value)
 ANY_NAMESPACE = None
 RECORD_MAX_EVENTS = 1000
 RECORD_MAX_BYTES = 512 * 1024
@@ -71,27 +74,36 @@ def partition_of(key: str, partitions: int) -> int:
     return int(DefaultPartitioner()(key.encode(), list(range(partitions)), None))
 
 
-def batch_records(batches: Sequence[v2.Batch], partitions: int | None = None) -> list[Record]:
-    """Batches as records of the events topic, each within ``RECORD_MAX_EVENTS``
-    events and about ``RECORD_MAX_BYTES``, events in the order given.
+def batch_parts(batches: Sequence[v2.Batch], partitions: int) -> list[Part]:
+    """Batches as records for a topic of ``partitions`` partitions, each within
+    ``RECORD_MAX_EVENTS`` events and about ``RECORD_MAX_BYTES``, events in the
+    order given.
 
-    With the topic's ``partitions``, one v2 batch carries every client of a
-    batch that the partitioner puts on one partition, keyed by the first of
-    them (so the record lands on that partition): each client's events stay
-    on its partition, as its state in the worker's tables does, and a request
-    from a node's hundreds of pods is a few records, not hundreds (the worker
-    pays Faust's cost per record). Without, one record per client key."""
-    if partitions is None:
-        split = v2.split_by_client
-    else:
-        split = functools.partial(
-            v2.split_by, group=functools.partial(partition_of, partitions=partitions)
-        )
+    One v2 batch carries every client of a batch that the partitioner puts on
+    one partition, keyed by the first of them (so the record lands on that
+    partition): each client's events stay on its partition, as its state in
+    the worker's tables does, and a request from a node's hundreds of pods
+    is a few records, not hundreds (the worker pays Faust's cost per record)."""
+    group = functools.partial(partition_of, partitions=partitions)
+    return [
+        Part(group(key), partitions, key.encode(), chunk, n)
+        for batch in batches
+        for key, part in v2.split_by(batch, group)
+        for n, chunk in v2.chunks(part, RECORD_MAX_EVENTS, RECORD_MAX_BYTES)
+    ]
+
+
+def batch_records(batches: Sequence[v2.Batch], partitions: int | None = None) -> list[Record]:
+    """Batches as records of the events topic, one request's as the collector
+    hands them to the bundler (:func:`batch_parts`); without ``partitions``
+    (a file), one record per client key."""
+    if partitions is not None:
+        return [(p.key, p.value) for p in batch_parts(batches, partitions)]
     return [
         (key.encode(), chunk)
         for batch in batches
-        for key, part in split(batch)
-        for chunk in v2.chunks(part, RECORD_MAX_EVENTS, RECORD_MAX_BYTES)
+        for key, part in v2.split_by_client(batch)
+        for _, chunk in v2.chunks(part, RECORD_MAX_EVENTS, RECORD_MAX_BYTES)
     ]
 
 
@@ -129,6 +141,9 @@ class KafkaSink:
         self.settings = settings
         self._producer: Any = None
         self._connect = asyncio.Lock()
+        # records are handed to the producer in the order send is called (a
+        # lock is first come, first served), so a partition's records keep it
+        self._order = asyncio.Lock()
 
     async def start(self) -> None:
         # If Kafka is away the first request retries; until then the collector answers 503.
@@ -182,8 +197,9 @@ class KafkaSink:
         producer = await self._ensure()
         s = self.settings
         try:
-            futures = [await producer.send(s.events_topic, v, key=k) for k, v in records]
-            futures += [await producer.send(s.dlq_topic, v, key=k) for k, v in dead]
+            async with self._order:
+                futures = [await producer.send(s.events_topic, v, key=k) for k, v in records]
+                futures += [await producer.send(s.dlq_topic, v, key=k) for k, v in dead]
             async with asyncio.timeout(s.produce_timeout_s):
                 await asyncio.gather(*futures)
         except (KafkaError, TimeoutError) as exc:
@@ -233,6 +249,7 @@ class Metrics:
     batches: Counter
     events: Counter
     produce_seconds: Histogram
+    record_events: Histogram
     insecure: Gauge
 
     @classmethod
@@ -253,6 +270,12 @@ class Metrics:
                 "dnsguard_collector_produce_seconds",
                 "Time until the sink acknowledged a batch",
                 buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+                registry=r,
+            ),
+            record_events=Histogram(
+                "dnsguard_collector_record_events",
+                "Events per record written to the events topic (a bundle of requests' batches)",
+                buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000),
                 registry=r,
             ),
             insecure=Gauge(
@@ -289,6 +312,12 @@ class Collector:
         self.settings = settings
         self.sink = sink or make_sink(settings)
         self.metrics = Metrics.create()
+        self.bundler = (
+            Bundler(self.sink.send, settings.bundle_ms / 1000, RECORD_MAX_EVENTS,
+                    RECORD_MAX_BYTES, self.metrics.record_events.observe)
+            if settings.bundle_ms > 0
+            else None
+        )  # fmt: skip
         self._any = _digest(settings.token.reveal()) if settings.token else None
         # namespace tokens by their digest: a lookup reveals nothing about a token
         self._namespaces = {_digest(t.reveal()): ns for ns, t in settings.namespace_tokens}
@@ -353,8 +382,7 @@ class Collector:
         accepted = sum(len(b.events) for b in batches)
         t0 = time.perf_counter()
         try:
-            records = batch_records(batches, await self.sink.partitions())
-            await self.sink.send(records, dead)
+            await self._write(batches, dead)
         except SinkUnavailable as exc:
             self.metrics.batches.labels(outcome="unavailable").inc()
             return web.json_response({"error": str(exc)}, status=503, headers={"Retry-After": "1"})
@@ -363,6 +391,25 @@ class Collector:
         self.metrics.events.labels(outcome="accepted").inc(accepted)
         self.metrics.events.labels(outcome="rejected").inc(len(dead))
         return web.json_response({"accepted": accepted, "rejected": len(dead)}, status=202)
+
+    async def _write(self, batches: list[v2.Batch], dead: list[Record]) -> None:
+        """A request's records and dead letters, acknowledged; its records
+        bundled with other requests' (``bundle_ms``) when the topic has
+        partitions."""
+        partitions = await self.sink.partitions()
+        if partitions is None:  # a file: one record per client key
+            await self.sink.send(batch_records(batches), dead)
+            return
+        parts = batch_parts(batches, partitions)
+        if self.bundler is None:
+            await self.sink.send([(p.key, p.value) for p in parts], dead)
+            for p in parts:
+                self.metrics.record_events.observe(p.events)
+            return
+        writes = [self.bundler.send(parts)]
+        if dead:
+            writes.append(self.sink.send([], dead))
+        await asyncio.gather(*writes)
 
     @staticmethod
     def accept_v1(
@@ -427,6 +474,8 @@ class Collector:
         async def lifecycle(_: web.Application):  # type: ignore[no-untyped-def]
             await self.sink.start()
             yield
+            if self.bundler is not None:
+                await self.bundler.close()
             await self.sink.stop()
 
         app.cleanup_ctx.append(lifecycle)

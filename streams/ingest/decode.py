@@ -8,11 +8,20 @@ fields skipped, about 3 us). Anything that decoder does not take in its
 plain form goes through ``from_v1`` unchanged, so the result, or the error
 and its message, is always the one ``from_v1`` gives.
 
-:func:`decode_record` reads a record of the events topic: a v2 batch (one
-client key's events, what the collector writes: ``streams.ingest.batch``),
-a JSON array of v1 events (what earlier collectors wrote), or a single v1
-event (what older producers and tests write). A v2 record is decoded in one
-call, its identity checked once per client, not once per event.
+:func:`decode_record` reads a record of the events topic: a v2 batch (the
+events of client keys of one partition: ``streams.ingest.batch``), a bundle
+of them (a JSON array of v2 batches, what the collector writes when several
+requests' batches share a partition: ``streams.ingest.bundles``), a JSON
+array of v1 events (what earlier collectors wrote), or a single v1 event
+(what older producers and tests write). A v2 batch or bundle is decoded in
+one call, its identities checked once per client, not once per event.
+
+The worker reads v2 by types that check what it uses again (the client's
+identity: namespace, pod, workload, IP; each query name) and take the node
+fields it does not read (id, cluster, service account) as plain strings:
+the collector's patterns on them cost more than the rest of decoding a
+sidecar's batch of a few events (measured: 4.6 against 2.0 us an event in
+bundles of sidecars' batches).
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ from detectors.events import (
     query_name,
 )
 from streams.ingest import batch as v2
+from streams.ingest.events import Node
 
 
 class _Node(msgspec.Struct, gc=False):
@@ -77,7 +87,33 @@ _decoder = msgspec.json.Decoder(_Event)
 _batch_decoder = msgspec.json.Decoder(list[_Event])
 _raw_items = msgspec.json.Decoder(list[msgspec.Raw])
 
-_v2_decoder = msgspec.json.Decoder(v2.Batch)
+
+class _V2Node(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    id: str = ""
+    cluster: str = ""
+    namespace: str = ""
+    workload: str = ""
+    pod: str = ""
+    service_account: str = ""
+
+
+class _V2Client(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    ip: str
+    port: int = 0
+    peer: str | None = None
+
+
+class _V2Batch(msgspec.Struct, forbid_unknown_fields=True, tag_field="v", tag=2):
+    """A v2 batch as the worker reads it (``v2.Batch`` without the patterns on
+    fields the worker checks itself or does not read)."""
+
+    node: _V2Node
+    clients: list[_V2Client]
+    events: list[v2.Event]
+
+
+_v2_decoder = msgspec.json.Decoder(_V2Batch)
+_bundle_decoder = msgspec.json.Decoder(list[_V2Batch])
 # an Answer from its three fields, without the Python-level __new__ of a named tuple
 _answer = functools.partial(tuple.__new__, Answer)
 
@@ -119,6 +155,18 @@ def decode_record(raw: bytes) -> tuple[list[DnsEvent], list[Rejected]]:
     events: list[DnsEvent] = []
     rejected: list[Rejected] = []
     try:
+        bundle = _bundle_decoder.decode(raw)
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
+        bundle = []  # v1 events, or something to read item by item below
+    if bundle:
+        offset = 0  # a rejected event's place: its index among the bundle's events
+        for b in bundle:
+            good, bad = decode_v2(b)
+            rejected += [r._replace(position=offset + (r.position or 0)) for r in bad]
+            events += good
+            offset += len(b.events)
+        return events, rejected
+    try:
         structs = _batch_decoder.decode(raw)  # the fast path: the whole array at once
     except (msgspec.DecodeError, RecursionError):
         try:
@@ -128,6 +176,11 @@ def decode_record(raw: bytes) -> tuple[list[DnsEvent], list[Rejected]]:
         if not items:
             return [], [Rejected(raw, ValueError("an empty batch record"))]
         for i, item in enumerate(items):
+            if item.lstrip()[:1] == b"{":  # a v2 batch of a bundle, or a v1 event
+                good, bad = decode_record(item)
+                rejected += [r._replace(position=i) for r in bad]
+                events += good
+                continue
             try:
                 events.append(decode_event(item))
             except (EventError, ValueError, TypeError) as exc:
@@ -143,7 +196,7 @@ def decode_record(raw: bytes) -> tuple[list[DnsEvent], list[Rejected]]:
     return events, rejected
 
 
-def decode_v2(b: v2.Batch) -> tuple[list[DnsEvent], list[Rejected]]:
+def decode_v2(b: _V2Batch) -> tuple[list[DnsEvent], list[Rejected]]:
     """A decoded v2 batch as detector events: each client's identity checked
     once; an event whose client or name fails is rejected alone."""
     n = b.node
@@ -180,8 +233,16 @@ def decode_v2(b: v2.Batch) -> tuple[list[DnsEvent], list[Rejected]]:
                 )
             )
         except EventError as exc:
-            rejected.append(Rejected(v2.encoder.encode(v2.single(b, e)), exc, i))
+            rejected.append(Rejected(_single(b, e), exc, i))
     return events, rejected
+
+
+def _single(b: _V2Batch, e: v2.Event) -> bytes:
+    """``e`` as a v2 batch of its own, with its client (a dead letter)."""
+    n = b.node
+    node = Node(n.id, n.cluster, n.namespace, n.workload, n.pod, n.service_account)
+    clients = [v2.Client(c.ip, c.port, c.peer) for c in b.clients]
+    return v2.encoder.encode(v2.single(v2.Batch(node, clients, b.events), e))
 
 
 # ``query_name`` kept while names recur (a cluster asks for the same names again

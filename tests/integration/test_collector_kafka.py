@@ -125,6 +125,68 @@ def test_a_nodes_clients_share_records_on_their_own_partitions(
     assert sorted(seen) == sorted(pairs)
 
 
+def test_sidecars_records_travel_in_bundles_on_their_partitions(
+    kafka_bootstrap: str, unique_topic: str
+) -> None:
+    """Forty sidecars (a pod each) post at once: their records reach Kafka in
+    bundles, far fewer than the requests, each on the partition of every
+    client in it, every event once and each pod's in the order it sent them;
+    each request was answered 202 only after its bundle was acknowledged."""
+    from aiokafka.partitioner import murmur2
+
+    from streams.ingest.decode import decode_record
+
+    settings = CollectorSettings(token=Secret("collector-token-0123"), bundle_ms=200,
+                                 kafka_bootstrap=kafka_bootstrap, events_topic=unique_topic,
+                                 dlq_topic=unique_topic + ".dlq")  # fmt: skip
+    pods = [f"web-{i}" for i in range(40)]
+    bodies = [json.dumps([event(f"q{i}-{j}.example.com", pod) for j in range(3)]).encode()
+              for i, pod in enumerate(pods)]  # fmt: skip
+
+    async def run() -> list[tuple[int, bytes | None, bytes]]:
+        await ensure_topics(
+            kafka_bootstrap, [TopicSpec(unique_topic, 3), TopicSpec(unique_topic + ".dlq", 1)]
+        )
+        async with TestClient(TestServer(Collector(settings).app())) as client:
+            auth = {"Authorization": "Bearer collector-token-0123"}
+            replies = await asyncio.gather(
+                *(client.post("/v1/events", data=b, headers=auth) for b in bodies)
+            )
+            assert [r.status for r in replies] == [202] * 40
+        consumer = AIOKafkaConsumer(unique_topic, bootstrap_servers=kafka_bootstrap,
+                                    auto_offset_reset="earliest", group_id=None)  # fmt: skip
+        await consumer.start()
+        out: list[tuple[int, bytes | None, bytes]] = []
+        try:
+            async with asyncio.timeout(5):
+                while True:
+                    for tp, records in (await consumer.getmany(timeout_ms=300)).items():
+                        out.extend((tp.partition, r.key, r.value) for r in records)
+        except TimeoutError:
+            pass
+        finally:
+            await consumer.stop()
+        return out
+
+    records = asyncio.run(run())
+    assert len(records) < 20
+    seen: list[tuple[str, str]] = []
+    for partition, key, value in records:
+        assert key is not None
+        assert (murmur2(key) & 0x7FFFFFFF) % 3 == partition
+        events, rejected = decode_record(value)
+        assert not rejected
+        assert {(murmur2(e.client.encode()) & 0x7FFFFFFF) % 3 for e in events} == {partition}
+        seen += [(e.client, e.qname) for e in events]
+    assert sorted(seen) == sorted(
+        (f"shop/{pod}", f"q{i}-{j}.example.com") for i, pod in enumerate(pods) for j in range(3)
+    )
+    for i, pod in enumerate(pods):
+        assert [n for c, n in seen if c == f"shop/{pod}"] == [
+            f"q{i}-{j}.example.com" for j in range(3)
+        ]
+
+
 def test_kafka_unreachable_is_503_and_recovers_nothing_lost(kafka_bootstrap: str) -> None:
     (dead_port,) = free_ports(1)
     settings = replace(

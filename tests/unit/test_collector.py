@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -384,3 +385,46 @@ def test_v2_frames_that_cannot_be_read_are_refused() -> None:
         assert "v2 batch" in reply["error"]
     many = v2_body(*[(f"n{i}.com", "10.0.0.1") for i in range(51)])
     assert call(MemorySink(), json.dumps(many).encode())[0] == 413
+
+
+def test_sidecars_requests_share_records_per_partition() -> None:
+    """Forty sidecars post at once (one pod each): their records travel in
+    bundles, one per partition, keyed by a client of that partition, every
+    event once; with bundling off, a record per request."""
+    from aiokafka.partitioner import murmur2
+
+    from streams.ingest.decode import decode_record
+
+    def partition(key: bytes, n: int) -> int:
+        return (murmur2(key) & 0x7FFFFFFF) % n
+
+    pods = [f"web-{i}" for i in range(40)]
+    bodies = [json.dumps([event(f"q{i}-{j}.example.com", pod) for j in range(3)]).encode()
+              for i, pod in enumerate(pods)]  # fmt: skip
+
+    def post_all(sink: MemorySink, settings: CollectorSettings) -> list[int]:
+        async def run() -> list[int]:
+            async with TestClient(TestServer(Collector(settings, sink).app())) as client:
+                replies = await asyncio.gather(
+                    *(client.post("/v1/events", data=b, headers=AUTH) for b in bodies)
+                )
+                return [r.status for r in replies]
+
+        return asyncio.run(run())
+
+    roomy = CollectorSettings(token=Secret(TOKEN), max_body_bytes=1 << 20, max_events=1000)
+    sink = MemorySink(partitions=6)
+    assert post_all(sink, roomy) == [202] * 40
+    assert len(sink.events) <= 6
+    seen: list[tuple[str, str]] = []
+    for key, value in sink.events:
+        events, rejected = decode_record(value)
+        assert not rejected
+        assert {partition(e.client.encode(), 6) for e in events} == {partition(key, 6)}
+        seen += [(e.client, e.qname) for e in events]
+    assert sorted(seen) == sorted(
+        (f"shop/{pod}", f"q{i}-{j}.example.com") for i, pod in enumerate(pods) for j in range(3)
+    )
+    alone = MemorySink(partitions=6)
+    assert post_all(alone, replace(roomy, bundle_ms=0)) == [202] * 40
+    assert len(alone.events) == 40
