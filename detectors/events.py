@@ -12,7 +12,7 @@ import math
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
@@ -24,8 +24,20 @@ class EventError(ValueError):
     """A v1 event lacks a field detectors need, or has it in the wrong shape."""
 
 
+class AnswerRecord(Protocol):
+    """What detectors read of an answer record: an :class:`Answer`, or the
+    collector's v2 answer as the worker decodes it (taken as it is)."""
+
+    @property
+    def type(self) -> str: ...
+    @property
+    def ttl(self) -> int: ...
+    @property
+    def data(self) -> str: ...
+
+
 class Answer(NamedTuple):
-    rtype: str
+    type: str  # the record type: A, AAAA, CNAME, ...
     ttl: int
     data: str
 
@@ -43,7 +55,7 @@ class DnsEvent(msgspec.Struct, gc=False):
     qname: str  # canonical presentation form (detectors.dnsname)
     qtype: str
     rcode: str | None  # None when the query went unanswered, or its answer was not seen
-    answers: tuple[Answer, ...] = ()
+    answers: tuple[AnswerRecord, ...] = ()
     action: str = "allowed"
     # False where the capture path sees queries only (the UDP module): rcode is
     # then None without meaning "unanswered", and the outcome is unknown

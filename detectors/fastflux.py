@@ -60,7 +60,7 @@ class FastFlux:
         if not ev.answers:
             return []
         s = self.settings
-        low = [a for a in ev.answers if a.rtype in ("A", "AAAA") and a.ttl <= s.max_ttl]
+        low = [a for a in ev.answers if a.type in ("A", "AAAA") and a.ttl <= s.max_ttl]
         if not low:
             return []
         st = self.names.get(ev.qname)

@@ -114,8 +114,6 @@ class _V2Batch(msgspec.Struct, forbid_unknown_fields=True, tag_field="v", tag=2)
 
 _v2_decoder = msgspec.json.Decoder(_V2Batch)
 _bundle_decoder = msgspec.json.Decoder(list[_V2Batch])
-# an Answer from its three fields, without the Python-level __new__ of a named tuple
-_answer = functools.partial(tuple.__new__, Answer)
 
 
 class Rejected(NamedTuple):
@@ -225,9 +223,7 @@ def decode_v2(b: _V2Batch) -> tuple[list[DnsEvent], list[Rejected]]:
                     _canonical(e.name),
                     e.type.upper(),
                     None if r is None else r.rcode,
-                    tuple([_answer((a.type, a.ttl, a.data)) for a in r.answers])
-                    if r is not None and r.answers
-                    else (),
+                    tuple(r.answers) if r is not None and r.answers else (),
                     e.action,
                     e.observed,
                 )

@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from detectors.events import DnsEvent
 from streams.ingest import batch as v2
 from streams.ingest import collector
 from streams.ingest.collector import Record, records_from_v1
@@ -66,7 +67,15 @@ def test_v2_records_read_like_the_v1_events_they_came_from() -> None:
         (e for _, value in records(*evs) for e in decode_record(value)[0]),
         key=lambda e: (e.client, e.ts, e.qname),
     )
-    assert via_v2 == direct
+
+    # answers are compared by what detectors read of them (a v2 answer stays
+    # the decoded record, a v1 one is a detectors.events.Answer)
+    def plain(e: DnsEvent) -> tuple[object, ...]:
+        answers = tuple((a.type, a.ttl, a.data) for a in e.answers)
+        return (*msgspec.structs.astuple(msgspec.structs.replace(e, answers=())), answers)
+
+    assert [plain(e) for e in via_v2] == [plain(e) for e in direct]
+    assert sum(len(e.answers) for e in direct) > 100
     assert any(not e.observed for e in direct) or any(e.rcode == "NXDOMAIN" for e in direct)
 
 
