@@ -5,11 +5,12 @@ task iterates ``stream.noack().events()`` into a bounded ``Intake``
 (``streams.engine.intake`` says why not ``take_events``), and the agent takes
 up to ``batch_max`` records, or what arrived within ``BATCH_WAIT_S``, as one
 batch and acks each record (Faust commits it later) only once the state it
-changed is saved (below). A record is a batch record (the collector writes
-one per request and partition: a v2 batch of the events of the request's
-clients on that partition), a JSON array of v1 events or a single v1 event,
-so Faust's per-message cost is paid per batch record, and the detectors see
-many clients' events in one call.
+changed is saved (below). A record is a batch record (a v2 batch of the
+events of one request's clients on that partition, or a bundle of such
+batches from the requests the collector received within its bundle window),
+a JSON array of v1 events or a single v1 event, so Faust's per-message cost
+is paid per batch record, and the detectors see many clients' events in one
+call.
 
 The per-client tables are keyed by the client identity as raw bytes, the same
 bytes as the events topic's record key, and written through the producer's
