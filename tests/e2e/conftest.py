@@ -119,13 +119,16 @@ def records_by_name(
                 for records in batch.values():
                     for r in records:
                         value = json.loads(r.value)
-                        if isinstance(value, dict) and value.get("v") == 2:
-                            # the events topic holds v2 batch records: each checked
-                            # against the published schema, read as v1 objects
-                            jsonschema.validate(value, SCHEMA_V2)
-                            items: list[Any] = to_v1(decode_batch_v2(r.value))
-                        else:
-                            items = value if isinstance(value, list) else [value]
+                        # the events topic holds v2 batch records and bundles of
+                        # them (JSON arrays): each batch checked against the
+                        # published schema, read as v1 objects
+                        items: list[Any] = []
+                        for item in value if isinstance(value, list) else [value]:
+                            if isinstance(item, dict) and item.get("v") == 2:
+                                jsonschema.validate(item, SCHEMA_V2)
+                                items += to_v1(decode_batch_v2(json.dumps(item).encode()))
+                            else:
+                                items.append(item)
                         for record in items:
                             name = name_of(record)
                             if name in names:

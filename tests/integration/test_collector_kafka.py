@@ -36,6 +36,25 @@ async def _drain(bootstrap: str, topic: str, n: int) -> list[tuple[bytes | None,
     return out
 
 
+async def _read_all(bootstrap: str, topic: str) -> list[tuple[int, bytes | None, bytes]]:
+    """Every record of ``topic`` as (partition, key, value), read for 5 s."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None
+    )
+    await consumer.start()
+    out: list[tuple[int, bytes | None, bytes]] = []
+    try:
+        async with asyncio.timeout(5):
+            while True:
+                for tp, records in (await consumer.getmany(timeout_ms=300)).items():
+                    out.extend((tp.partition, r.key, r.value) for r in records)
+    except TimeoutError:
+        pass
+    finally:
+        await consumer.stop()
+    return out
+
+
 def test_events_and_dead_letters_land_in_kafka(kafka_bootstrap: str, unique_topic: str) -> None:
     settings = CollectorSettings(
         token=Secret("collector-token-0123"),
@@ -100,20 +119,8 @@ def test_a_nodes_clients_share_records_on_their_own_partitions(
             resp = await client.post("/v1/events", data=json.dumps(v2_body(*pairs)).encode(),
                                      headers={"Authorization": "Bearer collector-token-0123"})  # fmt: skip
             assert resp.status == 202
-        consumer = AIOKafkaConsumer(unique_topic, bootstrap_servers=kafka_bootstrap,
-                                    auto_offset_reset="earliest", group_id=None)  # fmt: skip
-        await consumer.start()
-        out: list[tuple[int, bytes]] = []
-        try:
-            async with asyncio.timeout(5):
-                while True:
-                    for tp, records in (await consumer.getmany(timeout_ms=300)).items():
-                        out.extend((tp.partition, r.value) for r in records)
-        except TimeoutError:
-            pass
-        finally:
-            await consumer.stop()
-        return out
+        return [(partition, value) for partition, _, value in await _read_all(kafka_bootstrap,
+                                                                              unique_topic)]  # fmt: skip
 
     records = asyncio.run(run())
     assert 1 <= len(records) <= 3
@@ -153,20 +160,7 @@ def test_sidecars_records_travel_in_bundles_on_their_partitions(
                 *(client.post("/v1/events", data=b, headers=auth) for b in bodies)
             )
             assert [r.status for r in replies] == [202] * 40
-        consumer = AIOKafkaConsumer(unique_topic, bootstrap_servers=kafka_bootstrap,
-                                    auto_offset_reset="earliest", group_id=None)  # fmt: skip
-        await consumer.start()
-        out: list[tuple[int, bytes | None, bytes]] = []
-        try:
-            async with asyncio.timeout(5):
-                while True:
-                    for tp, records in (await consumer.getmany(timeout_ms=300)).items():
-                        out.extend((tp.partition, r.key, r.value) for r in records)
-        except TimeoutError:
-            pass
-        finally:
-            await consumer.stop()
-        return out
+        return await _read_all(kafka_bootstrap, unique_topic)
 
     records = asyncio.run(run())
     assert len(records) < 20
