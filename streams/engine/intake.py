@@ -16,12 +16,20 @@ batch: records keep being drained whenever the batch loop awaits. The intake
 is bounded by items and bytes; a full intake makes the reader wait, which
 stops Faust's delivery (backpressure), and one item larger than the byte
 bound is still admitted into an empty intake, so nothing is stuck.
+
+A batch waits for more items for at most ``within`` seconds after its
+oldest item arrived, not after the batch loop asked: when the loop comes
+back from a batch and finds items that have waited that long already, it
+takes them at once. A loop that waited the whole window on every batch was
+busy for the window plus its handling time per batch, so once it fell
+behind (a long collection, a save) it caught up slowly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from collections.abc import AsyncIterable, Callable
 from typing import Generic, TypeVar
@@ -42,7 +50,7 @@ class Intake(Generic[T]):
         self.max_items = max_items
         self.max_bytes = max_bytes
         self._size = size
-        self._items: deque[tuple[T, int]] = deque()
+        self._items: deque[tuple[T, int, float]] = deque()  # (item, size, arrived)
         self._bytes = 0
         self._changed = asyncio.Condition()
         self._closed: BaseException | None = None
@@ -64,7 +72,7 @@ class Intake(Generic[T]):
         size = self._size(item)
         async with self._changed:
             await self._changed.wait_for(lambda: self._room_for(size))
-            self._items.append((item, size))
+            self._items.append((item, size, time.monotonic()))
             self._bytes += size
             self._changed.notify_all()
 
@@ -86,9 +94,10 @@ class Intake(Generic[T]):
 
     async def take(self, max_items: int, max_bytes: int, within: float) -> list[T]:
         """The oldest items, at most ``max_items`` and ``max_bytes`` (but at
-        least one): waits for a first one, then up to ``within`` seconds for
-        either bound to be reached before taking what is there. Raises
-        ``IntakeClosed`` once the reader has stopped and nothing is left."""
+        least one): waits for a first one, then until either bound is reached
+        or ``within`` seconds after the oldest one arrived, and takes what is
+        there. Raises ``IntakeClosed`` once the reader has stopped and nothing
+        is left."""
         async with self._changed:
             await self._changed.wait_for(lambda: self._items or self._closed is not None)
             if not self._items:
@@ -101,14 +110,15 @@ class Intake(Generic[T]):
                     or self._closed is not None
                 )
 
-            if not enough():
+            wait = self._items[0][2] + within - time.monotonic()
+            if wait > 0 and not enough():
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(within):
+                    async with asyncio.timeout(wait):
                         await self._changed.wait_for(enough)
             batch: list[T] = []
             taken = 0
             while self._items and len(batch) < max_items:
-                item, size = self._items[0]
+                item, size, _ = self._items[0]
                 if batch and taken + size > max_bytes:
                     break
                 self._items.popleft()

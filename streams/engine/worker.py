@@ -3,8 +3,8 @@
 One Faust agent reads the events topic through Faust's public API only: a
 task iterates ``stream.noack().events()`` into a bounded ``Intake``
 (``streams.engine.intake`` says why not ``take_events``), and the agent takes
-up to ``batch_max`` records, or what arrived within ``BATCH_WAIT_S``, as one
-batch and acks each record (Faust commits it later) only once the state it
+up to ``batch_max`` records, or what arrived by ``BATCH_WAIT_S`` after the
+oldest of them, as one batch and acks each record (Faust commits it later) only once the state it
 changed is saved (below). A record is a batch record (a v2 batch of the
 events of one request's clients on that partition, or a bundle of such
 batches from the requests the collector received within its bundle window),
@@ -73,8 +73,10 @@ log = logging.getLogger("dnsguard.worker")
 MAX_PENDING_VERDICTS = 100_000
 COUNT_WINDOW_S = 60  # per-client counts: one-minute windows, kept for an hour
 COUNT_KEEP_S = 3600
-BATCH_WAIT_S = 0.01  # a batch is what arrived in this long, or batch_max records,
-BATCH_BYTES = 1 << 20  # or this many bytes of records: a batch's CPU stays in tens of ms
+# a batch: what arrived by BATCH_WAIT_S after its oldest record, or batch_max
+# records, or BATCH_BYTES of records (a batch's CPU stays in tens of ms)
+BATCH_WAIT_S = 0.01
+BATCH_BYTES = 1 << 20
 INTAKE_RECORDS = 10_000  # records read ahead of the batch loop, at most
 INTAKE_BYTES = 64 << 20  # and their bytes
 SAVE_EVERY_S = 1.0  # while the input has not caught up, touched clients are saved this often

@@ -151,3 +151,27 @@ def test_bounds_are_checked() -> None:
         Intake(0, 10, len)
     with pytest.raises(ValueError, match="at least one"):
         Intake(10, 0, len)
+
+
+def test_the_window_counts_from_the_oldest_items_arrival() -> None:
+    """Items that have waited ``within`` already (the batch loop was busy with
+    the last batch) are taken at once; a fresh one waits the rest of its
+    window, not a whole window from the call."""
+
+    async def run() -> tuple[float, float]:
+        box = intake()
+        loop = asyncio.get_running_loop()
+        await box.put(b"a")
+        await asyncio.sleep(0.3)  # the loop was busy meanwhile
+        t0 = loop.time()
+        assert await box.take(10, 1 << 20, within=0.2) == [b"a"]
+        waited_old = loop.time() - t0
+        await box.put(b"b")
+        await asyncio.sleep(0.1)
+        t0 = loop.time()
+        assert await box.take(10, 1 << 20, within=0.3) == [b"b"]
+        return waited_old, loop.time() - t0
+
+    waited_old, waited_fresh = asyncio.run(run())
+    assert waited_old < 0.05
+    assert 0.1 <= waited_fresh < 0.28
