@@ -142,6 +142,19 @@ def _worker_rate(m: dict[str, float]) -> str:
     return f"{m['dnsguard worker']:,.0f} events/s{tail}"
 
 
+def _shape_row(what: str, shape: dict[str, Any]) -> Row:
+    """A further record shape of the worker benchmark, against its decoding consumer."""
+    m = shape["median_events_per_s"]
+    return (
+        what,
+        "same",
+        _worker_rate(m),
+        f"consumer decoding the records: {m['decoding consumer']:,.0f} events/s",
+        f"{shape['ratio_vs_decoding_consumer']:.2f}x the decoding consumer; "
+        f">= 100,000/s: {_met(m['dnsguard worker'] >= 100_000)}",
+    )
+
+
 def worker_rows(d: dict[str, Any]) -> list[Row]:
     m = d["median_events_per_s"]
     w = m["dnsguard worker"]
@@ -168,31 +181,19 @@ def worker_rows(d: dict[str, Any]) -> list[Row]:
             f"{large['ratio_vs_decoding_consumer']:.2f}x the decoding consumer (>= 0.5: "
             f"{_met(large['ratio_vs_decoding_consumer'] >= 0.5)}); >= 100,000/s: {_met(lw >= 100_000)}",
         ))  # fmt: skip
-    many = d.get("many_pods")
+    many, sidecars = d.get("many_pods"), d.get("sidecars_bundled")
     if many:
-        mm = many["median_events_per_s"]
-        rows.append((
+        rows.append(_shape_row(
             f"the same number of events from {many['pods']} pods (a node's worth; "
             f"{many['records']:,} batch records of requests of {many['request_events']:,} events)",
-            "same",
-            _worker_rate(mm),
-            f"consumer decoding the records: {mm['decoding consumer']:,.0f} events/s",
-            f"{many['ratio_vs_decoding_consumer']:.2f}x the decoding consumer; "
-            f">= 100,000/s: {_met(mm['dnsguard worker'] >= 100_000)}",
+            many,
         ))  # fmt: skip
-    sidecars = d.get("sidecars_bundled")
     if sidecars:
-        sm = sidecars["median_events_per_s"]
-        sw = sm["dnsguard worker"]
-        rows.append((
+        rows.append(_shape_row(
             f"the same pods each behind its own sidecar, their small requests bundled by the "
             f"collector ({sidecars['bundle_window_events']} events a 20 ms window at "
             f"{d['latency']['rate_events_per_s']:,} events/s; {sidecars['records']:,} records)",
-            "same",
-            _worker_rate(sm),
-            f"consumer decoding the records: {sm['decoding consumer']:,.0f} events/s",
-            f"{sidecars['ratio_vs_decoding_consumer']:.2f}x the decoding consumer; "
-            f">= 100,000/s: {_met(sw >= 100_000)}",
+            sidecars,
         ))  # fmt: skip
     lat = d["latency"]
     rows.append((
