@@ -163,11 +163,10 @@ async def v2_records(events: list[bytes], bundle: bool = False) -> list[Record]:
     async def written(records: Sequence[Record], _: Sequence[Record]) -> None:
         out.extend(records)
 
-    bundler = Bundler(written, 3600.0, RECORD_MAX_EVENTS, RECORD_MAX_BYTES)
-    sends = asyncio.gather(*(bundler.send(parts) for parts in requests))
-    await asyncio.sleep(0)  # every request's parts are in their bundles
-    await bundler.close()
-    await sends
+    # the window's requests in the order they came, in one call: every part is
+    # in its bundle before the (zero) linger closes them
+    bundler = Bundler(written, 0.0, RECORD_MAX_EVENTS, RECORD_MAX_BYTES)
+    await bundler.send([part for parts in requests for part in parts])
     return out
 
 

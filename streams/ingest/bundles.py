@@ -77,8 +77,6 @@ class Bundler:
         self.max_bytes = max_bytes
         self._open: dict[tuple[int, int], _Bundle] = {}
         self._writing: set[asyncio.Task[None]] = set()
-        self.records = 0  # bundles written
-        self.parts = 0  # parts they carried
 
     async def send(self, parts: Sequence[Part]) -> None:
         """Returns once every bundle carrying ``parts`` is written; raises what
@@ -133,8 +131,6 @@ class Bundler:
             return
         if bundle.timer is not None:
             bundle.timer.cancel()
-        self.records += 1
-        self.parts += len(bundle.values)
         # tasks start in the order they are created and reach the sink's
         # ordered send without suspending first: a partition's bundles are
         # handed over in the order they were closed
